@@ -1,0 +1,285 @@
+"""The Starlette app that speaks the LS ML backend protocol for one model class."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .config import Settings
+from .errors import InvalidShape, MLBackendError, PayloadTooLarge, StateUnavailable, Unauthorized
+from .metrics import CONTENT_TYPE, Metrics
+from .model import LabelStudioMLBase
+from .openapi import openapi_spec
+from .protocol import PredictRequest, SetupRequest, WebhookEvent, loads
+from .runtime import ModelRuntime
+from .storage import Store
+
+logger = logging.getLogger(__name__)
+
+OPEN_PATHS = {"/", "/health", "/openapi.json"}
+REALM = 'Basic realm="label-studio-ml", charset="UTF-8"'
+
+
+def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"status": status, "error": reason}, status_code=status, headers=headers)
+
+
+def _credentials_ok(header: str, user: str, password: str) -> bool:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return False
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return False
+    given_user, sep, given_pass = decoded.partition(":")
+    if not sep:
+        return False
+    user_ok = hmac.compare_digest(given_user.encode(), user.encode())
+    pass_ok = hmac.compare_digest(given_pass.encode(), password.encode())
+    return user_ok & pass_ok  # both compared: no short-circuit on the user name
+
+
+class ProtocolMiddleware:
+    """Basic auth, metrics and timing for every HTTP request (pure ASGI: no per-request tasks)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if self.settings.root_path and path.startswith(self.settings.root_path):
+            path = path[len(self.settings.root_path):] or "/"
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        authenticated = True
+        if self.settings.basic_auth_enabled:
+            header = ""
+            for key, value in scope["headers"]:
+                if key == b"authorization":
+                    header = value.decode("latin-1")
+            authenticated = _credentials_ok(header, self.settings.basic_auth_user, self.settings.basic_auth_pass)
+        scope.setdefault("state", {})["authenticated"] = authenticated
+        try:
+            if not authenticated and path not in OPEN_PATHS and path != "/webhook":
+                response = error_response(401, "authentication required", {"WWW-Authenticate": REALM})
+                await response(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
+        finally:
+            label = path if path in KNOWN_PATHS else "other"
+            self.metrics.requests.labels(label, str(status[0])).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)")
+        chunks.append(chunk)
+    return loads(b"".join(chunks))
+
+
+class MLBackendApp:
+    """Route handlers bound to one runtime."""
+
+    def __init__(self, runtime: ModelRuntime, metrics: Metrics) -> None:
+        self.runtime = runtime
+        self.metrics = metrics
+        self.settings = runtime.settings
+        self.limiter = anyio.CapacityLimiter(max(1, self.settings.threads))
+
+    async def health(self, request: Request) -> Response:
+        body = self.runtime.health()
+        if self.runtime.queue is not None and not self.runtime.queue.ping():
+            body["status"], body["reason"] = "DEGRADED", "Redis is unreachable: state and training unavailable"
+            return JSONResponse(body, status_code=503)
+        if self.runtime.state != "ready":
+            body["reason"] = self.runtime.error or "model is loading"
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
+
+    async def setup(self, request: Request) -> Response:
+        parsed = SetupRequest.parse(await read_json(request, self.settings.max_request_bytes))
+        version = await anyio.to_thread.run_sync(self.runtime.setup, parsed)
+        return JSONResponse({"model_version": version})
+
+    async def predict(self, request: Request) -> Response:
+        parsed = PredictRequest.parse(await read_json(request, self.settings.max_request_bytes))
+        self.runtime.require_ready()
+        started = time.perf_counter()
+        before = dict(self.runtime.stats)
+        results = await anyio.to_thread.run_sync(self.runtime.predict, parsed, limiter=self.limiter)
+        self.metrics.predictions.inc(len(results))
+        self.metrics.dropped.inc(self.runtime.stats["dropped_regions"] - before["dropped_regions"])
+        self.metrics.failed_tasks.inc(self.runtime.stats["failed_tasks"] - before["failed_tasks"])
+        logger.info("predicted %d task(s) for project %s in %.1f ms%s", len(results), parsed.project,
+                    1000 * (time.perf_counter() - started), " (interactive)" if parsed.context else "")
+        return JSONResponse({"results": results})
+
+    async def webhook(self, request: Request) -> Response:
+        event = WebhookEvent.parse(await read_json(request, self.settings.max_request_bytes))
+        authenticated = request.scope.get("state", {}).get("authenticated", True)
+        if not authenticated:
+            if event.action == "START_TRAINING" and not self._webhook_secret_ok(request):
+                raise Unauthorized("START_TRAINING needs the backend's basic-auth credentials")
+            if self.settings.webhook_secret and not self._webhook_secret_ok(request):
+                raise Unauthorized("webhook secret missing or wrong (X-Webhook-Secret)")
+        if event.project is not None and event.action != "START_TRAINING" and not authenticated:
+            # unauthenticated events may only schedule work for projects this backend knows
+            known = await anyio.to_thread.run_sync(self.runtime.store.get, event.project, "label_config")
+            if not known:
+                return JSONResponse({"status": "ignored", "reason": "unknown project"})
+        reply = await anyio.to_thread.run_sync(self.runtime.webhook, event)
+        self.metrics.jobs_active.set(self.runtime.trainer.active_count())
+        return JSONResponse(reply)
+
+    def _webhook_secret_ok(self, request: Request) -> bool:
+        secret = self.settings.webhook_secret
+        given = request.headers.get("x-webhook-secret", "")
+        return bool(secret) and hmac.compare_digest(given.encode(), secret.encode())
+
+    async def train(self, request: Request) -> Response:
+        """Legacy ``/train`` (old LS): the same path as START_TRAINING."""
+        body = await read_json(request, self.settings.max_request_bytes)
+        if not isinstance(body, dict):
+            raise InvalidShape("request body must be a JSON object")
+        event = WebhookEvent.parse({**body, "action": "START_TRAINING", "project": body.get("project")})
+        if event.project is None:
+            raise InvalidShape("/train needs a 'project'")
+        if body.get("label_config") and isinstance(body["label_config"], str):
+            event.label_config = body["label_config"]
+        reply = await anyio.to_thread.run_sync(self.runtime.webhook, event)
+        return JSONResponse(reply)
+
+    async def versions(self, request: Request) -> Response:
+        project = request.query_params.get("project")
+        projects = [project.split(".", 1)[0]] if project else None
+        versions = await anyio.to_thread.run_sync(self._versions, projects)
+        return JSONResponse({"versions": versions, "model_class": self.runtime.model_class.__name__})
+
+    def _versions(self, projects: list[str] | None) -> list[str]:
+        store = self.runtime.store
+        if projects is None:
+            root = getattr(store, "root", None)
+            projects = sorted(p.name for p in root.glob("*")) if root is not None and root.exists() else []
+        found: list[str] = []
+        for project in projects:
+            for version in [self.runtime.versions.active(project)] + self.runtime.versions.history(project):
+                if version not in found:
+                    found.append(version)
+        return found or [self.runtime.versions.initial]
+
+    async def jobs(self, request: Request) -> Response:
+        project = request.query_params.get("project")
+        if not project or not project.split(".", 1)[0].isdigit():
+            raise InvalidShape("GET /jobs needs ?project=<id>")
+        records = await anyio.to_thread.run_sync(self.runtime.trainer.jobs, project.split(".", 1)[0])
+        active = self.runtime.versions.active(project.split(".", 1)[0])
+        return JSONResponse({"project": project, "model_version": active, "jobs": records})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        self.metrics.jobs_active.set(self.runtime.trainer.active_count())
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_spec(self.runtime.model_class.__name__))
+
+
+KNOWN_PATHS = {"/", "/health", "/setup", "/predict", "/webhook", "/train", "/versions", "/metrics",
+               "/jobs", "/openapi.json"}
+
+
+async def _ml_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MLBackendError)
+    headers = {"WWW-Authenticate": REALM} if exc.status_code == 401 else None
+    if exc.status_code >= 500:
+        logger.error("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.reason)
+    else:
+        logger.info("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.reason)
+    return error_response(exc.status_code, exc.reason, headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal error; see the server log")
+
+
+def create_app(model_class: type[LabelStudioMLBase], settings: Settings | None = None,
+               store: Store | None = None, background_load: bool = True) -> Starlette:
+    """Build the app. Resources load at start-up: in a background thread (``/health`` is 503 until
+    done) or, with ``background_load=False``, before the app accepts requests."""
+    settings = settings or Settings.from_env()
+    runtime = ModelRuntime(model_class, settings, store)
+    if settings.redis_url:
+        from .queue import RedisTrainingQueue
+
+        runtime.queue = RedisTrainingQueue(settings, model_class)
+    metrics = Metrics()
+    handlers = MLBackendApp(runtime, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if background_load:
+            threading.Thread(target=runtime.load, name="model-load", daemon=True).start()
+        else:
+            await anyio.to_thread.run_sync(runtime.load)
+        yield
+
+    routes = [
+        Route("/", handlers.health, methods=["GET"]),
+        Route("/health", handlers.health, methods=["GET"]),
+        Route("/setup", handlers.setup, methods=["POST"]),
+        Route("/predict", handlers.predict, methods=["POST"]),
+        Route("/webhook", handlers.webhook, methods=["POST"]),
+        Route("/train", handlers.train, methods=["POST"]),
+        Route("/versions", handlers.versions, methods=["GET"]),
+        Route("/jobs", handlers.jobs, methods=["GET"]),
+        Route("/metrics", handlers.metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", handlers.openapi, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={MLBackendError: _ml_error, HTTPException: _http_error, Exception: _unexpected,
+                            StateUnavailable: _ml_error},
+    )
+    app.add_middleware(ProtocolMiddleware, settings=settings, metrics=metrics)  # type: ignore[arg-type]
+    app.state.runtime = runtime
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,177 @@
+"""Fetching task media to local files (PROTOCOL.md §8): LS uploads, local files, cloud URIs, http(s)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+
+import requests
+
+from .errors import MediaError
+from .ls_client import LabelStudioClient, origin
+from .storage import atomic_write
+
+logger = logging.getLogger(__name__)
+
+CLOUD_SCHEMES = ("s3://", "gs://", "azure-blob://")
+LS_PREFIXES = ("/data/upload/", "upload/", "/data/local-files/", "/storage-data/", "/tasks/")
+MAX_REDIRECTS = 5
+
+
+def is_media_reference(value: object) -> bool:
+    """True for values that name a file rather than hold content (used to resolve Text URLs)."""
+    if not isinstance(value, str) or len(value) > 4096 or any(c.isspace() for c in value.strip()):
+        return False
+    value = value.strip()
+    return value.startswith(("http://", "https://") + CLOUD_SCHEMES + LS_PREFIXES)
+
+
+class MediaFetcher:
+    def __init__(self, cache_dir: Path, ls_url: str = "", ls_token: str = "", verify: bool = True,
+                 document_root: str = "", max_bytes: int = 200 * 1024 * 1024, timeout: float = 30.0,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.verify = verify
+        self.document_root = Path(document_root).resolve() if document_root else None
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.allowed_hosts = allowed_hosts
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self._clients: dict[tuple[str, str], LabelStudioClient] = {}
+        self.ls_url, self.ls_token = ls_url.rstrip("/"), ls_token
+
+    def _client(self, ls_url: str, ls_token: str) -> LabelStudioClient:
+        key = (ls_url, ls_token)
+        if key not in self._clients:
+            self._clients[key] = LabelStudioClient(ls_url, ls_token, verify=self.verify, timeout=self.timeout)
+        return self._clients[key]
+
+    def fetch(self, url: str, task_id: int | None = None, ls_url: str = "", ls_token: str = "") -> Path:
+        """A local path holding the bytes ``url`` names. Raises MediaError with a reason."""
+        if not isinstance(url, str) or not url.strip():
+            raise MediaError("media URL is empty")
+        url = url.strip()
+        ls_url = (self.ls_url or ls_url).rstrip("/")
+        ls_token = self.ls_token or ls_token
+        local = self._local_file(url)
+        if local is not None:
+            return local
+        cache_path = self._cache_path(url)
+        if cache_path.exists():
+            return cache_path
+        target, via_ls = self._resolve(url, task_id, ls_url)
+        client = self._client(ls_url, ls_token) if via_ls or (ls_url and origin(target) == origin(ls_url)) else None
+        started = time.monotonic()
+        data = self._download(target, client)
+        # keyed by the original URL or cloud URI, never by a presigned URL (those expire)
+        atomic_write(cache_path, data)
+        logger.info("fetched media %s (%d bytes, %.0f ms)", _redact(url), len(data),
+                    1000 * (time.monotonic() - started))
+        return cache_path
+
+    def _cache_path(self, url: str) -> Path:
+        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+        name = os.path.basename(urlsplit(url).path) or "file"
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:80]
+        return self.cache_dir / f"{digest}__{name}"
+
+    def _local_file(self, url: str) -> Path | None:
+        if not url.startswith("/data/local-files/") or self.document_root is None:
+            return None
+        rel = parse_qs(urlsplit(url).query).get("d", [""])[0]
+        rel = unquote(rel)
+        if not rel or rel.startswith("/") or ".." in Path(rel).parts:
+            raise MediaError("local file path escapes the document root")
+        path = (self.document_root / rel).resolve()
+        if not path.is_relative_to(self.document_root):
+            raise MediaError("local file path escapes the document root")
+        if path.is_file():
+            return path
+        return None
+
+    def _resolve(self, url: str, task_id: int | None, ls_url: str) -> tuple[str, bool]:
+        """The absolute URL to GET, and whether it is a Label Studio URL needing the token."""
+        if url.startswith(CLOUD_SCHEMES):
+            if task_id is None:
+                raise MediaError("a cloud storage URI needs the task id to be presigned by Label Studio")
+            self._need_ls(ls_url, url)
+            fileuri = base64.urlsafe_b64encode(url.encode()).decode()
+            return f"{ls_url}/tasks/{int(task_id)}/presign/?fileuri={fileuri}", True
+        if url.startswith("upload/"):
+            url = "/data/" + url
+        if url.startswith("/"):
+            self._need_ls(ls_url, url)
+            return ls_url + url, True
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise MediaError(f"media URL scheme {scheme or 'none'!r} is not allowed (only http and https)")
+        return url, bool(ls_url) and origin(url) == origin(ls_url)
+
+    @staticmethod
+    def _need_ls(ls_url: str, url: str) -> None:
+        if not ls_url:
+            raise MediaError(f"{_redact(url)} is a Label Studio path: set LABEL_STUDIO_URL so it can be fetched")
+
+    def _check_host(self, url: str, client: LabelStudioClient | None) -> None:
+        if client is not None and client.owns(url):
+            return
+        if urlsplit(url).scheme.lower() not in ("http", "https"):
+            raise MediaError("redirect to a non-http(s) URL refused")
+        host = (urlsplit(url).hostname or "").lower()
+        if self.allowed_hosts and host not in self.allowed_hosts:
+            raise MediaError(f"media host {host!r} is not in MEDIA_ALLOWED_HOSTS")
+
+    def _download(self, url: str, client: LabelStudioClient | None) -> bytes:
+        deadline = time.monotonic() + self.timeout
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check_host(url, client)
+            try:
+                if client is not None and client.owns(url):
+                    reply = client.request("GET", url, stream=True, timeout=self.timeout)
+                else:
+                    reply = self.session.get(url, stream=True, timeout=self.timeout, verify=self.verify,
+                                             allow_redirects=False)
+            except requests.RequestException as exc:
+                raise MediaError(f"cannot reach {_redact(url)}: {type(exc).__name__}") from None
+            except (PermissionError, ValueError) as exc:
+                raise MediaError(str(exc)) from None
+            if reply.is_redirect:
+                url = urljoin(url, reply.headers["Location"])
+                reply.close()
+                continue
+            if reply.status_code != 200:
+                reply.close()
+                raise MediaError(f"{_redact(url)} answered HTTP {reply.status_code}")
+            declared = reply.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                reply.close()
+                raise MediaError(f"{_redact(url)} is larger than {self.max_bytes} bytes")
+            chunks, size = [], 0
+            try:
+                for chunk in reply.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise MediaError(f"{_redact(url)} is larger than {self.max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise MediaError(f"{_redact(url)} took longer than {self.timeout:.0f} s")
+                    chunks.append(chunk)
+            except requests.RequestException as exc:
+                raise MediaError(f"download of {_redact(url)} failed: {type(exc).__name__}") from None
+            finally:
+                reply.close()
+            return b"".join(chunks)
+        raise MediaError(f"too many redirects for {_redact(url)}")
+
+
+def _redact(url: str) -> str:
+    """A URL without its query string (presigned URLs carry credentials there)."""
+    parts = urlsplit(url)
+    if parts.query and not url.startswith("/data/local-files/"):
+        return url.split("?", 1)[0] + "?…"
+    return url

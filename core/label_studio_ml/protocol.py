@@ -1,0 +1,165 @@
+"""Parsing and shape-checking of LS request bodies (PROTOCOL.md §2-§4)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidInput, InvalidShape
+
+MAX_JSON_DEPTH = 64
+
+
+def loads(body: bytes) -> Any:
+    if not body:
+        raise InvalidInput("request body is empty; expected a JSON object")
+    try:
+        value = json.loads(body)
+    except UnicodeDecodeError:
+        raise InvalidInput("request body is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise InvalidInput("request body JSON is nested too deeply") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise InvalidInput(f"request body JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            return depth
+        nxt: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                nxt.extend(item.values())
+            elif isinstance(item, list):
+                nxt.extend(item)
+        level = [i for i in nxt if isinstance(i, (dict, list))]
+    return depth
+
+
+def parse_project(value: Any) -> str | None:
+    """Project id from a uid ``"2.1795797692"``, ``"42"``, ``42`` or a webhook project object."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        value = value.get("id")
+        if value is None:
+            raise InvalidShape("project object has no 'id'")
+    if isinstance(value, bool):
+        raise InvalidShape("project must be a string or an integer")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        head = value.split(".", 1)[0].strip()
+        if head.isdigit():
+            return str(int(head))
+        raise InvalidInput(f"malformed project id {value[:40]!r}; expected '<id>' or '<id>.<timestamp>'")
+    raise InvalidShape("project must be a string or an integer")
+
+
+def parse_extra_params(value: Any) -> dict[str, Any] | None:
+    """extra_params arrives as an object, null, or a JSON-encoded string."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise InvalidShape("extra_params is a string that is not JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidShape("extra_params must be a JSON object")
+    return value
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidShape(f"request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+@dataclass
+class SetupRequest:
+    project: str | None
+    schema: str | None
+    hostname: str | None
+    access_token: str | None = field(repr=False)
+    extra_params: dict[str, Any] | None
+
+    @classmethod
+    def parse(cls, body: Any) -> "SetupRequest":
+        body = _object(body)
+        schema = body.get("schema", body.get("label_config"))
+        if schema is not None and not isinstance(schema, str):
+            raise InvalidShape("schema must be a string of label config XML")
+        hostname = body.get("hostname")
+        token = body.get("access_token")
+        return cls(
+            project=parse_project(body.get("project")),
+            schema=schema or None,
+            hostname=hostname if isinstance(hostname, str) and hostname.startswith(("http://", "https://"))
+            else None,
+            access_token=token if isinstance(token, str) and token else None,
+            extra_params=parse_extra_params(body.get("extra_params")),
+        )
+
+
+@dataclass
+class PredictRequest:
+    tasks: list[dict[str, Any]]
+    project: str | None
+    label_config: str | None
+    context: dict[str, Any] | None
+    params: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: Any) -> "PredictRequest":
+        body = _object(body)
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not tasks:
+            raise InvalidShape("'tasks' must be a non-empty list of task objects")
+        for i, task in enumerate(tasks):
+            if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+                raise InvalidShape(f"tasks[{i}] must be an object with a 'data' object")
+        label_config = body.get("label_config")
+        if label_config is not None and not isinstance(label_config, str):
+            raise InvalidShape("label_config must be a string of XML")
+        params = body.get("params")
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise InvalidShape("params must be an object or null")
+        params = dict(params)
+        context = params.pop("context", None)
+        if context is not None and not isinstance(context, dict):
+            raise InvalidShape("params.context must be an object or null")
+        project = parse_project(body.get("project"))
+        if project is None:
+            project = parse_project(tasks[0].get("project")) if isinstance(
+                tasks[0].get("project"), (int, str)) else None
+        return cls(tasks=tasks, project=project, label_config=label_config or None, context=context,
+                   params=params)
+
+
+@dataclass
+class WebhookEvent:
+    action: str
+    project: str | None
+    label_config: str | None
+    data: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def parse(cls, body: Any) -> "WebhookEvent":
+        body = _object(body)
+        action = body.get("action")
+        if not isinstance(action, str) or not action:
+            raise InvalidShape("webhook body has no 'action'")
+        project_obj = body.get("project")
+        label_config = project_obj.get("label_config") if isinstance(project_obj, dict) else None
+        return cls(action=action, project=parse_project(project_obj),
+                   label_config=label_config if isinstance(label_config, str) else None, data=body)

@@ -1,0 +1,228 @@
+"""The process-wide model runtime: loads resources once, caches per-project instances, predicts, trains."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+from .config import Settings
+from .errors import LabelConfigError, ModelNotReady
+from .label_config import LabelConfig
+from .media import MediaFetcher
+from .model import LabelStudioMLBase, ModelContext
+from .protocol import PredictRequest, SetupRequest, WebhookEvent
+from .regions import RegionValidator
+from .response import ModelResponse, normalize_prediction
+from .storage import FileStore, Store, make_store
+from .training import TRAIN_EVENTS, Job, TrainingManager
+from .versions import Versions
+
+logger = logging.getLogger(__name__)
+
+MAX_CACHED_PROJECTS = 64
+
+
+class PredictionCountError(RuntimeError):
+    pass
+
+
+class ModelRuntime:
+    def __init__(self, model_class: type[LabelStudioMLBase], settings: Settings | None = None,
+                 store: Store | None = None) -> None:
+        self.model_class = model_class
+        self.settings = settings or Settings.from_env()
+        self.store = store or make_store(self.settings.model_dir, self.settings.redis_url)
+        self.fetcher = MediaFetcher(
+            self.settings.model_dir / ".file-cache", self.settings.label_studio_url,
+            self.settings.label_studio_api_key, self.settings.verify_ssl,
+            self.settings.local_files_document_root, self.settings.media_max_bytes,
+            self.settings.media_timeout, self.settings.media_allowed_hosts)
+        self.versions = Versions(self.store, self.settings.model_dir, model_class.version_prefix(),
+                                 model_class.initial_version(), self.settings.keep_versions)
+        self.state = "loading"
+        self.error: str | None = None
+        self.resources: Any = None
+        self.loads = 0
+        self.instances_built = 0
+        self.stats: dict[str, int] = {"predictions": 0, "dropped_regions": 0, "failed_tasks": 0}
+        self._instances: OrderedDict[str, tuple[str, str, LabelStudioMLBase]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.trainer = TrainingManager(self._train, self.store)
+        self.queue: Any = None  # an RQ-backed queue replaces in-process training when REDIS_URL is set
+
+    # --- life cycle ----------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the model class's resources; called once per process (in the background)."""
+        started = time.monotonic()
+        try:
+            self.resources = self.model_class.load()
+            self.loads += 1
+        except Exception as exc:
+            self.state, self.error = "failed", f"model failed to load: {type(exc).__name__}: {exc}"
+            logger.exception("%s failed to load", self.model_class.__name__)
+            return
+        self.state = "ready"
+        logger.info("%s loaded in %.2f s", self.model_class.__name__, time.monotonic() - started)
+        if isinstance(self.store, FileStore):
+            projects = [p.name for p in self.store.root.glob("*") if p.is_dir()]
+            self.versions.clean_staging()
+            self.trainer.recover(projects, lambda project, event: self.trainer.submit(project, event, {}))
+
+    def require_ready(self) -> None:
+        if self.state == "loading":
+            raise ModelNotReady(f"{self.model_class.__name__} is still loading")
+        if self.state == "failed":
+            raise ModelNotReady(self.error or "model failed to load")
+
+    # --- instances -----------------------------------------------------------------------------
+    def _context(self, project: str | None) -> ModelContext:
+        store = self.store if project is not None else ModelContext.standalone(self.settings).store
+        return ModelContext(settings=self.settings, store=store, fetcher=self.fetcher,
+                            resources=self.resources, initial_version=self.versions.initial,
+                            version_dir=self.versions.active_dir(project))
+
+    def _build(self, project: str | None, label_config: str, ctx: ModelContext) -> LabelStudioMLBase:
+        model = self.model_class.__new__(self.model_class)
+        model._bind(ctx)
+        model.__init__(project_id=project, label_config=label_config)  # type: ignore[misc]
+        self.instances_built += 1
+        return model
+
+    def instance(self, project: str | None, label_config: str) -> LabelStudioMLBase:
+        """The cached instance for a project, rebuilt when its config or active version changes."""
+        self.require_ready()
+        if project is None:
+            return self._build(None, label_config, self._context(None))
+        version = self.versions.active(project)
+        config_key = hashlib.sha1(label_config.encode()).hexdigest()
+        with self._lock:
+            cached = self._instances.get(project)
+            if cached and cached[0] == config_key and cached[1] == version:
+                self._instances.move_to_end(project)
+                return cached[2]
+            model = self._build(project, label_config, self._context(project))
+            self._instances[project] = (config_key, version, model)
+            while len(self._instances) > MAX_CACHED_PROJECTS:
+                self._instances.popitem(last=False)
+            return model
+
+    # --- protocol operations -------------------------------------------------------------------
+    def setup(self, request: SetupRequest) -> str:
+        """Store per-project settings; cheap and idempotent, never touches the model."""
+        if request.project is None:
+            return self.versions.initial
+        project = request.project
+        if request.schema is not None:
+            LabelConfig(request.schema)  # reject non-XML configs with a reason
+            if self.store.get(project, "label_config") != request.schema:
+                self.store.set(project, "label_config", request.schema)
+        if request.extra_params is not None and self.store.get(project, "extra_params") != request.extra_params:
+            self.store.set(project, "extra_params", request.extra_params)
+        for key, value in (("hostname", request.hostname), ("access_token", request.access_token)):
+            if value is not None and self.store.get(project, key) != value:
+                self.store.set(project, key, value)
+        return self.versions.active(project)
+
+    def label_config_for(self, project: str | None, given: str | None) -> str:
+        if given:
+            return given
+        stored = self.store.get(project, "label_config") if project is not None else None
+        if not stored:
+            raise LabelConfigError("no label_config in the request and none stored by /setup for this project")
+        return stored
+
+    def predict(self, request: PredictRequest) -> list[dict[str, Any]]:
+        label_config = self.label_config_for(request.project, request.label_config)
+        config = LabelConfig(label_config)
+        model = self.instance(request.project, label_config)
+        version = model.model_version
+        try:
+            predictions = self._run_predict(model, request.tasks, request.context, request.params)
+        except Exception as exc:
+            if len(request.tasks) == 1 or isinstance(exc, (LabelConfigError, PredictionCountError)):
+                raise
+            logger.warning("batch predict failed (%s: %s); predicting %d tasks one by one",
+                           type(exc).__name__, exc, len(request.tasks))
+            predictions = self._predict_one_by_one(model, request)
+        validator = RegionValidator(config)
+        out = []
+        for task, prediction in zip(request.tasks, predictions):
+            kept, dropped = validator.validate(prediction["result"], task)
+            for reason in dropped:
+                logger.warning("task %s: dropped a region: %s", task.get("id"), reason)
+            self.stats["dropped_regions"] += len(dropped)
+            score = prediction.get("score")
+            out.append({**prediction, "result": kept, "score": float(score) if score is not None else None,
+                        "model_version": version})
+        self.stats["predictions"] += len(out)
+        return out
+
+    def _run_predict(self, model: LabelStudioMLBase, tasks: list[dict[str, Any]],
+                     context: dict[str, Any] | None, params: dict[str, Any]) -> list[dict[str, Any]]:
+        raw = model.predict(tasks, context=context, **params)
+        items = raw.predictions if isinstance(raw, ModelResponse) else raw
+        if items is None:
+            items = []
+        items = list(items)
+        if len(items) != len(tasks):
+            raise PredictionCountError(
+                f"{type(model).__name__}.predict returned {len(items)} predictions for {len(tasks)} tasks")
+        return [normalize_prediction(item[0] if isinstance(item, list) and item and isinstance(
+            item[0], dict) and "result" in item[0] else item) for item in items]
+
+    def _predict_one_by_one(self, model: LabelStudioMLBase, request: PredictRequest) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        failed = 0
+        for task in request.tasks:
+            try:
+                out.extend(self._run_predict(model, [task], request.context, request.params))
+            except Exception as exc:
+                failed += 1
+                logger.error("task %s: prediction failed, answering an empty result: %s: %s",
+                             task.get("id"), type(exc).__name__, exc)
+                out.append({"result": [], "score": None})
+        self.stats["failed_tasks"] += failed
+        if failed == len(request.tasks):
+            raise RuntimeError(f"prediction failed for all {failed} tasks; see the server log")
+        return out
+
+    # --- training ------------------------------------------------------------------------------
+    def webhook(self, event: WebhookEvent) -> dict[str, Any]:
+        if event.action not in TRAIN_EVENTS:
+            return {"status": "ignored", "action": event.action}
+        if event.project is None:
+            return {"status": "ignored", "reason": "event has no project"}
+        if event.action != "START_TRAINING" and not self.settings.train_on_annotation:
+            return {"status": "ignored", "reason": "TRAIN_ON_ANNOTATION is off"}
+        if event.label_config and self.store.get(event.project, "label_config") != event.label_config:
+            self.store.set(event.project, "label_config", event.label_config)
+        if self.queue is not None:
+            job_id = self.queue.submit(event.project, event.action, event.data)
+            return {"status": "ok", "job": job_id}
+        job = self.trainer.submit(event.project, event.action, event.data)
+        return {"status": "ok", "job": job.id}
+
+    def _train(self, job: Job, progress: Any) -> str | None:
+        """Run ``fit`` for a job into a staging folder and publish it as a new version."""
+        self.require_ready()
+        project = job.project
+        label_config = self.store.get(project, "label_config") or ""
+        staging = self.versions.staging_dir(project, job.id)
+        ctx = self._context(project)
+        ctx.output_dir, ctx.progress = staging, progress
+        try:
+            model = self._build(project, label_config, ctx)
+            event, data = job.payloads[-1] if job.payloads else (job.event, {})
+            model.fit(event, data, events=list(job.payloads), job_id=job.id)
+            return self.versions.publish(project, staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "UP" if self.state == "ready" else self.state.upper(),
+                "model_class": self.model_class.__name__}

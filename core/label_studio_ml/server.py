@@ -1,0 +1,48 @@
+"""Serving a model class with uvicorn (``label-studio-ml start`` and container entry points)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from .app import create_app
+from .config import Settings
+from .loader import load_model_class
+from .logs import configure_logging
+
+APP_DIR_ENV = "LSML_MODEL_PATH"
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def app_factory():  # type: ignore[no-untyped-def]
+    """Import string target for uvicorn workers/reload: builds the app from LSML_MODEL_PATH."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.secrets)
+    return create_app(load_model_class(os.environ[APP_DIR_ENV]), settings)
+
+
+def serve(target: str | Path, host: str = "0.0.0.0", port: int = 9090, workers: int = 1,
+          reload: bool = False, log_level: str | None = None) -> None:
+    settings = Settings.from_env()
+    configure_logging(log_level or settings.log_level, settings.secrets)
+    os.environ[APP_DIR_ENV] = str(Path(target).resolve()) if ":" not in str(target) else str(target)
+    common = dict(host=host, port=port, log_level=(log_level or settings.log_level).lower(),
+                  root_path=settings.root_path, log_config=None, timeout_graceful_shutdown=5)
+    if workers > 1 or reload:
+        uvicorn.run("label_studio_ml.server:app_factory", factory=True, workers=workers, reload=reload,
+                    reload_dirs=[str(Path(target).resolve().parent if Path(target).is_file() else target)]
+                    if reload else None, **common)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(load_model_class(target), settings), **common)  # type: ignore[arg-type]
