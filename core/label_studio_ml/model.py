@@ -26,6 +26,7 @@ from typing import Any, Callable, ClassVar
 
 from .config import Settings
 from .label_config import ControlPair, LabelConfig, parse_config
+from .ls_client import LabelStudioClient, labeled_tasks
 from .media import MediaFetcher, is_media_reference
 from .response import ModelResponse
 from .storage import FileStore, Store
@@ -208,6 +209,15 @@ class LabelStudioMLBase:
             self._ctx.progress(max(0.0, min(1.0, float(fraction))), message)
         else:
             logger.info("training progress %.0f%% %s", 100 * fraction, message)
+
+    def fetch_labeled_tasks(self) -> list[dict[str, Any]]:
+        """The project's annotated tasks from LS's export API, cancelled and empty annotations removed."""
+        url = self.settings.label_studio_url or self.get("hostname") or ""
+        token = self.settings.label_studio_api_key or self.get("access_token") or ""
+        if not url or self.project_id is None:
+            raise RuntimeError("fetching training data needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+        client = LabelStudioClient(url, token, verify=self.settings.verify_ssl)
+        return labeled_tasks(client.export_tasks(self.project_id))
 
     # --- media ---------------------------------------------------------------------------------
     def get_local_path(self, url: str, project_dir: str | None = None, ls_host: str | None = None,

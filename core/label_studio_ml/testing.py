@@ -100,3 +100,101 @@ def assert_conformant(client: Any, label_config: str, tasks: list[dict[str, Any]
 @pytest.fixture
 def ls_requests() -> Callable[..., list[dict[str, Any]]]:
     return recorded_requests
+
+
+class FakeLabelStudio:
+    """A real HTTP server on loopback that answers the LS endpoints a backend calls: uploads,
+    export, PAT refresh and presign (303 to ``redirect_to``). Records every request it gets."""
+
+    def __init__(self, legacy_token: str = "legacy-token-0123456789", pat: str | None = None,
+                 files: dict[str, bytes] | None = None, tasks: dict[int, list[dict[str, Any]]] | None = None,
+                 redirect_to: str = "") -> None:
+        import base64 as b64
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        def seg(obj: dict[str, Any]) -> str:
+            return b64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+        self.legacy_token = legacy_token
+        self.pat = pat or f"{seg({'alg': 'HS256', 'typ': 'JWT'})}.{seg({'token_type': 'refresh', 'exp': 4102444800})}.sig"
+        self.access = f"{seg({'alg': 'HS256', 'typ': 'JWT'})}.{seg({'token_type': 'access', 'exp': 4102444800})}.sig2"
+        self.files = files or {}
+        self.tasks = tasks or {}
+        self.redirect_to = redirect_to
+        self.requests: list[dict[str, Any]] = []
+        self.fail_status: int | None = None
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: bytes = b"", ctype: str = "application/json",
+                       headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _authorized(self) -> bool:
+                auth = self.headers.get("Authorization", "")
+                return auth in (f"Token {fake.legacy_token}", f"Bearer {fake.access}")
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                fake.requests.append({"method": "POST", "path": self.path, "headers": dict(self.headers)})
+                if self.path == "/api/token/refresh/":
+                    if body.get("refresh") == fake.pat:
+                        self._reply(200, json.dumps({"access": fake.access}).encode())
+                    else:
+                        self._reply(401, b'{"detail": "invalid"}')
+                    return
+                self._reply(404, b"{}")
+
+            def do_GET(self) -> None:
+                fake.requests.append({"method": "GET", "path": self.path, "headers": dict(self.headers)})
+                parts = urlsplit(self.path)
+                if fake.fail_status:
+                    self._reply(fake.fail_status, b'{"detail": "failure"}')
+                    return
+                if parts.path.startswith("/public/") and parts.path in fake.files:
+                    self._reply(200, fake.files[parts.path], "application/octet-stream")
+                    return
+                if not self._authorized():
+                    self._reply(401, b'{"detail": "Authentication credentials were not provided."}')
+                    return
+                if parts.path in fake.files:
+                    self._reply(200, fake.files[parts.path], "application/octet-stream")
+                elif parts.path.startswith("/api/projects/") and parts.path.endswith("/export"):
+                    project = int(parts.path.split("/")[3])
+                    self._reply(200, json.dumps(fake.tasks.get(project, [])).encode())
+                elif parts.path.startswith("/tasks/") and parts.path.endswith("/presign/"):
+                    fileuri = parse_qs(parts.query)["fileuri"][0]
+                    uri = b64.urlsafe_b64decode(fileuri + "=" * (-len(fileuri) % 4)).decode()
+                    target = fake.redirect_to + "/public/" + uri.split("://", 1)[1].split("/", 1)[1]
+                    self._reply(303, b"", headers={"Location": target})
+                elif parts.path == "/api/current-user/whoami":
+                    self._reply(200, b'{"id": 1}')
+                else:
+                    self._reply(404, b'{"detail": "not found"}')
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeLabelStudio":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def auth_headers_seen(self, path_prefix: str) -> list[str]:
+        return [r["headers"].get("Authorization", "") for r in self.requests if r["path"].startswith(path_prefix)]

