@@ -121,7 +121,7 @@ class MLBackendApp:
 
     async def health(self, request: Request) -> Response:
         body = self.runtime.health()
-        if self.runtime.queue is not None and not self.runtime.queue.ping():
+        if self.runtime.queue is not None and not await anyio.to_thread.run_sync(self.runtime.queue.ping):
             body["status"], body["reason"] = "DEGRADED", "Redis is unreachable: state and training unavailable"
             return JSONResponse(body, status_code=503)
         if self.runtime.state != "ready":

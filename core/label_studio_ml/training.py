@@ -127,7 +127,11 @@ class TrainingManager:
             logger.warning("could not persist job %s", job.id, exc_info=True)
 
     def jobs(self, project: str) -> list[dict[str, Any]]:
-        return list(self.store.get(project, "jobs") or [])
+        """Stored job records, with this process's live jobs (fresh progress) laid over them."""
+        records = list(self.store.get(project, "jobs") or [])
+        with self._lock:
+            live = {job.id: job.public() for job in (self._running.get(project), self._queued.get(project)) if job}
+        return [live.get(r.get("id"), r) for r in records]
 
     def active_count(self) -> int:
         with self._lock:
