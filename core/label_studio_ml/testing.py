@@ -8,9 +8,10 @@ loading the plugin costs nothing for suites that do not use it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -118,8 +119,9 @@ class FakeLabelStudio:
             return b64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
 
         self.legacy_token = legacy_token
-        self.pat = pat or f"{seg({'alg': 'HS256', 'typ': 'JWT'})}.{seg({'token_type': 'refresh', 'exp': 4102444800})}.sig"
-        self.access = f"{seg({'alg': 'HS256', 'typ': 'JWT'})}.{seg({'token_type': 'access', 'exp': 4102444800})}.sig2"
+        header = seg({"alg": "HS256", "typ": "JWT"})
+        self.pat = pat or f"{header}.{seg({'token_type': 'refresh', 'exp': 4102444800})}.sig"
+        self.access = f"{header}.{seg({'token_type': 'access', 'exp': 4102444800})}.sig2"
         self.files = files or {}
         self.tasks = tasks or {}
         self.redirect_to = redirect_to
@@ -188,7 +190,7 @@ class FakeLabelStudio:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FakeLabelStudio":
+    def __enter__(self) -> FakeLabelStudio:
         self._thread.start()
         return self
 
@@ -265,7 +267,7 @@ class ServerProcess:
         self.wait_healthy = wait_healthy
         self.proc: Any = None
 
-    def start(self) -> "ServerProcess":
+    def start(self) -> ServerProcess:
         import subprocess
         import time
 
@@ -308,7 +310,7 @@ class ServerProcess:
         except OSError:
             return ""
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -4,8 +4,7 @@ import json
 import os
 import time
 
-from label_studio_ml import LabelStudioMLBase
-from label_studio_ml import regions
+from label_studio_ml import LabelStudioMLBase, regions
 
 
 class Trainable(LabelStudioMLBase):
