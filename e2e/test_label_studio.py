@@ -73,7 +73,8 @@ def test_text_classifier_training_loop_through_label_studio(label_studio, backen
     annotation_ids = []
     for text, label in texts:
         result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
-        annotation_ids.append(ls.api("POST", f"/api/tasks/{tasks[text]['id']}/annotations/", json={"result": result})["id"])
+        created = ls.api("POST", f"/api/tasks/{tasks[text]['id']}/annotations/", json={"result": result})
+        annotation_ids.append(created["id"])
     ls.api("POST", f"/api/ml/{ml['id']}/train", json={"use_ground_truth": False})
     deadline = time.monotonic() + 60
     while connection_version(ls, ml["id"]) == v0:

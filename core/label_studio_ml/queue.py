@@ -16,7 +16,7 @@ from typing import Any
 from .config import Settings
 from .model import LabelStudioMLBase
 from .storage import RedisStore
-from .training import KEEP_JOBS, Job
+from .training import Job, save_job
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +72,11 @@ class RedisTrainingQueue:
                                            [job.id, payload])
         job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
         if created:
-            save_job(self.store, job)
+            save_job(self.store, job, new=True)
             self.store._call(lambda: self.queue.enqueue(run_job, project, job_id,
                                                         job_id=f"lsml-{job_id}", job_timeout=24 * 3600))
             logger.info("training job %s for project %s queued in Redis (%s)", job_id, project, event)
         return job_id
-
-
-def save_job(store: Any, job: Job) -> None:
-    records = [r for r in (store.get(job.project, "jobs") or []) if r.get("id") != job.id]
-    store.set(job.project, "jobs", ([job.public()] + records)[:KEEP_JOBS])
 
 
 _runtime_cache: dict[str, Any] = {}
@@ -109,7 +104,7 @@ def run_job(project: str, job_id: str) -> str | None:
     with store.client.lock(f"{prefix}:{project}:train-lock", timeout=24 * 3600, blocking_timeout=None):
         raw = start(keys=[f"{prefix}:{project}:queued", f"{prefix}:payloads:{job_id}"], args=[job_id])
         payloads = [tuple(json.loads(item)) for item in raw]
-        record = next((r for r in store.get(project, "jobs") or [] if r.get("id") == job_id), {})
+        record = store.get(project, f"job-{job_id}") or {}
         job = Job(project=project, event=payloads[-1][0] if payloads else record.get("event", "START_TRAINING"),
                   id=job_id, created_at=record.get("created_at", time.time()), events=len(payloads),
                   payloads=payloads)  # type: ignore[arg-type]
