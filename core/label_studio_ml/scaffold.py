@@ -64,7 +64,7 @@ class Project:
     folder: Path
     repo: Path | None  # the repository root when the project is a service of this repository
     written: list[Path] = field(default_factory=list)
-    replaced_dockerfile: bool = False  # the source's Dockerfile did not fit the layout and was rewritten
+    replaced_dockerfile: bool = False  # the source's Dockerfile installed system packages and was rewritten
 
 
 # --- finding the model class ------------------------------------------------------------------
@@ -275,13 +275,14 @@ def create(name: str, source_spec: str | None = None, root_dir: str | Path = "."
     test_template = "test_api.py.tmpl" if source.path is None else "test_api_from.py.tmpl"
     copied_dockerfile = (project.folder / "Dockerfile").read_text(encoding="utf-8") \
         if source.is_folder and (project.folder / "Dockerfile").is_file() else ""
+    system_packages = "apt-get" in copied_dockerfile or "apk add" in copied_dockerfile
 
     if project.repo is not None:
         if not provided("README.md"):
             write(project, "README.md", render("README.repo.md.tmpl", **values))
         if f"services/{name}/" not in copied_dockerfile:  # keep a copied service's own (renamed) Dockerfile
             write(project, "Dockerfile", render("Dockerfile.repo.tmpl", **values))
-            project.replaced_dockerfile = bool(copied_dockerfile)
+            project.replaced_dockerfile = system_packages
         if not (source.is_folder and (project.folder / "tests").is_dir()):
             write(project, "tests/conftest.py", render("conftest.py.tmpl", **values))
             write(project, "tests/test_api.py", render(test_template, **values))
@@ -298,7 +299,7 @@ def create(name: str, source_spec: str | None = None, root_dir: str | Path = "."
     values["sdk_spec"] = f"./wheels/{wheel.name}"
     if not provided("README.md"):
         write(project, "README.md", render("README.md.tmpl", **values))
-    project.replaced_dockerfile = bool(copied_dockerfile)
+    project.replaced_dockerfile = system_packages
     write(project, "Dockerfile", render("Dockerfile.tmpl", **values))
     write(project, "docker-compose.yml", render("docker-compose.yml.tmpl", **values))
     write(project, ".dockerignore", render("dockerignore.tmpl", **values))
@@ -325,8 +326,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     where = project.folder
     print(f"Created {where}/: {', '.join(sorted(p.name for p in where.iterdir()))}")
     if project.replaced_dockerfile:
-        print(f"Note: the Dockerfile of {args.source} did not fit this layout and was replaced by the "
-              f"template: carry over its system packages (apt-get) if it had any.")
+        print(f"Note: the Dockerfile of {args.source} builds another way and was replaced by the template: "
+              f"carry over the system packages it installs (apt-get).")
     if project.repo is not None:
         print(f"Created {project.repo / 'compose' / (project.name + '.yml')}\n"
               f"Next, from {project.repo}:\n"

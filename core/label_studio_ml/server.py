@@ -45,8 +45,9 @@ def serve(target: str | Path, host: str = "0.0.0.0", port: int = 9090, workers: 
     common = dict(host=host, port=port, log_level=(log_level or settings.log_level).lower(),
                   root_path=settings.root_path, log_config=None, timeout_graceful_shutdown=5)
     if workers > 1 or reload:
+        path = Path(str(target).rsplit(":", 1)[0] if ":" in str(target) and not Path(target).exists() else target)
         uvicorn.run("label_studio_ml.server:app_factory", factory=True, workers=workers, reload=reload,
-                    reload_dirs=[str(Path(target).resolve().parent if Path(target).is_file() else target)]
+                    reload_dirs=[str(path.resolve().parent if path.is_file() else path)]
                     if reload else None, **common)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(load_model_class(target), settings), **common)  # type: ignore[arg-type]
