@@ -180,7 +180,9 @@ def without_sdk_pin(requirements: str) -> str:
 def sdk_wheel(dest: Path) -> Path:
     """A wheel of the running label-studio-ml, built from its installed files (no build tools, no
     network), so that a standalone project's image installs the same SDK the project was made with."""
-    dist = metadata.distribution("label-studio-ml")
+    # the installed dist-info (an editable install's source folder may also hold a stale egg-info)
+    found = list(metadata.distributions(name="label-studio-ml"))
+    dist = next((d for d in found if d.read_text("METADATA")), found[0])
     package = Path(__file__).parent
     stem = f"label_studio_ml-{dist.version}"
     wheel = dest / f"{stem}-py3-none-any.whl"
@@ -202,7 +204,7 @@ def sdk_wheel(dest: Path) -> Path:
                                                                      for p in relative.parts):
                 add(f"label_studio_ml/{relative.as_posix()}", path.read_bytes())
         info = f"{stem}.dist-info"
-        add(f"{info}/METADATA", (dist.read_text("METADATA") or "").encode())
+        add(f"{info}/METADATA", (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").encode())
         add(f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: label-studio-ml create\n"
                              b"Root-Is-Purelib: true\nTag: py3-none-any\n")
         add(f"{info}/entry_points.txt", (dist.read_text("entry_points.txt") or "").encode())
@@ -218,8 +220,8 @@ def create(name: str, source_spec: str | None = None, root_dir: str | Path = "."
         raise ScaffoldError(f"invalid NAME {name!r}: use lowercase letters, digits, '_' or '-', starting with a "
                             f"letter (it names the folder, the image and the compose service)")
     root = Path(root_dir)
-    if not root.is_dir():
-        raise ScaffoldError(f"--root-dir {root} is not a folder")
+    if root.exists() and not root.is_dir():
+        raise ScaffoldError(f"--root-dir {root} is a file, not a folder")
     source = resolve_source(source_spec)
     project = Project(name=name, folder=root / name, repo=repository_of(root))
     compose = project.repo / "compose" / f"{name}.yml" if project.repo else None
