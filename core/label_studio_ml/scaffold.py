@@ -232,12 +232,28 @@ def create(name: str, source_spec: str | None = None, root_dir: str | Path = "."
     if source.path is not None and project.folder.resolve() == source.path.resolve():
         raise ScaffoldError(f"--from {source.path} is the folder to create; pick another NAME or --root-dir")
     project.folder.mkdir(parents=True, exist_ok=True)
-    class_name = source.class_name or class_name_for(name)
-    values = {"name": name, "class_name": class_name,
+    values = {"name": name, "class_name": source.class_name or class_name_for(name),
               "label_config_section": TEMPLATE_CONFIG if source.path is None else FROM_CONFIG}
+    copy_source(project, source, values)
+    for relative in ("requirements.txt", "requirements-test.txt"):
+        if not provided(project, source, force, relative):
+            write(project, relative, render(f"{relative}.tmpl", **values))
+    if project.repo is not None:
+        service_layout(project, source, force, values)
+    else:
+        standalone_layout(project, source, force, values)
+    return project
 
-    if source.is_folder:
-        assert source.path is not None
+
+def provided(project: Project, source: Source, force: bool, relative: str) -> bool:
+    """The source brought this file, or it exists and --force rewrites only what create makes."""
+    return (project.folder / relative).exists() and (source.path is not None or not force)
+
+
+def copy_source(project: Project, source: Source, values: dict[str, str]) -> None:
+    if source.path is None or source.model_file is None:
+        write(project, "model.py", render("model.py.tmpl", **values))
+    elif source.is_folder:
         old = source.path.resolve().name
         shutil.copytree(source.path, project.folder, ignore=SKIP, dirs_exist_ok=True)
         for path in sorted(project.folder.rglob("*")):
@@ -246,76 +262,77 @@ def create(name: str, source_spec: str | None = None, root_dir: str | Path = "."
                     text = path.read_text(encoding="utf-8")
                 except UnicodeDecodeError:
                     continue
-                renamed = rename(text, old, name)
+                renamed = rename(text, old, project.name)
                 if path.name.startswith("requirements") and path.suffix == ".txt":
                     renamed = without_sdk_pin(renamed)
                 if renamed != text:
                     path.write_text(renamed, encoding="utf-8")
                 project.written.append(path)
-    elif source.model_file is not None:
-        write(project, model_file_name(source), source.model_file.read_text(encoding="utf-8"))
-        if source.several:  # model.py serves the picked class; the loader sees exactly one model class there
-            module = model_file_name(source)[:-3]
-            write(project, "model.py", f'"""Serves {class_name} of {module}.py, which defines several model '
-                                       f'classes."""\n\nfrom {module} import {class_name} as _Picked\n\n\n'
-                                       f"class {class_name}(_Picked):\n    pass\n")
+    else:
+        kept = model_file_name(source)
+        write(project, kept, source.model_file.read_text(encoding="utf-8"))
+        if source.several:  # model.py serves the picked class: the loader finds exactly one model class there
+            cls = values["class_name"]
+            write(project, "model.py", f'"""Serves {cls} of {kept}, which defines several model classes."""\n\n'
+                                       f"from {kept[:-3]} import {cls} as _Picked\n\n\n"
+                                       f"class {cls}(_Picked):\n    pass\n")
         for sibling in SIBLINGS:
             if (source.model_file.parent / sibling).is_file():
                 text = (source.model_file.parent / sibling).read_text(encoding="utf-8")
                 write(project, sibling, without_sdk_pin(text) if sibling.startswith("requirements") else text)
-    else:
-        write(project, "model.py", render("model.py.tmpl", **values))
 
-    def provided(relative: str) -> bool:
-        """The source brought this file (or it exists and --force only rewrites what create makes)."""
-        return (project.folder / relative).exists() and (source.path is not None or not force)
 
-    for relative, template in (("requirements.txt", "requirements.txt.tmpl"),
-                               ("requirements-test.txt", "requirements-test.txt.tmpl")):
-        if not provided(relative):
-            write(project, relative, render(template, **values))
-    test_template = "test_api.py.tmpl" if source.path is None else "test_api_from.py.tmpl"
-    copied_dockerfile = (project.folder / "Dockerfile").read_text(encoding="utf-8") \
-        if source.is_folder and (project.folder / "Dockerfile").is_file() else ""
-    system_packages = "apt-get" in copied_dockerfile or "apk add" in copied_dockerfile
+def model_file_name(source: Source) -> str:
+    """The user's file keeps its (importable) name when model.py must pick one of its classes."""
+    assert source.model_file is not None
+    if not source.several:
+        return "model.py"
+    stem = re.sub(r"\W", "_", source.model_file.stem)
+    return f"{stem if stem.isidentifier() and stem != 'model' else 'user_' + stem}.py"
 
-    if project.repo is not None:
-        if not provided("README.md"):
-            write(project, "README.md", render("README.repo.md.tmpl", **values))
-        if f"services/{name}/" not in copied_dockerfile:  # keep a copied service's own (renamed) Dockerfile
-            write(project, "Dockerfile", render("Dockerfile.repo.tmpl", **values))
-            project.replaced_dockerfile = system_packages
-        if not (source.is_folder and (project.folder / "tests").is_dir()):
-            write(project, "tests/conftest.py", render("conftest.py.tmpl", **values))
-            write(project, "tests/test_api.py", render(test_template, **values))
-        original = (source.path.resolve().parent.parent / "compose" / f"{source.path.resolve().name}.yml"
-                    if source.is_folder and source.path is not None else None)
-        compose_text = (rename(original.read_text(encoding="utf-8"), original.stem, name)
-                        if original is not None and original.is_file()
-                        else render("compose.repo.yml.tmpl", **values))
-        write(project, f"compose/{name}.yml", compose_text, repo_relative=True)
-        return project
 
+def copied_dockerfile(project: Project, source: Source) -> str:
+    path = project.folder / "Dockerfile"
+    return path.read_text(encoding="utf-8") if source.is_folder and path.is_file() else ""
+
+
+def service_layout(project: Project, source: Source, force: bool, values: dict[str, str]) -> None:
+    """A service of this repository: Dockerfile from the repository root, compose/NAME.yml, tests/."""
+    assert project.repo is not None
+    if not provided(project, source, force, "README.md"):
+        write(project, "README.md", render("README.repo.md.tmpl", **values))
+    dockerfile = copied_dockerfile(project, source)
+    if f"services/{project.name}/" not in dockerfile:  # keep a copied service's own (renamed) Dockerfile
+        write(project, "Dockerfile", render("Dockerfile.repo.tmpl", **values))
+        project.replaced_dockerfile = "apt-get" in dockerfile
+    if not (source.is_folder and (project.folder / "tests").is_dir()):
+        write(project, "tests/conftest.py", render("conftest.py.tmpl", **values))
+        write(project, "tests/test_api.py", render(api_test_template(source), **values))
+    original = None
+    if source.is_folder and source.path is not None:
+        original = source.path.resolve().parent.parent / "compose" / f"{source.path.resolve().name}.yml"
+    compose_text = (rename(original.read_text(encoding="utf-8"), original.stem, project.name)
+                    if original is not None and original.is_file() else render("compose.repo.yml.tmpl", **values))
+    write(project, f"compose/{project.name}.yml", compose_text, repo_relative=True)
+
+
+def standalone_layout(project: Project, source: Source, force: bool, values: dict[str, str]) -> None:
+    """A project that builds alone: the SDK wheel in wheels/, Dockerfile and compose in the folder."""
     wheel = sdk_wheel(project.folder / "wheels")
     project.written.append(wheel)
-    values["sdk_spec"] = f"./wheels/{wheel.name}"
-    if not provided("README.md"):
+    values = {**values, "sdk_spec": f"./wheels/{wheel.name}"}
+    if not provided(project, source, force, "README.md"):
         write(project, "README.md", render("README.md.tmpl", **values))
-    project.replaced_dockerfile = system_packages
+    project.replaced_dockerfile = "apt-get" in copied_dockerfile(project, source)
     write(project, "Dockerfile", render("Dockerfile.tmpl", **values))
     write(project, "docker-compose.yml", render("docker-compose.yml.tmpl", **values))
     write(project, ".dockerignore", render("dockerignore.tmpl", **values))
     write(project, "_wsgi.py", render("_wsgi.py.tmpl", **values))
-    write(project, "test_api.py", render(test_template, **values))
-    return project
+    write(project, "test_api.py", render(api_test_template(source), **values))
 
 
-def model_file_name(source: Source) -> str:
-    """The user's file keeps its name when model.py must pick one of its classes, else it is model.py."""
-    assert source.model_file is not None
-    if not source.several:
-        return "model.py"
-    return f"{source.model_file.stem}_classes.py" if source.model_file.stem == "model" else source.model_file.name
+def api_test_template(source: Source) -> str:
+    return "test_api.py.tmpl" if source.path is None else "test_api_from.py.tmpl"
 
 
 def cmd_create(args: argparse.Namespace) -> int:
