@@ -7,6 +7,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .loader import ModelClassError, load_model_class
@@ -67,8 +68,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(args.target)
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line that say where to look (subcommands inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:"):  # name the options only: a value may be a secret
+            message = "unrecognized arguments: " + " ".join(a for a in message.split()[2:] if a.startswith("-"))
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="label-studio-ml", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve machine-learning models to Label Studio (LS) over its ML backend protocol.",
         epilog="a new backend in three steps:\n"

@@ -178,6 +178,24 @@ def test_every_command_explains_itself(command, capsys):
         assert "example" in text or "steps" in text
 
 
+@pytest.mark.parametrize("args, says", [
+    (["start"], "label-studio-ml start: error: the following arguments are required: TARGET; "
+                "see label-studio-ml start --help"),
+    (["bogus"], "invalid choice: 'bogus'"),
+    (["deploy", "gcp", "x", "--gcp-project-id", "p"], "required: --label-studio-host"),
+])
+def test_usage_errors_are_one_line_saying_where_to_look(args, says):
+    code, out, err = invoke(*args)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and says in err and err.rstrip().endswith("--help")
+
+
+def test_a_mistyped_option_does_not_echo_its_value():
+    code, _, err = invoke("deploy", "gcp", "x", "--gcp-project-id", "p", "--label-studio-host", "https://ls.example.com",
+                          "--label-studio-apikey", KEY)
+    assert code == 2 and "--label-studio-apikey" in err and KEY not in err
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--version"])
