@@ -29,15 +29,19 @@ def _where(exc: BaseException) -> str:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from .config import Settings
     from .server import port_free, serve
 
-    if bool(args.basic_auth_user) != bool(args.basic_auth_pass):
-        return fail("--basic-auth-user and --basic-auth-pass go together: pass both (or neither)")
     if args.workers < 1:
         return fail("--workers must be 1 or more")
     if args.basic_auth_user:
         os.environ["BASIC_AUTH_USER"] = args.basic_auth_user
+    if args.basic_auth_pass:
         os.environ["BASIC_AUTH_PASS"] = args.basic_auth_pass
+    settings = Settings.from_env()
+    if bool(settings.basic_auth_user) != bool(settings.basic_auth_pass):  # half of it would serve without auth
+        return fail("basic auth needs a user and a password: pass --basic-auth-user and --basic-auth-pass "
+                    "(or set BASIC_AUTH_USER and BASIC_AUTH_PASS)")
     try:
         model_class = load_model_class(args.target)
     except ModelClassError as exc:
@@ -108,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="require HTTP basic auth with this user; give the same in the LS connection "
                             "(env: BASIC_AUTH_USER)")
     start.add_argument("--basic-auth-pass", metavar="P", default=os.environ.get("ML_SERVER_BASIC_AUTH_PASS"),
-                       help="password for basic auth (env: BASIC_AUTH_PASS)")
+                       help="password for basic auth (env: BASIC_AUTH_PASS, which keeps it out of `ps`)")
     start.add_argument("--log-level", default=None, type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="log level (default: $LOG_LEVEL or INFO)")
     start.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")), metavar="N",

@@ -295,6 +295,9 @@ def test_basic_auth_user_without_a_password_is_refused(tmp_path):
     result = run_cli("start", str(folder), "--basic-auth-user", "ls", env=env_for(tmp_path))
     assert result.returncode == 2
     assert "--basic-auth-pass" in one_line_error(result.stderr)
+    result = run_cli("start", str(folder), env=env_for(tmp_path, BASIC_AUTH_PASS="only-a-password"))
+    assert result.returncode == 2
+    assert "BASIC_AUTH_USER" in one_line_error(result.stderr)
 
 
 def test_reload_watches_the_folder_of_a_file_target(tmp_path, serve):
