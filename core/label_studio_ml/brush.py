@@ -40,15 +40,17 @@ def _encode_values(values: np.ndarray) -> list[int]:
     for start, end in zip(starts.tolist(), ends.tolist()):
         word = int(values[start])
         remaining = end - start
+        # like the reference: a run longer than 256 goes out in 16-bit chunks, its remainder too
+        long_run = remaining > 256
         while remaining > 0:
             length = min(remaining, _MAX_CHUNK)
             remaining -= length
-            if length == 1:
+            if length == 1 and not long_run:
                 writer.write(0, 1)
                 writer.write(0, 2)
                 writer.write(0, 3)
             else:
-                index = next(i for i, w in enumerate(_RUN_FIELD_BITS) if length - 1 < (1 << w))
+                index = 3 if long_run else next(i for i, w in enumerate(_RUN_FIELD_BITS) if length - 1 < (1 << w))
                 writer.write(1, 1)
                 writer.write(index, 2)
                 writer.write(length - 1, _RUN_FIELD_BITS[index])
