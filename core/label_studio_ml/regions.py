@@ -126,7 +126,10 @@ class RegionValidator:
         dropped: list[str] = []
         ids: dict[str, dict[str, Any]] = {}
         for item in items:
-            reason = self._problem(item, task)
+            try:
+                reason = self._problem(item, task)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:  # e.g. a string offset, a None list
+                reason = f"malformed region ({type(exc).__name__}: {exc})"
             if reason is None and isinstance(item, dict) and item.get("id") is not None:
                 shape = _geometry(item)
                 first = ids.setdefault(str(item["id"]), item)
@@ -164,7 +167,7 @@ class RegionValidator:
             allowed = set(control["labels"])
             if control.get("dynamic_labels"):
                 allowed |= _dynamic_labels(task)
-            unknown = [v for v in value[labels_key] if isinstance(v, str) and v not in allowed]
+            unknown = [v for v in value[labels_key] if not isinstance(v, str) or v not in allowed]
             if labels_key == "taxonomy":
                 unknown = []
             if unknown:

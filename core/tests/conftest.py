@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # `import models`, `import configs`
+
+import models  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _reset_model_records() -> Iterator[None]:
+    models.calls.clear()
+    models.seen.clear()
+    models.GatedLoad.gate.clear()
+    models.GatedLoad.fail = False
+    yield
+    models.GatedLoad.gate.set()  # never leave a load thread waiting
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def client(make_client: Any) -> Any:
+    """The Echo model served through the real app (TestClient), resources loaded."""
+    return make_client(models.Echo)
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp),
+                             "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A real redis-server on a free loopback port with its own temp dir; always stopped."""
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    proc, url = start_redis(folder)
+    try:
+        yield proc, url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("LABEL_STUDIO_", "BASIC_AUTH_", "REDIS_", "MEDIA_", "WEBHOOK_")):
+            monkeypatch.delenv(name)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
