@@ -156,6 +156,10 @@ class MLBackendApp:
                 raise Unauthorized("START_TRAINING needs the backend's basic-auth credentials")
             if self.settings.webhook_secret and not self._webhook_secret_ok(request):
                 raise Unauthorized("webhook secret missing or wrong (X-Webhook-Secret)")
+        elif (self.settings.webhook_secret and not self.settings.basic_auth_enabled
+              and event.action != "START_TRAINING" and not self._webhook_secret_ok(request)):
+            # without basic auth every event is unauthenticated: WEBHOOK_SECRET must still apply
+            raise Unauthorized("webhook secret missing or wrong (X-Webhook-Secret)")
         if event.project is not None and event.action != "START_TRAINING" and not authenticated:
             # unauthenticated events may only schedule work for projects this backend knows
             known = await anyio.to_thread.run_sync(self.runtime.store.get, event.project, "label_config")

@@ -45,10 +45,21 @@ class Echo(LabelStudioMLBase):
 
 class Slow(Echo):
     delay = 1.5
+    started = threading.Event()
+    running = 0
+    peak = 0
+    lock = threading.Lock()
 
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
                 **kwargs: Any) -> list[dict[str, Any]]:
+        cls = type(self)
+        with cls.lock:
+            cls.running += 1
+            cls.peak = max(cls.peak, cls.running)
+        cls.started.set()
         time.sleep(self.delay)
+        with cls.lock:
+            cls.running -= 1
         return super().predict(tasks, context, **kwargs)
 
 
