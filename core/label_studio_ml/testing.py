@@ -188,7 +188,8 @@ class FakeLabelStudio:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)  # a short poll: shutdown() returns at once
 
     def __enter__(self) -> FakeLabelStudio:
         self._thread.start()
