@@ -12,21 +12,21 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # `import models`, `import configs`
+sys.path.insert(0, str(Path(__file__).parent))  # `import fakes`, `import configs`
 
-import models  # noqa: E402
+import fakes  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _reset_model_records() -> Iterator[None]:
-    models.calls.clear()
-    models.seen.clear()
-    models.GatedLoad.gate.clear()
-    models.GatedLoad.fail = False
-    models.Slow.started.clear()
-    models.Slow.running = models.Slow.peak = 0
+    fakes.calls.clear()
+    fakes.seen.clear()
+    fakes.GatedLoad.gate.clear()
+    fakes.GatedLoad.fail = False
+    fakes.Slow.started.clear()
+    fakes.Slow.running = fakes.Slow.peak = 0
     yield
-    models.GatedLoad.gate.set()  # never leave a load thread waiting
+    fakes.GatedLoad.gate.set()  # never leave a load thread waiting
 
 
 def free_port() -> int:
@@ -38,7 +38,7 @@ def free_port() -> int:
 @pytest.fixture
 def client(make_client: Any) -> Any:
     """The Echo model served through the real app (TestClient), resources loaded."""
-    return make_client(models.Echo)
+    return make_client(fakes.Echo)
 
 
 def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -63,7 +63,7 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def redis_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """A real redis-server on a free loopback port with its own temp dir; always stopped."""
     folder = tmp_path / "redis"
     folder.mkdir()

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import fakes
 import httpx
-import models
 import pytest
 from conftest import LiveServer
-from models import CONFIG
+from fakes import CONFIG
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -76,7 +76,7 @@ def test_setup_predict_round_trip(client: Any) -> None:
     results = reply.json()["results"]
     assert labels(reply) == [["Positive"], ["Negative"]]
     assert all(r["model_version"] == "Echo-0" and r["score"] == 0.9 for r in results)
-    assert models.seen[-1]["extra_params"] == {"threshold": 0.3}
+    assert fakes.seen[-1]["extra_params"] == {"threshold": 0.3}
 
 
 def test_versions_jobs_openapi(client: Any) -> None:
@@ -97,7 +97,7 @@ def test_unknown_paths_and_methods_are_json(client: Any) -> None:
 
 
 def test_metrics_counters_move(make_client: Any) -> None:
-    client = make_client(models.InvalidRegions)
+    client = make_client(fakes.InvalidRegions)
     before = metric(client, "lsml_requests_total", path="/predict", status="200")
     assert metric(client, "lsml_predictions_total") == 0
     for _ in range(3):
@@ -113,7 +113,7 @@ def test_metrics_counters_move(make_client: Any) -> None:
 
 
 def test_request_body_limit(make_client: Any) -> None:
-    client = make_client(models.Echo, max_request_bytes=2000)
+    client = make_client(fakes.Echo, max_request_bytes=2000)
     small = predict_body([{"id": 1, "data": {"text": "x" * 100}}])
     assert client.post("/predict", json=small).status_code == 200
     big = predict_body([{"id": 1, "data": {"text": "x" * 5000}}])
@@ -137,43 +137,43 @@ def test_load_once_and_one_instance_per_project(client: Any) -> None:
             assert client.post("/setup", json={"project": project, "schema": CONFIG}).status_code == 200
         reply = client.post("/predict", json=predict_body(project=project))
         assert reply.status_code == 200
-    assert models.calls["load"] == 1, "resources load once per process"
-    assert models.calls["setup"] == 3 and client.runtime.instances_built == 3, "one instance per project"
-    assert len({id(s["resources"]) for s in models.seen}) == 1, "every instance shares the loaded resources"
+    assert fakes.calls["load"] == 1, "resources load once per process"
+    assert fakes.calls["setup"] == 3 and client.runtime.instances_built == 3, "one instance per project"
+    assert len({id(s["resources"]) for s in fakes.seen}) == 1, "every instance shares the loaded resources"
     changed = CONFIG.replace('<Choice value="Negative"/>', '<Choice value="Negative"/><Choice value="Meh"/>')
     assert client.post("/predict", json=predict_body(project="2.1700000000", config=changed)).status_code == 200
-    assert models.calls["setup"] == 4 and models.seen[-1]["label_config"] == changed
+    assert fakes.calls["setup"] == 4 and fakes.seen[-1]["label_config"] == changed
     for project in ("1.1700000000", "3.1700000000", "2.1700000000"):
         client.post("/predict", json=predict_body(project=project, config=changed if project[0] == "2" else CONFIG))
-    assert models.calls["setup"] == 4 and models.calls["load"] == 1
+    assert fakes.calls["setup"] == 4 and fakes.calls["load"] == 1
 
 
 def test_setup_never_loads_or_predicts(client: Any) -> None:
     for i in range(20):
         reply = client.post("/setup", json={"project": f"{i}.1", "schema": CONFIG, "extra_params": {"i": i}})
         assert reply.status_code == 200
-    assert (models.calls["load"], models.calls["setup"], models.calls["predict"]) == (1, 0, 0)
+    assert (fakes.calls["load"], fakes.calls["setup"], fakes.calls["predict"]) == (1, 0, 0)
 
 
 def test_params_reach_predict_as_kwargs_and_context_is_passed(client: Any) -> None:
     client.post("/predict", json=predict_body(hostname="http://ls:8080", custom={"k": 1}))
-    assert models.seen[-1]["kwargs"] == {"login": None, "password": None, "hostname": "http://ls:8080",
+    assert fakes.seen[-1]["kwargs"] == {"login": None, "password": None, "hostname": "http://ls:8080",
                                          "custom": {"k": 1}}
-    assert models.seen[-1]["context"] is None
+    assert fakes.seen[-1]["context"] is None
     context = {"result": [{"type": "labels", "value": {"start": 0, "end": 4, "text": "good"}}], "user_id": 1}
     body = predict_body(TASKS[:1])
     body["params"]["context"] = context
     client.post("/predict", json=body)
-    assert models.seen[-1]["context"] == context and "context" not in models.seen[-1]["kwargs"]
+    assert fakes.seen[-1]["context"] == context and "context" not in fakes.seen[-1]["kwargs"]
     client.post("/predict", json={"tasks": TASKS, "label_config": CONFIG, "params": None})
-    assert models.seen[-1]["kwargs"] == {} and models.seen[-1]["project"] is None
+    assert fakes.seen[-1]["kwargs"] == {} and fakes.seen[-1]["project"] is None
 
 
 def test_missing_label_config_uses_the_stored_one(client: Any) -> None:
     assert_json_error(client.post("/predict", json=predict_body(project="7.1", config=None)), 422)
     client.post("/setup", json={"project": "7.1", "schema": CONFIG})
     reply = client.post("/predict", json=predict_body(project="7.1", config=None))
-    assert reply.status_code == 200 and models.seen[-1]["label_config"] == CONFIG
+    assert reply.status_code == 200 and fakes.seen[-1]["label_config"] == CONFIG
     # the project can also come from the tasks
     tasks = [{**t, "project": 7} for t in TASKS]
     assert client.post("/predict", json={"tasks": tasks}).status_code == 200
@@ -181,7 +181,7 @@ def test_missing_label_config_uses_the_stored_one(client: Any) -> None:
 
 
 def test_one_failing_task_gets_an_empty_result(make_client: Any) -> None:
-    client = make_client(models.BoomOnSome)
+    client = make_client(fakes.BoomOnSome)
     tasks = [{"id": 1, "data": {"text": "good"}}, {"id": 2, "data": {"text": "boom"}},
              {"id": 3, "data": {"text": "bad"}}]
     reply = client.post("/predict", json=predict_body(tasks))
@@ -197,14 +197,14 @@ def test_one_failing_task_gets_an_empty_result(make_client: Any) -> None:
 
 
 def test_wrong_prediction_count_is_a_500(make_client: Any, caplog: pytest.LogCaptureFixture) -> None:
-    client = make_client(models.WrongCount)
+    client = make_client(fakes.WrongCount)
     assert_json_error(client.post("/predict", json=predict_body()), 500)
     assert "returned 1 predictions for 2 tasks" in caplog.text
 
 
 @pytest.mark.parametrize("model_class, label, score", [
-    (models.SeedModelResponse, "Negative", 0.25), (models.SeedDicts, "Positive", None),
-    (models.SeedResultLists, "Positive", None),
+    (fakes.SeedModelResponse, "Negative", 0.25), (fakes.SeedDicts, "Positive", None),
+    (fakes.SeedResultLists, "Positive", None),
 ])
 def test_seed_api_models_run_unchanged(make_client: Any, model_class: type, label: str, score: float | None) -> None:
     client = make_client(model_class)
@@ -213,7 +213,7 @@ def test_seed_api_models_run_unchanged(make_client: Any, model_class: type, labe
     assert reply.status_code == 200, reply.text
     results = reply.json()["results"]
     assert labels(reply) == [[label]] * 4
-    if model_class is models.SeedResultLists:
+    if model_class is fakes.SeedResultLists:
         assert [r["score"] for r in results] == [None, 0.5, None, 0.5]
     else:
         assert all(r["score"] == score for r in results)
@@ -233,13 +233,13 @@ def _wait_health(client: Any, predicate: Any, timeout: float = 5.0) -> Any:
 
 
 def test_health_503_while_loading_then_up(tmp_path: Path) -> None:
-    app = create_app(models.GatedLoad, Settings.from_dict({"model_dir": tmp_path}))
+    app = create_app(fakes.GatedLoad, Settings.from_dict({"model_dir": tmp_path}))
     with TestClient(app, raise_server_exceptions=False) as client:
         body = assert_json_error_free(client.get("/health"), 503)
         assert body["status"] == "LOADING" and body["reason"] == "model is loading"
         assert client.post("/setup", json={"project": "1.1", "schema": CONFIG}).status_code == 200
         assert_json_error(client.post("/predict", json=predict_body()), 503)
-        models.GatedLoad.gate.set()
+        fakes.GatedLoad.gate.set()
         reply = _wait_health(client, lambda r: r.status_code == 200)
         assert reply.json() == {"status": "UP", "model_class": "GatedLoad"}
         assert client.post("/predict", json=predict_body()).status_code == 200
@@ -251,10 +251,10 @@ def assert_json_error_free(reply: Any, status: int) -> dict[str, Any]:
 
 
 def test_health_503_after_a_failed_load(tmp_path: Path) -> None:
-    models.GatedLoad.fail = True
-    app = create_app(models.GatedLoad, Settings.from_dict({"model_dir": tmp_path}))
+    fakes.GatedLoad.fail = True
+    app = create_app(fakes.GatedLoad, Settings.from_dict({"model_dir": tmp_path}))
     with TestClient(app, raise_server_exceptions=False) as client:
-        models.GatedLoad.gate.set()
+        fakes.GatedLoad.gate.set()
         reply = _wait_health(client, lambda r: r.json()["status"] != "LOADING")
         body = assert_json_error_free(reply, 503)
         assert body["status"] == "FAILED" and "RuntimeError: weights file is corrupt" in body["reason"]
@@ -264,18 +264,18 @@ def test_health_503_after_a_failed_load(tmp_path: Path) -> None:
 
 
 def test_health_503_after_a_failed_blocking_load(make_client: Any) -> None:
-    client = make_client(models.Broken)
+    client = make_client(fakes.Broken)
     body = assert_json_error_free(client.get("/health"), 503)
     assert "FileNotFoundError: no weights at /models/x.bin" in body["reason"]
 
 
 def test_health_stays_fast_during_a_slow_predict(tmp_path: Path) -> None:
-    app = create_app(models.Slow, Settings.from_dict({"model_dir": tmp_path, "threads": 2}), background_load=False)
+    app = create_app(fakes.Slow, Settings.from_dict({"model_dir": tmp_path, "threads": 2}), background_load=False)
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as http:
         replies: list[Any] = []
         worker = threading.Thread(target=lambda: replies.append(http.post("/predict", json=predict_body())))
         worker.start()
-        assert models.Slow.started.wait(5)
+        assert fakes.Slow.started.wait(5)
         timings = []
         for _ in range(10):
             started = time.perf_counter()
@@ -289,9 +289,9 @@ def test_health_stays_fast_during_a_slow_predict(tmp_path: Path) -> None:
 
 
 def test_threads_limit_bounds_concurrent_predicts(tmp_path: Path) -> None:
-    models.Slow.delay = 0.3
+    fakes.Slow.delay = 0.3
     try:
-        app = create_app(models.Slow, Settings.from_dict({"model_dir": tmp_path, "threads": 2}),
+        app = create_app(fakes.Slow, Settings.from_dict({"model_dir": tmp_path, "threads": 2}),
                          background_load=False)
         with LiveServer(app) as server:
             def call() -> None:
@@ -303,9 +303,9 @@ def test_threads_limit_bounds_concurrent_predicts(tmp_path: Path) -> None:
                 w.start()
             for w in workers:
                 w.join(10)
-        assert models.Slow.peak == 2, "THREADS=2: at most two predicts run at once"
+        assert fakes.Slow.peak == 2, "THREADS=2: at most two predicts run at once"
     finally:
-        models.Slow.delay = 1.5
+        fakes.Slow.delay = 1.5
 
 
 # --- auth ----------------------------------------------------------------------------------------------
@@ -322,7 +322,7 @@ GOOD = basic(f"{USER}:{PASSWORD}".encode())
 
 @pytest.fixture
 def auth_client(make_client: Any) -> Any:
-    return make_client(models.Echo, basic_auth_user=USER, basic_auth_pass=PASSWORD)
+    return make_client(fakes.Echo, basic_auth_user=USER, basic_auth_pass=PASSWORD)
 
 
 @pytest.mark.parametrize("headers", [
@@ -337,7 +337,7 @@ def test_basic_auth_refusals(auth_client: Any, headers: dict[str, str]) -> None:
         reply = auth_client.request(method, path, json=predict_body(), headers=headers)
         assert_json_error(reply, 401)
         assert reply.headers["WWW-Authenticate"].startswith("Basic realm=")
-    assert models.calls["predict"] == 0
+    assert fakes.calls["predict"] == 0
 
 
 def test_basic_auth_accepts_passwords_with_colons(auth_client: Any) -> None:
@@ -349,7 +349,7 @@ def test_basic_auth_accepts_passwords_with_colons(auth_client: Any) -> None:
 
 
 def test_auth_needs_both_user_and_password(make_client: Any) -> None:
-    client = make_client(models.Echo, basic_auth_user=USER)
+    client = make_client(fakes.Echo, basic_auth_user=USER)
     assert client.post("/predict", json=predict_body()).status_code == 200
 
 
@@ -395,7 +395,7 @@ def test_webhook_rules_with_auth_on(auth_client: Any) -> None:
 
 
 def test_webhook_secret_with_auth_on(make_client: Any) -> None:
-    client = make_client(models.Echo, basic_auth_user=USER, basic_auth_pass=PASSWORD, webhook_secret="hook-s3cret")
+    client = make_client(fakes.Echo, basic_auth_user=USER, basic_auth_pass=PASSWORD, webhook_secret="hook-s3cret")
     client.post("/setup", json={"project": "2.1", "schema": CONFIG}, headers=GOOD)
     assert_json_error(client.post("/webhook", json=event("ANNOTATION_CREATED", **ANNOTATION)), 401)
     assert_json_error(client.post("/webhook", json=event("ANNOTATION_CREATED", **ANNOTATION),
@@ -408,7 +408,7 @@ def test_webhook_secret_with_auth_on(make_client: Any) -> None:
 
 
 def test_webhook_secret_applies_without_basic_auth(make_client: Any) -> None:
-    client = make_client(models.Echo, webhook_secret="hook-s3cret")
+    client = make_client(fakes.Echo, webhook_secret="hook-s3cret")
     assert_json_error(client.post("/webhook", json=event("ANNOTATION_CREATED", **ANNOTATION)), 401)
     assert client.post("/webhook", json=event("TASKS_CREATED"),
                        headers={"X-Webhook-Secret": "hook-s3cret"}).status_code == 200
@@ -445,4 +445,4 @@ def test_recorded_ls_requests_replay(client: Any) -> None:
             assert body == {"model_version": "Echo-0"}
     assert paths == {"/health", "/setup", "/predict", "/webhook", "/versions"}
     assert client.runtime.trainer.wait_idle(10)
-    assert models.calls["load"] == 1
+    assert fakes.calls["load"] == 1

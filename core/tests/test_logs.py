@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from models import CONFIG
+from fakes import CONFIG
 
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.config import Settings

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from models import CONFIG
+from fakes import CONFIG
 
 from label_studio_ml.errors import InvalidInput, InvalidShape
 from label_studio_ml.protocol import (

@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import models
+import fakes
 import pytest
-from models import CONFIG
+from fakes import CONFIG
 
 from label_studio_ml.errors import StateUnavailable
 from label_studio_ml.storage import FileStore, RedisStore, atomic_write, make_store, safe_name
@@ -83,8 +83,8 @@ def test_file_store_several_processes(tmp_path: Path) -> None:
     assert leftovers == []
 
 
-def test_redis_store(redis_server: tuple[subprocess.Popen[bytes], str]) -> None:
-    _, url = redis_server
+def test_redis_store(redis_process: tuple[subprocess.Popen[bytes], str]) -> None:
+    _, url = redis_process
     store = make_store(Path("."), url)
     assert isinstance(store, RedisStore) and store.ping()
     for i, value in enumerate(VALUES):
@@ -96,8 +96,8 @@ def test_redis_store(redis_server: tuple[subprocess.Popen[bytes], str]) -> None:
     assert RedisStore(url, prefix="svc-b").get("2", "key1") is None, "prefixes separate services"
 
 
-def test_redis_down_is_state_unavailable(redis_server: tuple[subprocess.Popen[bytes], str]) -> None:
-    proc, url = redis_server
+def test_redis_down_is_state_unavailable(redis_process: tuple[subprocess.Popen[bytes], str]) -> None:
+    proc, url = redis_process
     store = RedisStore(url)
     store.set("1", "k", 1)
     proc.terminate()
@@ -108,15 +108,15 @@ def test_redis_down_is_state_unavailable(redis_server: tuple[subprocess.Popen[by
             call()
 
 
-def test_redis_down_is_a_503_through_the_app(tmp_path: Path, redis_server: tuple[subprocess.Popen[bytes], str],
+def test_redis_down_is_a_503_through_the_app(tmp_path: Path, redis_process: tuple[subprocess.Popen[bytes], str],
                                              ) -> None:
     from starlette.testclient import TestClient
 
     from label_studio_ml.app import create_app
     from label_studio_ml.config import Settings
 
-    proc, url = redis_server
-    app = create_app(models.Echo, Settings.from_dict({"model_dir": tmp_path}), store=RedisStore(url),
+    proc, url = redis_process
+    app = create_app(fakes.Echo, Settings.from_dict({"model_dir": tmp_path}), store=RedisStore(url),
                      background_load=False)
     body = {"tasks": [{"id": 1, "data": {"text": "good"}}], "project": "3.1"}
     with TestClient(app, raise_server_exceptions=False) as client:

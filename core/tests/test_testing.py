@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import models
+import fakes
 import pytest
-from models import CONFIG
+from fakes import CONFIG
 
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.testing import assert_conformant, recorded, recorded_requests
@@ -15,7 +15,7 @@ TASKS = [{"id": 1, "data": {"text": "good"}}, {"id": 2, "data": {"text": "meh"}}
 
 
 def test_conformant_model_passes(make_client: Any) -> None:
-    results = assert_conformant(make_client(models.Echo), CONFIG, TASKS, expect_regions=True)
+    results = assert_conformant(make_client(fakes.Echo), CONFIG, TASKS, expect_regions=True)
     assert [r["result"][0]["value"]["choices"] for r in results] == [["Positive"], ["Negative"]]
 
 
@@ -25,9 +25,9 @@ class Empty(LabelStudioMLBase):
 
 
 @pytest.mark.parametrize("model_class, kwargs, message", [
-    (models.InvalidRegions, {}, "invalid regions"),
-    (models.WrongCount, {}, "500"),
-    (models.Broken, {}, "503"),
+    (fakes.InvalidRegions, {}, "invalid regions"),
+    (fakes.WrongCount, {}, "500"),
+    (fakes.Broken, {}, "503"),
     (Empty, {"expect_regions": True}, None),
 ])
 def test_broken_models_fail_the_check(make_client: Any, model_class: type, kwargs: dict[str, Any],
