@@ -7,10 +7,11 @@ import json
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
+if TYPE_CHECKING:
+    import requests  # imported where used: it costs a third of the server's start-up time
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class LabelStudioClient:
         self.token = token
         self.verify = verify
         self.timeout = timeout
+        import requests
+
         self.session = requests.Session()
         self.session.trust_env = False
         self._access: str | None = None

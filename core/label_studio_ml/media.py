@@ -8,13 +8,15 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
-
-import requests
 
 from .errors import MediaError
 from .ls_client import LabelStudioClient, origin
 from .storage import atomic_write
+
+if TYPE_CHECKING:
+    import requests  # imported on first download: it costs a third of the server's start-up time
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +43,18 @@ class MediaFetcher:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.allowed_hosts = allowed_hosts
-        self.session = requests.Session()
-        self.session.trust_env = False
+        self._session: requests.Session | None = None
         self._clients: dict[tuple[str, str], LabelStudioClient] = {}
         self.ls_url, self.ls_token = ls_url.rstrip("/"), ls_token
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+            self._session.trust_env = False
+        return self._session
 
     def _client(self, ls_url: str, ls_token: str) -> LabelStudioClient:
         key = (ls_url, ls_token)
@@ -128,6 +138,8 @@ class MediaFetcher:
             raise MediaError(f"media host {host!r} is not in MEDIA_ALLOWED_HOSTS")
 
     def _download(self, url: str, client: LabelStudioClient | None) -> bytes:
+        import requests
+
         deadline = time.monotonic() + self.timeout
         for _ in range(MAX_REDIRECTS + 1):
             self._check_host(url, client)

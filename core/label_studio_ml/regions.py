@@ -120,6 +120,7 @@ class RegionValidator:
 
     def __init__(self, config: LabelConfig) -> None:
         self.config = config
+        self._labels = {name: frozenset(info["labels"]) for name, info in config.controls.items()}
 
     def validate(self, items: list[Any], task: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
         kept: list[dict[str, Any]] = []
@@ -164,9 +165,9 @@ class RegionValidator:
         labels_key = str(kind).lower()
         if labels_key in value and labels_key not in {"text", "number", "rating"} and (
                 labels_key.endswith("labels") or labels_key in ("choices", "taxonomy")):
-            allowed = set(control["labels"])
+            allowed = self._labels[item["from_name"]]
             if control.get("dynamic_labels"):
-                allowed |= _dynamic_labels(task)
+                allowed = allowed | _dynamic_labels(task)
             unknown = [v for v in value[labels_key] if not isinstance(v, str) or v not in allowed]
             if labels_key == "taxonomy":
                 unknown = []

@@ -48,13 +48,24 @@ class FileStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / "state"
+        self._files: dict[tuple[str, str], str] = {}
 
     def _path(self, project: str, key: str) -> Path:
         return self.root / safe_name(project) / f"{safe_name(key)}.json"
 
+    def _file(self, project: str, key: str) -> str:
+        # memoised: every /predict reads the active version, and pathlib is slow on that hot path
+        found = self._files.get((project, key))
+        if found is None:
+            if len(self._files) > 4096:
+                self._files.clear()
+            found = self._files[(project, key)] = str(self._path(project, key))
+        return found
+
     def get(self, project: str, key: str) -> Any:
         try:
-            return json.loads(self._path(project, key).read_bytes())
+            with open(self._file(project, key), "rb") as fh:
+                return json.loads(fh.read())
         except FileNotFoundError:
             return None
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import fakes
-import httpx
 import pytest
+import requests
 from conftest import LiveServer
 from fakes import CONFIG
 from prometheus_client.parser import text_string_to_metric_families
@@ -196,6 +196,25 @@ def test_one_failing_task_gets_an_empty_result(make_client: Any) -> None:
     assert_json_error(client.post("/predict", json=predict_body(tasks[1:2])), 500)
 
 
+class NumpyValues(fakes.Echo):
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
+                **kwargs: Any) -> list[dict[str, Any]]:
+        import numpy as np
+
+        out = super().predict(tasks, context, **kwargs)
+        for prediction in out:
+            prediction["score"] = np.float32(0.5)
+            prediction["result"][0]["meta"] = {"logits": np.array([0.25, 0.75]), 3: "int key"}
+        return out
+
+
+def test_numpy_values_and_int_keys_serialize(make_client: Any) -> None:
+    reply = make_client(NumpyValues).post("/predict", json=predict_body())
+    assert reply.status_code == 200
+    first = reply.json()["results"][0]
+    assert first["score"] == 0.5 and first["result"][0]["meta"] == {"logits": [0.25, 0.75], "3": "int key"}
+
+
 def test_wrong_prediction_count_is_a_500(make_client: Any, caplog: pytest.LogCaptureFixture) -> None:
     client = make_client(fakes.WrongCount)
     assert_json_error(client.post("/predict", json=predict_body()), 500)
@@ -271,16 +290,18 @@ def test_health_503_after_a_failed_blocking_load(make_client: Any) -> None:
 
 def test_health_stays_fast_during_a_slow_predict(tmp_path: Path) -> None:
     app = create_app(fakes.Slow, Settings.from_dict({"model_dir": tmp_path, "threads": 2}), background_load=False)
-    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as http:
+    with LiveServer(app) as server, requests.Session() as http:
         replies: list[Any] = []
-        worker = threading.Thread(target=lambda: replies.append(http.post("/predict", json=predict_body())))
+        worker = threading.Thread(target=lambda: replies.append(
+            requests.post(server.url + "/predict", json=predict_body(), timeout=10)))
         worker.start()
         assert fakes.Slow.started.wait(5)
         timings = []
         for _ in range(10):
             started = time.perf_counter()
-            assert http.get("/health").status_code == 200
-            assert http.post("/setup", json={"project": "2.1", "schema": CONFIG}).status_code == 200
+            assert http.get(server.url + "/health", timeout=5).status_code == 200
+            assert http.post(server.url + "/setup", json={"project": "2.1", "schema": CONFIG},
+                             timeout=5).status_code == 200
             timings.append(time.perf_counter() - started)
         assert worker.is_alive(), "predict was still running while /health answered"
         assert max(timings) < 1.0, timings
@@ -295,8 +316,7 @@ def test_threads_limit_bounds_concurrent_predicts(tmp_path: Path) -> None:
                          background_load=False)
         with LiveServer(app) as server:
             def call() -> None:
-                with httpx.Client(base_url=server.url, timeout=10) as http:
-                    assert http.post("/predict", json=predict_body()).status_code == 200
+                assert requests.post(server.url + "/predict", json=predict_body(), timeout=10).status_code == 200
 
             workers = [threading.Thread(target=call) for _ in range(5)]
             for w in workers:

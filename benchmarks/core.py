@@ -1,0 +1,248 @@
+"""Core's overhead: a trivial model served by core versus a bare Starlette app doing the same JSON work.
+
+Both run as uvicorn in their own process on loopback and answer POST /predict with one
+``{result, score, model_version}`` per task. The client (a small keep-alive asyncio HTTP/1.1 client, so
+it costs little CPU) interleaves short bursts against the two servers, cell by cell and round by
+round, so that machine noise hits both alike. Prints req/s, p50/p99 latency and the core/bare ratio
+per cell, then core's idle RSS and its start-to-healthy time.
+
+    python benchmarks/core.py [--rounds 6] [--burst 1.0]
+
+Targets (issue 2): ratio >= 0.8 in every cell, idle RSS <= 60 MB, start to healthy <= 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+          '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
+
+MODEL = textwrap.dedent('''
+    from label_studio_ml import LabelStudioMLBase
+
+    RESULT = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}]
+
+
+    class Trivial(LabelStudioMLBase):
+        def predict(self, tasks, context=None, **kwargs):
+            return [{"result": RESULT, "score": 0.9} for _ in tasks]
+''')
+
+BARE = textwrap.dedent('''
+    import json
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    RESULT = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}]
+
+
+    async def predict(request):
+        body = json.loads(await request.body())
+        results = [{"result": RESULT, "score": 0.9, "model_version": "bare-0"} for _ in body["tasks"]]
+        return JSONResponse({"results": results})
+
+
+    async def health(request):
+        return JSONResponse({"status": "UP"})
+
+
+    app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/health", health)])
+''')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def task(i: int) -> dict:
+    """A task shaped like LS 1.23.2's batch serializer (PROTOCOL.md §4.1)."""
+    return {"id": i, "data": {"text": f"Task {i}: the quick brown fox jumps over the lazy dog, twice over."},
+            "meta": {}, "created_at": "2026-11-27T16:41:32.651669Z", "updated_at": "2026-11-27T16:41:32.651685Z",
+            "is_labeled": False, "overlap": 1, "inner_id": i, "total_annotations": 0, "cancelled_annotations": 0,
+            "total_predictions": 0, "comment_count": 0, "unresolved_comment_count": 0,
+            "last_comment_updated_at": None, "project": 2, "updated_by": None, "file_upload": None,
+            "comment_authors": [], "annotations": [], "predictions": []}
+
+
+def body(n: int) -> bytes:
+    return json.dumps({"tasks": [task(i) for i in range(1, n + 1)], "project": "2.1795797692",
+                       "label_config": CONFIG, "params": {"login": None, "password": None, "context": None}}).encode()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> float:
+    started = time.perf_counter()
+    request = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    while time.perf_counter() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(request)
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return time.perf_counter()
+        except OSError:
+            pass
+        time.sleep(0.002)
+    raise RuntimeError("server did not become healthy")
+
+
+class Server:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], cwd: str) -> None:
+        self.name, self.args, self.env, self.cwd = name, args, env, cwd
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        """Start the server; return seconds from spawn to the first 200 on /health."""
+        args = [a.replace("{port}", str(self.port)) for a in self.args]
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(args, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        return wait_healthy(self.port, self.proc) - started
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def _connection(port: int, request: bytes, deadline: float, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"unexpected reply: {head[:80]!r}")
+            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+
+
+async def burst(port: int, payload: bytes, concurrency: int, seconds: float) -> tuple[int, float, list[float]]:
+    request = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+    latencies: list[float] = []
+    started = time.perf_counter()
+    await asyncio.gather(*(_connection(port, request, started + seconds, latencies) for _ in range(concurrency)))
+    return len(latencies), time.perf_counter() - started, latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds per cell (default 6)")
+    parser.add_argument("--burst", type=float, default=1.0, help="seconds per burst (default 1.0)")
+    parser.add_argument("--starts", type=int, default=5, help="cold starts timed for start-to-healthy (default 5)")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="lsml-bench-"))
+    (work / "svc").mkdir()
+    (work / "svc" / "model.py").write_text(MODEL)
+    (work / "bare.py").write_text(BARE)
+    env = {**os.environ, "MODEL_DIR": str(work / "model_dir"), "LOG_LEVEL": "INFO", "PYTHONDONTWRITEBYTECODE": "1"}
+    for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "REDIS_URL", "LABEL_STUDIO_URL"):
+        env.pop(name, None)
+    core = Server("core", [sys.executable, "-m", "label_studio_ml", "start", str(work / "svc"), "--host",
+                           "127.0.0.1", "-p", "{port}"], env, str(work))
+    bare = Server("bare", [sys.executable, "-m", "uvicorn", "bare:app", "--host", "127.0.0.1", "--port", "{port}",
+                           "--log-level", "warning", "--no-access-log"], env, str(work))
+
+    # start to healthy: cold starts of core (each a fresh process), median and worst
+    starts = []
+    for _ in range(args.starts):
+        starts.append(core.start())
+        core.stop()
+    core.port = free_port()
+    core.start()
+    bare.start()
+    assert core.proc is not None and bare.proc is not None
+    idle_rss = rss_mb(core.proc.pid)
+    bare_rss = rss_mb(bare.proc.pid)
+
+    cells = [(1, 1), (1, 16), (100, 1), (100, 16)]
+    payloads = {n: body(n) for n, _ in cells}
+    stats: dict[tuple[int, int, str], dict[str, float | list[float]]] = {}
+    try:
+        for server in (core, bare):  # warm up: first requests build the project instance, JIT caches, etc.
+            for n, c in cells:
+                asyncio.run(burst(server.port, payloads[n], c, 0.3))
+        for round_no in range(args.rounds):
+            for n, c in cells:
+                order = (core, bare) if round_no % 2 == 0 else (bare, core)
+                for server in order:
+                    count, elapsed, latencies = asyncio.run(burst(server.port, payloads[n], c, args.burst))
+                    cell = stats.setdefault((n, c, server.name), {"count": 0.0, "elapsed": 0.0, "lat": []})
+                    cell["count"] += count  # type: ignore[operator]
+                    cell["elapsed"] += elapsed  # type: ignore[operator]
+                    cell["lat"].extend(latencies)  # type: ignore[union-attr]
+        time.sleep(0.5)
+        after_rss = rss_mb(core.proc.pid)
+    finally:
+        core.stop()
+        bare.stop()
+
+    print(f"core overhead benchmark: {args.rounds} interleaved rounds x {args.burst:.1f} s bursts per cell, "
+          f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(f"{'tasks':>5} {'conc':>4} | {'core req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | "
+          f"{'bare req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>5}")
+    worst = 1e9
+    for n, c in cells:
+        row = []
+        rates = {}
+        for name in ("core", "bare"):
+            cell = stats[(n, c, name)]
+            rate = float(cell["count"]) / float(cell["elapsed"])  # type: ignore[arg-type]
+            lat = cell["lat"]  # type: ignore[assignment]
+            rates[name] = rate
+            row.append(f"{rate:10.0f} {1000 * statistics.median(lat):7.2f} {1000 * percentile(lat, 0.99):7.2f}")
+        ratio = rates["core"] / rates["bare"]
+        worst = min(worst, ratio)
+        print(f"{n:>5} {c:>4} | {row[0]} | {row[1]} | {ratio:5.2f}")
+    start_median, start_worst = statistics.median(starts), max(starts)
+    print(f"worst ratio core/bare: {worst:.2f} (target >= 0.80: {'ok' if worst >= 0.8 else 'MISSED'})")
+    rss_ok = "ok" if max(idle_rss, after_rss) <= 60 else "MISSED"
+    print(f"core idle RSS: {idle_rss:.1f} MB after start, {after_rss:.1f} MB after the run "
+          f"(bare Starlette {bare_rss:.1f} MB; target <= 60 MB: {rss_ok})")
+    print(f"core start to healthy: median {start_median:.3f} s, worst {start_worst:.3f} s of {len(starts)} "
+          f"(target <= 0.5 s: {'ok' if start_median <= 0.5 else 'MISSED'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
