@@ -14,6 +14,7 @@ from .label_config import ControlPair, LabelConfig
 logger = logging.getLogger(__name__)
 
 _ID_ALPHABET = string.ascii_letters + string.digits
+_LABEL_KEYS = {"choices", "taxonomy"}
 _IMAGE_TYPES = {"rectanglelabels", "rectangle", "polygonlabels", "polygon", "keypointlabels",
                 "keypoint", "brushlabels", "brush", "ellipselabels", "ellipse"}
 
@@ -120,7 +121,14 @@ class RegionValidator:
 
     def __init__(self, config: LabelConfig) -> None:
         self.config = config
-        self._labels = {name: frozenset(info["labels"]) for name, info in config.controls.items()}
+        # per control, what every item is checked against (one validator checks a whole batch)
+        self._controls: dict[str, tuple[str, str | None, frozenset[str], frozenset[str], str | None, bool]] = {}
+        for name, info in config.controls.items():
+            kind = info["type"].lower()
+            self._controls[name] = (
+                kind, kind[:-6] if kind.endswith("labels") else None, frozenset(info["to_name"]),
+                frozenset(info["labels"]), next((i.get("value") for i in info["inputs"]), None),
+                bool(info.get("dynamic_labels")))
 
     def validate(self, items: list[Any], task: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
         kept: list[dict[str, Any]] = []
@@ -151,30 +159,27 @@ class RegionValidator:
         kind = item.get("type")
         if kind == "relation":
             return None
-        control = self.config.controls.get(item.get("from_name", ""))
+        control = self._controls.get(item.get("from_name", ""))
         if control is None:
             return f"unknown from_name {item.get('from_name')!r}"
-        if str(kind).lower() != control["type"].lower() and not (
-                control["type"].lower().endswith("labels") and str(kind) == control["type"].lower()[:-6]):
-            return f"type {kind!r} does not match control {control['type']}"
-        if item.get("to_name") not in control["to_name"]:
+        control_kind, short_kind, to_names, labels, data_key, dynamic = control
+        labels_key = str(kind).lower()
+        if labels_key != control_kind and str(kind) != short_kind:
+            return f"type {kind!r} does not match control {self.config.controls[item['from_name']]['type']}"
+        if item.get("to_name") not in to_names:
             return f"to_name {item.get('to_name')!r} is not an object of {item.get('from_name')!r}"
         value = item.get("value")
         if not isinstance(value, dict):
             return "value is not an object"
-        labels_key = str(kind).lower()
-        if labels_key in value and labels_key not in {"text", "number", "rating"} and (
-                labels_key.endswith("labels") or labels_key in ("choices", "taxonomy")):
-            allowed = self._labels[item["from_name"]]
-            if control.get("dynamic_labels"):
-                allowed = allowed | _dynamic_labels(task)
+        if labels_key in value and labels_key in _LABEL_KEYS or (
+                labels_key in value and labels_key.endswith("labels")):
+            allowed = labels | _dynamic_labels(task) if dynamic else labels
             unknown = [v for v in value[labels_key] if not isinstance(v, str) or v not in allowed]
             if labels_key == "taxonomy":
                 unknown = []
             if unknown:
                 return f"labels {unknown} are not in the config for {item['from_name']!r}"
-        if {"start", "end"} <= value.keys() and "text" in value and isinstance(value["text"], str):
-            data_key = next((i.get("value") for i in control["inputs"]), None)
+        if "start" in value and "end" in value and isinstance(value.get("text"), str):
             source = (task.get("data") or {}).get(data_key) if data_key else None
             if isinstance(source, str) and source[value["start"]:value["end"]] != value["text"]:
                 return "span text does not match data[start:end]"

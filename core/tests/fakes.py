@@ -3,6 +3,7 @@ never of core itself)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -37,7 +38,12 @@ class Echo(LabelStudioMLBase):
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
                 **kwargs: Any) -> list[dict[str, Any]]:
         calls["predict"] += 1
-        seen.append({"project": self.project_id, "tasks": len(tasks), "context": context, "kwargs": kwargs,
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        seen.append({"on_loop": on_loop, "project": self.project_id, "tasks": len(tasks), "context": context, "kwargs": kwargs,
                      "resources": self.resources, "extra_params": self.extra_params,
                      "label_config": self.label_config})
         return [choice("Positive" if "good" in t["data"].get("text", "") else "Negative") for t in tasks]
@@ -136,3 +142,7 @@ class SeedResultLists(LabelStudioMLBase):
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[list[dict]]:
         item = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}
         return [[item] if i % 2 == 0 else [{"result": [item], "score": 0.5}] for i, _ in enumerate(tasks)]
+
+
+class Inline(Echo):
+    inline_predict = True

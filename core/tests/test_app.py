@@ -169,6 +169,15 @@ def test_params_reach_predict_as_kwargs_and_context_is_passed(client: Any) -> No
     assert fakes.seen[-1]["kwargs"] == {} and fakes.seen[-1]["project"] is None
 
 
+def test_predict_runs_in_a_worker_thread_unless_inline(make_client: Any) -> None:
+    assert make_client(fakes.Echo).post("/predict", json=predict_body()).status_code == 200
+    assert fakes.seen[-1]["on_loop"] is False
+    inline = make_client(fakes.Inline)
+    reply = inline.post("/predict", json=predict_body())
+    assert reply.status_code == 200 and labels(reply) == [["Positive"], ["Negative"]]
+    assert fakes.seen[-1]["on_loop"] is True
+
+
 def test_missing_label_config_uses_the_stored_one(client: Any) -> None:
     assert_json_error(client.post("/predict", json=predict_body(project="7.1", config=None)), 422)
     client.post("/setup", json={"project": "7.1", "schema": CONFIG})
