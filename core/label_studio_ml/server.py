@@ -43,7 +43,8 @@ def serve(target: str | Path, host: str = "0.0.0.0", port: int = 9090, workers: 
     configure_logging(log_level or settings.log_level, settings.secrets)
     os.environ[APP_DIR_ENV] = str(Path(target).resolve()) if ":" not in str(target) else str(target)
     common = dict(host=host, port=port, log_level=(log_level or settings.log_level).lower(),
-                  root_path=settings.root_path, log_config=None, timeout_graceful_shutdown=5)
+                  root_path=settings.root_path, log_config=None, timeout_graceful_shutdown=5,
+                  access_log=False)  # uvicorn would re-enable its access log at log_level; /predict logs its own line
     if workers > 1 or reload:
         path = Path(str(target).rsplit(":", 1)[0] if ":" in str(target) and not Path(target).exists() else target)
         uvicorn.run("label_studio_ml.server:app_factory", factory=True, workers=workers, reload=reload,

@@ -43,8 +43,8 @@ class Echo(LabelStudioMLBase):
             on_loop = True
         except RuntimeError:
             on_loop = False
-        seen.append({"on_loop": on_loop, "project": self.project_id, "tasks": len(tasks), "context": context, "kwargs": kwargs,
-                     "resources": self.resources, "extra_params": self.extra_params,
+        seen.append({"on_loop": on_loop, "project": self.project_id, "tasks": len(tasks), "context": context,
+                     "kwargs": kwargs, "resources": self.resources, "extra_params": self.extra_params,
                      "label_config": self.label_config})
         return [choice("Positive" if "good" in t["data"].get("text", "") else "Negative") for t in tasks]
 
