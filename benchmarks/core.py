@@ -97,9 +97,14 @@ def rss_mb(pid: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (load on a shared machine barely changes it)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process's live threads so far, in ns resolution (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for task_dir in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task_dir / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
 
 
 def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> float:
@@ -176,8 +181,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds per cell (default 6)")
-    parser.add_argument("--burst", type=float, default=1.0, help="seconds per burst (default 1.0)")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds per cell (default 10)")
+    parser.add_argument("--burst", type=float, default=0.6, help="seconds per burst (default 0.6)")
     parser.add_argument("--starts", type=int, default=5, help="cold starts timed for start-to-healthy (default 5)")
     args = parser.parse_args()
 
@@ -216,7 +221,7 @@ def main() -> int:
 
     cells = [(1, 1), (1, 16), (100, 1), (100, 16)]
     payloads = {n: body(n) for n, _ in cells}
-    stats: dict[tuple[int, int, str], dict[str, float | list[float]]] = {}
+    stats: dict[tuple[int, int, str], dict[str, list[float]]] = {}
     try:
         for server in (core, inline, bare):  # warm up: first requests build the project instance, JIT caches, etc.
             for n, c in cells:
@@ -228,12 +233,11 @@ def main() -> int:
                     assert server.proc is not None
                     cpu = cpu_seconds(server.proc.pid)
                     count, elapsed, latencies = asyncio.run(burst(server.port, payloads[n], c, args.burst))
-                    cell = stats.setdefault((n, c, server.name), {"count": 0.0, "elapsed": 0.0, "cpu": 0.0,
-                                                                  "lat": []})
-                    cell["cpu"] += cpu_seconds(server.proc.pid) - cpu  # type: ignore[operator]
-                    cell["count"] += count  # type: ignore[operator]
-                    cell["elapsed"] += elapsed  # type: ignore[operator]
-                    cell["lat"].extend(latencies)  # type: ignore[union-attr]
+                    cell = stats.setdefault((n, c, server.name), {"count": [], "elapsed": [], "cpu": [], "lat": []})
+                    cell["cpu"].append(cpu_seconds(server.proc.pid) - cpu)
+                    cell["count"].append(count)
+                    cell["elapsed"].append(elapsed)
+                    cell["lat"].extend(latencies)
         time.sleep(0.5)
         after_rss = rss_mb(core.proc.pid)
     finally:
@@ -243,27 +247,32 @@ def main() -> int:
 
     print(f"core overhead benchmark: {args.rounds} interleaved rounds x {args.burst:.1f} s bursts per cell, "
           f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    print("req/s and latency are wall-clock figures; 'cpu us' is the server process's CPU time per request,")
-    print("which load from other processes on a shared machine barely changes. ratio = core/bare req/s;")
-    print("cpu ratio = bare/core CPU per request (what core's throughput would be on a machine of its own).")
+    print("req/s and latency are wall-clock figures; 'cpu us' is the server process's CPU time per request.")
+    print("ratio = core/bare req/s and cpu ratio = bare/core CPU per request, each the median over rounds of")
+    print("the ratio within a round (neighbouring bursts), which cancels most of the load other processes add.")
     print("core = predict in a worker thread (the default); core-inline = the model sets inline_predict = True.")
     print(f"{'server':>11} {'tasks':>5} {'conc':>4} | {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu us':>7} | "
           f"{'ratio':>5} {'cpu ratio':>9}")
 
-    def figures(n: int, c: int, name: str) -> tuple[float, float, list[float]]:
+    def per_round(n: int, c: int, name: str) -> tuple[list[float], list[float]]:
         cell = stats[(n, c, name)]
-        rate = float(cell["count"]) / float(cell["elapsed"])  # type: ignore[arg-type]
-        return rate, 1e6 * float(cell["cpu"]) / float(cell["count"]), cell["lat"]  # type: ignore[arg-type,return-value]
+        rates = [k / e for k, e in zip(cell["count"], cell["elapsed"], strict=True)]
+        cpus = [1e6 * u / max(k, 1) for u, k in zip(cell["cpu"], cell["count"], strict=True)]
+        return rates, cpus
 
     worst: dict[str, tuple[float, float]] = {}
     for n, c in cells:
-        bare_rate, bare_cpu, _ = figures(n, c, "bare")
+        bare_rates, bare_cpus = per_round(n, c, "bare")
         for name in ("core", "core-inline", "bare"):
-            rate, cpu, lat = figures(n, c, name)
-            line = (f"{name:>11} {n:>5} {c:>4} | {rate:7.0f} {1000 * statistics.median(lat):7.2f} "
-                    f"{1000 * percentile(lat, 0.99):7.2f} {cpu:7.0f} |")
+            rates, cpus = per_round(n, c, name)
+            cell = stats[(n, c, name)]
+            lat = cell["lat"]
+            line = (f"{name:>11} {n:>5} {c:>4} | {sum(cell['count']) / sum(cell['elapsed']):7.0f} "
+                    f"{1000 * statistics.median(lat):7.2f} {1000 * percentile(lat, 0.99):7.2f} "
+                    f"{statistics.median(cpus):7.0f} |")
             if name != "bare":
-                ratio, cpu_ratio = rate / bare_rate, bare_cpu / cpu
+                ratio = statistics.median(r / b for r, b in zip(rates, bare_rates, strict=True))
+                cpu_ratio = statistics.median(b / u for u, b in zip(cpus, bare_cpus, strict=True))
                 old_ratio, old_cpu = worst.get(name, (1e9, 1e9))
                 worst[name] = (min(old_ratio, ratio), min(old_cpu, cpu_ratio))
                 line += f" {ratio:5.2f} {cpu_ratio:9.2f}"
