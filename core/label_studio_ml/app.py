@@ -116,7 +116,7 @@ class ProtocolMiddleware:
 
 async def read_json(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -226,7 +226,7 @@ class MLBackendApp:
 
     async def jobs(self, request: Request) -> Response:
         project = request.query_params.get("project")
-        if not project or not project.split(".", 1)[0].isdigit():
+        if not project or not (project.split(".", 1)[0].isascii() and project.split(".", 1)[0].isdigit()):
             raise InvalidShape("GET /jobs needs ?project=<id>")
         records = await anyio.to_thread.run_sync(self.runtime.trainer.jobs, project.split(".", 1)[0])
         active = self.runtime.versions.active(project.split(".", 1)[0])

@@ -161,7 +161,7 @@ class MediaFetcher:
                 reply.close()
                 raise MediaError(f"{_redact(url)} answered HTTP {reply.status_code}")
             declared = reply.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            if declared and declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
                 reply.close()
                 raise MediaError(f"{_redact(url)} is larger than {self.max_bytes} bytes")
             chunks, size = [], 0

@@ -178,7 +178,7 @@ class LabelStudioMLBase:
         """Seed compatibility: move to a new, persisted version string."""
         current = self.model_version
         head, _, tail = current.rpartition("-")
-        new = f"{head}-{int(tail) + 1}" if head and tail.isdigit() else f"{current}-1"
+        new = f"{head}-{int(tail) + 1}" if head and tail.isascii() and tail.isdigit() else f"{current}-1"
         self.model_version = new
         return new
 

@@ -66,7 +66,7 @@ def parse_project(value: Any) -> str | None:
         return str(value)
     if isinstance(value, str):
         head = value.split(".", 1)[0].strip()
-        if head.isdigit():
+        if head.isascii() and head.isdigit():  # str.isdigit() is also true for "³", which int() refuses
             return str(int(head))
         raise InvalidInput(f"malformed project id {value[:40]!r}; expected '<id>' or '<id>.<timestamp>'")
     raise InvalidShape("project must be a string or an integer")

@@ -86,6 +86,7 @@ def test_versions_jobs_openapi(client: Any) -> None:
     jobs = client.get("/jobs", params={"project": "4"})
     assert jobs.status_code == 200 and jobs.json() == {"project": "4", "model_version": "Echo-0", "jobs": []}
     assert_json_error(client.get("/jobs"), 422)
+    assert_json_error(client.get("/jobs", params={"project": "³"}), 422)
     spec = client.get("/openapi.json").json()
     assert {"/predict", "/setup", "/webhook", "/health"} <= set(spec["paths"])
 
@@ -126,6 +127,8 @@ def test_request_body_limit(make_client: Any) -> None:
 
     assert_json_error(client.post("/setup", content=chunks(), headers={"Content-Type": "application/json"}), 413)
     assert_json_error(client.post("/webhook", content=b" " * 2001 + b"{}"), 413)
+    odd = client.post("/setup", content=b"{}", headers={"Content-Length": "²".encode("latin-1")})
+    assert odd.status_code != 500
 
 
 # --- model contract --------------------------------------------------------------------------------

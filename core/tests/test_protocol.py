@@ -29,7 +29,8 @@ def test_project_uid_forms(value: Any, expected: str | None) -> None:
 
 
 @pytest.mark.parametrize("value, error", [
-    ("abc.1795797692", InvalidInput), ("2x", InvalidInput), (".5", InvalidInput), ("-1.5", InvalidInput),
+    ("abc.1795797692", InvalidInput), ("2x", InvalidInput), ("³", InvalidInput), ("٣.1", InvalidInput),
+    (".5", InvalidInput), ("-1.5", InvalidInput),
     (True, InvalidShape), (4.5, InvalidShape), ([1], InvalidShape), ({"title": "no id"}, InvalidShape),
 ])
 def test_malformed_project(value: Any, error: type[Exception]) -> None:
