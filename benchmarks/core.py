@@ -201,13 +201,11 @@ def main() -> int:
     bare = Server("bare", [sys.executable, "-m", "uvicorn", "bare:app", "--host", "127.0.0.1", "--port", "{port}",
                            "--log-level", "warning", "--no-access-log"], env, str(work))
 
-    # start to healthy: cold starts of core (each a fresh process), median and worst
-    starts = []
+    # start to healthy: cold starts (each a fresh process), core and bare alternating
+    starts, bare_starts = [], []
     for _ in range(args.starts):
         starts.append(core.start())
         core.stop()
-    bare_starts = []
-    for _ in range(args.starts):
         bare_starts.append(bare.start())
         bare.stop()
     bare.port = free_port()
