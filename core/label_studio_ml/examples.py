@@ -8,7 +8,8 @@ its state, one per task, and returns them after applying a training job's events
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .label_config import ControlPair
 
@@ -23,7 +24,7 @@ DELETE_EVENTS = {"ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}
 ExampleOf = Callable[[dict[str, Any], dict[str, Any]], "dict[str, Any] | None"]
 
 
-def collect(model: "LabelStudioMLBase", event: str, data: dict[str, Any], example_of: ExampleOf,
+def collect(model: LabelStudioMLBase, event: str, data: dict[str, Any], example_of: ExampleOf,
             events: list[tuple[str, dict[str, Any]]] | None = None, key: str = "examples") -> dict[str, dict[str, Any]]:
     """The project's examples after a training job: ``{task_id: example}``, saved under ``key``.
 

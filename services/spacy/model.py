@@ -8,18 +8,18 @@ import os
 import random
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import spacy
 from spacy.language import Language
 from spacy.training import Example
 from spacy.util import fix_random_seed, minibatch
 
-from label_studio_ml import LabelStudioMLBase
+from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml import examples as training_examples
-from label_studio_ml import regions
 from label_studio_ml.errors import LabelConfigError
 from label_studio_ml.label_config import ControlPair
 
@@ -113,13 +113,13 @@ class SpacyModel(LabelStudioMLBase):
         for key in dict.fromkeys(p.data_key for p in pairs):
             texts = [self.read_text(task, key) for task in tasks]
             docs = self.nlp.pipe(texts, batch_size=self.batch_size, disable=self.disabled)
-            for i, (text, doc) in enumerate(zip(texts, docs)):
+            for i, (text, doc) in enumerate(zip(texts, docs, strict=True)):
                 if self.ner_pair is not None and self.ner_pair.data_key == key:
                     results[i].extend(self._entities(self.ner_pair, text, doc))
                 if self.choices_pair is not None and self.textcat and self.choices_pair.data_key == key:
                     choice, scores[i] = self._categories(self.choices_pair, doc.cats)
                     results[i].extend(choice)
-        return [{"result": result, "score": score} for result, score in zip(results, scores)]
+        return [{"result": result, "score": score} for result, score in zip(results, scores, strict=True)]
 
     def _entities(self, pair: ControlPair, text: str, doc: Any) -> list[dict[str, Any]]:
         spans = []
@@ -184,7 +184,7 @@ class SpacyModel(LabelStudioMLBase):
             for i, doc in enumerate(nlp.pipe(texts, disable=[n for n in nlp.pipe_names if n != "ner"])):
                 kept[i] = [(e.start_char, e.end_char, e.label_) for e in doc.ents if pair.map_label(e.label_) is None]
         train = []
-        for example, others in zip(found, kept):
+        for example, others in zip(found, kept, strict=True):
             doc = nlp.make_doc(example["text"])
             gold = [(s, e, model_label.get(label, label)) for s, e, label in example["spans"]]
             entities = _aligned(doc, gold + others)

