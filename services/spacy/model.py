@@ -158,7 +158,7 @@ class SpacyModel(LabelStudioMLBase):
         nlp = load_pipeline(self.resources.name)
         losses = self._train(nlp, usable)
         nlp.to_disk(self.output_dir)
-        return {"trained": True, "examples": len(usable), "loss": losses.get("ner")}
+        return {"trained": True, "examples": len(usable), "loss": float(losses.get("ner", 0.0))}
 
     def _example(self, task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any] | None:
         assert self.ner_pair is not None
