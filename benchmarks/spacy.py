@@ -24,7 +24,7 @@ CONFIG = """<View><Labels name="ner" toName="text"><Label value="Person"/>
 <Label value="Organization" predicted_values="ORG"/><Label value="Place" predicted_values="GPE,LOC"/></Labels>
 <Text name="text" value="$text"/></View>"""
 MAPPING = {"PERSON": "Person", "ORG": "Organization", "GPE": "Place", "LOC": "Place"}
-RUNS = 3
+RUNS = 5
 
 
 def direct(nlp: spacy.language.Language, texts: list[str], disable: list[str]) -> tuple[float, list]:

@@ -103,6 +103,7 @@ class SpacyModel(LabelStudioMLBase):
             {"doc.cats"} if self.choices_pair and self.textcat else set())
         running = components_to_run(self.nlp, outputs, keep)
         self.disabled = [name for name in self.nlp.pipe_names if name not in running]
+        self._mapped: dict[str, str | None] = {}  # spaCy entity label -> config label (None: dropped)
 
     # --- prediction ----------------------------------------------------------------------------
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
@@ -124,7 +125,9 @@ class SpacyModel(LabelStudioMLBase):
     def _entities(self, pair: ControlPair, text: str, doc: Any) -> list[dict[str, Any]]:
         spans = []
         for ent in doc.ents:
-            label = pair.map_label(ent.label_)
+            label = self._mapped.get(ent.label_, "")
+            if label == "":
+                label = self._mapped.setdefault(ent.label_, pair.map_label(ent.label_))
             if label is not None:
                 spans.append(regions.span(pair, text, ent.start_char, ent.end_char, label))
         return spans
