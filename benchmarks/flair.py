@@ -33,7 +33,7 @@ CONFIG = """<View><Labels name="ner" toName="text"><Label value="Person" predict
 <Text name="text" value="$text"/></View>"""
 MAPPING = {"PER": "Person", "ORG": "Organization", "LOC": "Place"}
 BATCH = 32
-RUNS = 5
+RUNS = 3
 
 
 def train_small_tagger(path: Path) -> None:
