@@ -23,7 +23,8 @@ CONFIG = """<View>
 TEXTS = ["Barack Obama visited Paris in May 2009 with executives from Google.",
          "",
          "Angela Merkel met Emmanuel Macron in Berlin on Tuesday.",
-         "nothing to see here"]
+         "nothing to see here",
+         "  Émile Zola\tand Olaf Scholz 🇩🇪 met\n\nin Brussels with Nokia\u00a0staff."]
 GADGETS = ["I bought a Zorblax yesterday.", "My Zorblax broke again.", "She loves her new Quibbit.",
            "The Quibbit is charging.", "He sold his Zorblax on Monday.", "We use a Quibbit at work.",
            "Is the Zorblax waterproof?", "Bring the Quibbit to the party.", "A Zorblax costs too much.",
@@ -84,6 +85,7 @@ def test_entities_are_mapped_onto_config_labels_and_unknown_ones_dropped(make_cl
     assert all(text != "May 2009" for text, _ in first), "DATE is not in the config: dropped"
     assert results[1]["result"] == [] and results[3]["result"] == []
     assert ("Berlin", "Place") in entities(results[2])
+    assert ("Brussels", "Place") in entities(results[4])
     for task, prediction in zip(tasks_of(TEXTS), results, strict=True):
         for region in prediction["result"]:
             value = region["value"]
