@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .label_config import ControlPair, LabelConfig
+from .media import is_media_reference
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,9 @@ class RegionValidator:
         if {"start", "end"} <= value.keys() and "text" in value and isinstance(value["text"], str):
             data_key = next((i.get("value") for i in control["inputs"]), None)
             source = (task.get("data") or {}).get(data_key) if data_key else None
-            if isinstance(source, str) and source[value["start"]:value["end"]] != value["text"]:
+            # a Text given as a URL is checked by the model, which reads the fetched text
+            if isinstance(source, str) and not is_media_reference(source) and \
+                    source[value["start"]:value["end"]] != value["text"]:
                 return "span text does not match data[start:end]"
         if labels_key in _IMAGE_TYPES or "original_width" in item:
             return _image_problem(item, value)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
                           AutoModelForTokenClassification, AutoTokenizer, pipeline)
+from transformers.utils import logging as hf_logging
 
 from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml.errors import LabelConfigError
@@ -298,6 +299,7 @@ class HuggingFace(LabelStudioMLBase):
     @classmethod
     def load(cls) -> Resources:
         options = Options.from_env()
+        hf_logging.disable_progress_bar()  # per-file loading bars are noise in a server log
         if not options.model:
             raise RuntimeError("HF_MODEL is not set: give a Hugging Face hub id or a local model folder")
         device = pick_device(options.device)
@@ -425,12 +427,23 @@ class HuggingFace(LabelStudioMLBase):
             tokenizer, AutoConfig.from_pretrained(self.options.model, token=self.options.token))
         return self.options.model, tokenizer
 
-    def _config_labels(self) -> list[str]:
-        return list(self.pair.labels)
+    def _head_labels(self, names: list[str]) -> list[str]:
+        """The head's label names: the base model's own order when its labels map one to one onto
+        ``names`` (its trained head is kept), else ``names`` (a new head)."""
+        base = AutoConfig.from_pretrained(self.options.model, token=self.options.token)
+        if task_of(base) != self.task:
+            return names
+        mapped = []
+        for i in sorted(base.id2label):
+            name = str(base.id2label[i])
+            prefix, tag = (name[:2], name[2:]) if name[:2] in ("B-", "I-") else ("", name)
+            label = tag if tag == "O" and self.task == NER else self.pair.map_label(tag)
+            mapped.append(None if label is None else prefix + label)
+        return mapped if None not in mapped and sorted(mapped) == sorted(names) else names  # type: ignore
 
     def _train_classifier(self, examples: list[dict[str, Any]]) -> None:
         source, tokenizer = self._base()
-        labels = self._config_labels()
+        labels = self._head_labels(list(self.pair.labels))
         label2id = {label: i for i, label in enumerate(labels)}
         model = AutoModelForSequenceClassification.from_pretrained(
             source, token=self.options.token, num_labels=len(labels), id2label=dict(enumerate(labels)),
@@ -449,7 +462,7 @@ class HuggingFace(LabelStudioMLBase):
         source, tokenizer = self._base()
         if not getattr(tokenizer, "is_fast", False):
             raise RuntimeError(f"NER training needs a fast tokenizer (offsets); {source} has none")
-        names = bio_labels(self._config_labels())
+        names = self._head_labels(bio_labels(list(self.pair.labels)))
         label2id = {name: i for i, name in enumerate(names)}
         model = AutoModelForTokenClassification.from_pretrained(
             source, token=self.options.token, num_labels=len(names), id2label=dict(enumerate(names)),

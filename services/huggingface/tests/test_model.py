@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 
 from conftest import NEGATIVE, POSITIVE, ner_examples
@@ -199,7 +200,7 @@ def test_fine_tunes_a_classifier_from_annotation_webhooks(serve, minilm_dir):
     version = wait_for_version(client, project, CHOICES, "huggingface-0")
     assert client.runtime.trainer.wait_idle(180)
     version = client.post("/setup", json={"project": project, "schema": CHOICES}).json()["model_version"]
-    folder = client.runtime.versions.active_dir(project)
+    folder = client.runtime.versions.active_dir("1")
     assert (folder / "config.json").exists() and (folder / "model.safetensors").exists()
 
     tasks = [{"id": 900, "data": {"text": "I love it, really great"}}, {"id": 901, "data": {"text": "hate it, terrible"}}]
@@ -233,15 +234,16 @@ def test_fine_tunes_ner_from_annotation_webhooks(serve, minilm_dir):
     assert results[0]["model_version"] == version
 
 
-def test_start_training_reads_labeled_tasks_from_label_studio(serve, minilm_dir):
+def test_start_training_reads_label_studio_and_keeps_a_matching_head(serve, classifier_dir):
+    """HF_MODEL is already a classifier whose labels map onto the config: training continues its head."""
     texts = [(t, "Positive") for t in POSITIVE[:3]] + [(t, "Negative") for t in NEGATIVE[:3]]
     tasks = [{"id": i, "data": {"text": t}, "annotations": [
         {"id": i, "was_cancelled": False, "updated_at": "2026-01-01",
          "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
         for i, (t, label) in enumerate(texts)]
     with FakeLabelStudio(tasks={7: tasks}) as ls:
-        client = serve(minilm_dir, settings={"label_studio_url": ls.url, "label_studio_api_key": ls.pat},
-                       HF_EPOCHS=1)
+        client = serve(classifier_dir, settings={"label_studio_url": ls.url, "label_studio_api_key": ls.pat},
+                       HF_EPOCHS=1, HF_LEARNING_RATE=1e-5)
         client.post("/setup", json={"project": "7", "schema": CHOICES})
         reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
         assert reply.status_code == 200 and reply.json()["job"]
@@ -251,3 +253,7 @@ def test_start_training_reads_labeled_tasks_from_label_studio(serve, minilm_dir)
     assert len(client.runtime.store.get("7", "examples")) == len(texts)
     job = client.get("/jobs?project=7").json()["jobs"][0]
     assert job["state"] == "done" and job["progress"] == 1.0
+    saved = json.loads((client.runtime.versions.active_dir("7") / "config.json").read_text())
+    assert saved["id2label"] == {"0": "Negative", "1": "Positive"}, "the base head's order, renamed to the config"
+    results = assert_conformant(client, CHOICES, [{"id": 1, "data": {"text": "so good, really great"}}], project="7")
+    assert results[0]["result"][0]["value"]["choices"] == ["Positive"] and results[0]["model_version"] == version
