@@ -30,8 +30,7 @@ sys.path.append(sys.path.pop(0))  # this folder after site-packages: its spacy.p
 
 import requests  # noqa: E402
 import torch  # noqa: E402
-from transformers import (AutoModelForSequenceClassification, AutoModelForTokenClassification,  # noqa: E402
-                          AutoTokenizer, pipeline)
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer, pipeline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFY = """<View><Text name="text" value="$text"/><Choices name="label" toName="text">
@@ -87,7 +86,7 @@ class Service:
         self.start_timeout = start_timeout
         self.session = requests.Session()
 
-    def __enter__(self) -> "Service":
+    def __enter__(self) -> Service:
         self._tmp = tempfile.TemporaryDirectory()
         self.env.setdefault("MODEL_DIR", self._tmp.name)
         cmd = [sys.executable, "-m", "label_studio_ml", "start", str(ROOT / "services" / "huggingface"),

@@ -13,13 +13,20 @@ import os
 import random
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
-                          AutoModelForTokenClassification, AutoTokenizer, pipeline)
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    pipeline,
+)
 from transformers.utils import logging as hf_logging
 
 from label_studio_ml import LabelStudioMLBase, regions
@@ -59,7 +66,7 @@ class Options:
     cached_versions: int = 4
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Options":
+    def from_env(cls, env: dict[str, str] | None = None) -> Options:
         env = dict(os.environ if env is None else env)
 
         def get(name: str, default: Any) -> Any:

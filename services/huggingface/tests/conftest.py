@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -118,7 +119,8 @@ def ner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     row_tags.append(-100)
                     continue
                 inside = next((s for s in spans if s[0] <= start < s[1]), None)
-                row_tags.append(0 if inside is None else names.index(("I-" if inside == previous else "B-") + inside[2]))
+                tag = "O" if inside is None else ("I-" if inside == previous else "B-") + inside[2]
+                row_tags.append(names.index(tag))
                 previous = inside
             tags.append(row_tags)
         encoded.pop("offset_mapping")

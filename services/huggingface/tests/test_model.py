@@ -4,6 +4,7 @@ import json
 import time
 
 from conftest import NEGATIVE, POSITIVE, ner_examples
+
 from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
 
 import model
@@ -69,8 +70,8 @@ def test_recorded_ls_requests_get_the_fine_tuned_classifiers_choices(serve, clas
 
 def test_classifier_over_http_is_conformant_on_unseen_texts(serve, classifier_dir):
     client = serve(classifier_dir)
-    tasks = [{"id": 1, "data": {"text": "I love it, really great"}}, {"id": 2, "data": {"text": "hate it, so terrible"}},
-             {"id": 3, "data": {"text": "   "}}]
+    tasks = [{"id": 1, "data": {"text": "I love it, really great"}},
+             {"id": 2, "data": {"text": "hate it, so terrible"}}, {"id": 3, "data": {"text": "   "}}]
     results = assert_conformant(client, CHOICES, tasks)
     assert [r["result"][0]["value"]["choices"] for r in results[:2]] == [["Positive"], ["Negative"]]
     assert results[2]["result"] == [] and results[2]["score"] is None
@@ -203,7 +204,8 @@ def test_fine_tunes_a_classifier_from_annotation_webhooks(serve, minilm_dir):
     folder = client.runtime.versions.active_dir("1")
     assert (folder / "config.json").exists() and (folder / "model.safetensors").exists()
 
-    tasks = [{"id": 900, "data": {"text": "I love it, really great"}}, {"id": 901, "data": {"text": "hate it, terrible"}}]
+    tasks = [{"id": 900, "data": {"text": "I love it, really great"}},
+             {"id": 901, "data": {"text": "hate it, terrible"}}]
     results = assert_conformant(client, CHOICES, tasks, project=project)
     assert [r["result"][0]["value"]["choices"] for r in results] == [["Positive"], ["Negative"]]
     assert all(r["model_version"] == version for r in results)
