@@ -73,13 +73,16 @@ class Options:
             value = env.get(name, "")
             return type(default)(value) if value != "" else default
 
+        aggregation = env.get("HF_AGGREGATION", "").strip().lower() or cls.aggregation
+        if aggregation not in ("first", "average", "max", "simple"):
+            raise ValueError(f"HF_AGGREGATION={aggregation!r}: use first, average, max or simple")
         task = env.get("HF_TASK", "").strip().lower()
         if task and task not in TASK_ALIASES:
             raise ValueError(f"HF_TASK={task!r}: use one of {sorted(set(TASK_ALIASES.values()))}")
         return cls(model=env.get("HF_MODEL", "").strip(), token=env.get("HF_TOKEN") or None,
                    task=TASK_ALIASES.get(task), device=env.get("HF_DEVICE", "").strip(),
                    batch_size=get("HF_BATCH_SIZE", cls.batch_size),
-                   aggregation=get("HF_AGGREGATION", cls.aggregation).lower(),
+                   aggregation=aggregation,
                    stride=get("HF_STRIDE", cls.stride), max_new_tokens=get("HF_MAX_NEW_TOKENS", cls.max_new_tokens),
                    prompt=get("HF_PROMPT", cls.prompt), epochs=get("HF_EPOCHS", cls.epochs),
                    learning_rate=get("HF_LEARNING_RATE", cls.learning_rate),
@@ -493,6 +496,9 @@ class HuggingFace(LabelStudioMLBase):
     def _save(self, model: Any, tokenizer: Any) -> None:
         model.save_pretrained(self.output_dir)
         tokenizer.save_pretrained(self.output_dir)
+        model.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the training copy's memory goes back before the version loads
 
     # --- annotations -----------------------------------------------------------------------------
     def _examples_from_label_studio(self) -> dict[str, dict[str, Any]]:

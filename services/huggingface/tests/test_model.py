@@ -68,13 +68,26 @@ def test_recorded_ls_requests_get_the_fine_tuned_classifiers_choices(serve, clas
         assert result["result"][0]["score"] == result["score"]
 
 
-def test_classifier_over_http_is_conformant_on_unseen_texts(serve, classifier_dir):
-    client = serve(classifier_dir)
+def test_classifier_over_http_is_conformant_on_unseen_texts_in_one_batched_call(serve, classifier_dir):
+    client = serve(classifier_dir, HF_BATCH_SIZE=16)
+    predictor = client.runtime.resources.predictor
+    calls, real = [], predictor.pipe
+
+    class Counting:  # the real pipeline, counting its calls
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def __call__(self, texts, **kwargs):
+            calls.append((len(texts), kwargs["batch_size"]))
+            return real(texts, **kwargs)
+
+    predictor.pipe = Counting()
     tasks = [{"id": 1, "data": {"text": "I love it, really great"}},
              {"id": 2, "data": {"text": "hate it, so terrible"}}, {"id": 3, "data": {"text": "   "}}]
     results = assert_conformant(client, CHOICES, tasks)
     assert [r["result"][0]["value"]["choices"] for r in results[:2]] == [["Positive"], ["Negative"]]
     assert results[2]["result"] == [] and results[2]["score"] is None
+    assert calls == [(2, 16)], "one pipeline call per request, blank texts skipped"
 
 
 def test_model_labels_the_config_lacks_are_dropped(serve, classifier_dir):
