@@ -108,10 +108,10 @@ class OcrLayout:
             xs = [float(p[0]) for p in points]
             ys = [float(p[1]) for p in points]
             return self.box(min(xs), min(ys), max(xs), max(ys), width, height, text, score)
-        box = {"x": geometry.point_to_percent(x0, y0, width, height)[0],
-               "y": geometry.point_to_percent(x0, y0, width, height)[1],
-               "width": 100.0 * math.hypot(x1 - x0, y1 - y0) / width,
-               "height": 100.0 * math.hypot(x3 - x0, y3 - y0) / height}
+        x, y = geometry.point_to_percent(x0, y0, width, height)
+        # the region validator checks x + width and y + height <= 100 even when rotated: stay inside
+        box = {"x": x, "y": y, "width": min(100.0 * math.hypot(x1 - x0, y1 - y0) / width, 100.0 - x),
+               "height": min(100.0 * math.hypot(x3 - x0, y3 - y0) / height, 100.0 - y)}
         shape = regions.rectangle(self.shape, box, width, height, label=self.label, score=score,
                                   rotation=angle % 360.0)
         return self.region(shape, text, score)
