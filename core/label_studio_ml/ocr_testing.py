@@ -53,7 +53,10 @@ def render_page(lines: Sequence[str], font_size: int = 28, margin: int = 40, lin
     font = ImageFont.truetype(font_path, font_size)
     space = font.getlength(" ")
     widths = [font.getlength(line) for line in lines]
-    width = width or int(max(widths, default=0) + 2 * margin)
+    needed = int(max(widths, default=0) + 2 * margin)
+    if width is not None and width < needed:
+        raise ValueError(f"a line needs {needed} px, more than width={width}")
+    width = width or needed
     step = int(font_size * line_spacing)
     height = int(2 * margin + step * max(len(lines), 1))
     image = Image.new("RGB", (width, height), "white")
