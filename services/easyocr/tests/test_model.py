@@ -159,3 +159,12 @@ def test_recorded_style_batch_from_label_studio_uploads(client, folder):
     texts = [item["value"]["text"][0] for item in first["result"] if item["type"] == "textarea"]
     assert cer("Receipt 2026 total 12.40", " ".join(texts)) <= 0.05, texts
     assert {item["type"] for item in first["result"]} == {"polygon", "labels", "textarea"}
+
+
+def test_missing_weights_with_downloads_off_keep_health_down_with_the_reason(make_client, tmp_path, monkeypatch):
+    monkeypatch.setenv("EASYOCR_MODEL_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("EASYOCR_DOWNLOAD", "false")
+    client = make_client(EasyOCR)
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert "downloads disabled" in health.text
