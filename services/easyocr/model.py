@@ -35,6 +35,7 @@ class EasyOcrSettings:
     batch_size: int = 16
     label: str = "Text"
     canvas_size: int = 2560
+    threads: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EasyOcrSettings:
@@ -49,6 +50,7 @@ class EasyOcrSettings:
             batch_size=max(1, int(env.get("EASYOCR_BATCH_SIZE", cls.batch_size))),
             label=env.get("EASYOCR_LABEL", cls.label),
             canvas_size=int(env.get("EASYOCR_CANVAS_SIZE", cls.canvas_size)),
+            threads=int(env.get("EASYOCR_THREADS") or 0),
         )
 
     def device(self) -> bool | str:
@@ -80,14 +82,18 @@ class EasyOCR(LabelStudioMLBase):
     @classmethod
     def load(cls) -> Resources:
         import easyocr
+        import torch
 
         settings = EasyOcrSettings.from_env()
+        if settings.threads > 0:
+            # torch sizes its CPU pool from the host's cores, not a container's CPU quota
+            torch.set_num_threads(settings.threads)
         started = time.monotonic()
         reader = easyocr.Reader(list(settings.langs), gpu=settings.device(),
                                 model_storage_directory=settings.model_dir or None,
                                 download_enabled=settings.download, verbose=False)
-        logger.info("EasyOCR %s for %s on %s, weights from %s (%.1f s)", easyocr.__version__,
-                    ",".join(settings.langs), reader.device, reader.model_storage_directory,
+        logger.info("EasyOCR %s for %s on %s (%d CPU threads), weights from %s (%.1f s)", easyocr.__version__,
+                    ",".join(settings.langs), reader.device, torch.get_num_threads(), reader.model_storage_directory,
                     time.monotonic() - started)
         return Resources(settings, reader, threading.Lock())
 
