@@ -148,6 +148,9 @@ class EasyOCR(LabelStudioMLBase):
                 with self.resources.lock:  # one inference at a time: torch already uses every core
                     horizontal, free = reader.detect(batch, reformat=False, canvas_size=options.canvas_size)
                     for i, boxes, quads in zip(chunk, horizontal, free, strict=True):
+                        if not boxes and not quads:
+                            found[i] = []  # nothing detected: nothing to recognise
+                            continue
                         grey = cv2.cvtColor(images[i], cv2.COLOR_RGB2GRAY)
                         lines = reader.recognize(grey, boxes, quads, batch_size=options.batch_size,
                                                  reformat=False, detail=1)

@@ -69,17 +69,20 @@ def test_reader_is_built_once_from_the_offline_weights(client):
     assert client.get("/health").json()["status"] == "UP"
 
 
-def test_polygons_with_transcriptions_for_a_batch_with_one_missing_image(client, folder, caplog):
+def test_polygons_with_transcriptions_for_a_batch_with_a_missing_and_a_blank_image(client, folder, caplog):
     page = render_page(LINES, font_size=32)
     page.image.save(folder / "a.png")
     page.image.save(folder / "b.png")  # same size: one detector batch
+    Image.new("RGB", page.image.size, "white").save(folder / "blank.png")
     config = json.loads((FIXTURES / "ls-1.23.2-style-ocr-batch.json").read_text())["body"]["label_config"]
     tasks = [{"id": 1, "data": {"image": "/data/local-files/?d=a.png"}},
              {"id": 2, "data": {"image": "/data/local-files/?d=missing.png"}},
-             {"id": 3, "data": {"image": "/data/local-files/?d=b.png"}}]
+             {"id": 3, "data": {"image": "/data/local-files/?d=b.png"}},
+             {"id": 4, "data": {"image": "/data/local-files/?d=blank.png"}}]
     with caplog.at_level(logging.ERROR):
         results = assert_conformant(client, config, tasks)
-    assert [bool(r["result"]) for r in results] == [True, False, True]
+    assert [bool(r["result"]) for r in results] == [True, False, True, False]
+    assert results[3]["score"] is None
     assert any("task 2" in r.getMessage() for r in caplog.records)
     for prediction in (results[0], results[2]):
         found = regions(prediction["result"], "polygon", *page.image.size)
