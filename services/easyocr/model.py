@@ -133,7 +133,8 @@ class EasyOCR(LabelStudioMLBase):
         return self.get_local_path(url, task_id=task.get("id"))
 
     def _read(self, images: dict[int, np.ndarray]) -> dict[int, list[Text]]:
-        """EasyOCR on every image; images of one size go through the detector as one batch."""
+        """EasyOCR on every image. On a GPU, images of one size go through the detector as one batch;
+        on a CPU one at a time (batches of 16 pages measured ~30% more CPU time there)."""
         import cv2
 
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -141,9 +142,10 @@ class EasyOCR(LabelStudioMLBase):
             groups.setdefault(image.shape, []).append(i)
         reader, options = self.resources.reader, self.options
         found: dict[int, list[Text]] = {}
+        per_batch = options.batch_size if str(reader.device) != "cpu" else 1
         for indexes in groups.values():
-            for start in range(0, len(indexes), options.batch_size):
-                chunk = indexes[start:start + options.batch_size]
+            for start in range(0, len(indexes), per_batch):
+                chunk = indexes[start:start + per_batch]
                 batch = np.stack([images[i] for i in chunk]) if len(chunk) > 1 else images[chunk[0]]
                 with self.resources.lock:  # one inference at a time: torch already uses every core
                     horizontal, free = reader.detect(batch, reformat=False, canvas_size=options.canvas_size)
