@@ -72,7 +72,7 @@ def test_reader_is_built_once_from_the_offline_weights(client):
 def test_polygons_with_transcriptions_for_a_batch_with_a_missing_and_a_blank_image(client, folder, caplog):
     page = render_page(LINES, font_size=32)
     page.image.save(folder / "a.png")
-    page.image.save(folder / "b.png")  # same size: one detector batch
+    page.image.save(folder / "b.png")  # same size: one detector batch on a GPU
     Image.new("RGB", page.image.size, "white").save(folder / "blank.png")
     config = json.loads((FIXTURES / "ls-1.23.2-style-ocr-batch.json").read_text())["body"]["label_config"]
     tasks = [{"id": 1, "data": {"image": "/data/local-files/?d=a.png"}},
