@@ -11,11 +11,12 @@ from pathlib import Path
 
 import easyocr_en_models
 import pytest
-from model import EasyOCR
 from PIL import Image
 
 from label_studio_ml.ocr_testing import cer, percent_box_to_pixels, render_page
 from label_studio_ml.testing import FakeLabelStudio, assert_conformant, model_client
+
+from model import EasyOCR
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECTANGLES = ('<View><Image name="image" value="$image"/><RectangleLabels name="bbox" toName="image">'

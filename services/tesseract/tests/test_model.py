@@ -9,12 +9,13 @@ import math
 from pathlib import Path
 
 import pytest
-from model import Tesseract
 from PIL import Image
 
 from label_studio_ml.images import open_image
 from label_studio_ml.ocr_testing import Page, cer, match_words, percent_box_to_pixels, render_page
 from label_studio_ml.testing import FakeLabelStudio, assert_conformant
+
+from model import Tesseract
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMART = ('<View><Image name="image" value="$ocr"/>'
