@@ -25,6 +25,7 @@ from transformers import SamModel, SamProcessor
 from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml.brush import mask_to_rle
 from label_studio_ml.devices import torch_device
+from label_studio_ml.errors import MediaError
 from label_studio_ml.images import context_regions, open_image
 
 logger = logging.getLogger(__name__)
@@ -221,7 +222,10 @@ class SegmentAnything(LabelStudioMLBase):
                 logger.warning("label %r is not a %s label; no mask", prompt.label, self.pair.from_name)
                 return {"result": [], "score": None}
         sam: Sam = self.resources
-        path = self.get_local_path(task["data"][self.pair.data_key], task_id=task.get("id"))
+        url = (task.get("data") or {}).get(self.pair.data_key)
+        if not isinstance(url, str) or not url:
+            raise MediaError(f"task {task.get('id')} has no image under data.{self.pair.data_key}")
+        path = self.get_local_path(url, task_id=task.get("id"))
         image = sam.embed(path)
         height, width = image.original_size
         points = [(x * width / 100.0, y * height / 100.0) for x, y in prompt.points]

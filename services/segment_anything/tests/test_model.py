@@ -207,6 +207,9 @@ def test_no_prompt_unknown_label_and_minimal_contexts(client, images):
     assert region["type"] == "brush" and "brushlabels" not in region["value"]
     broken = {"result": [{"type": "keypointlabels", "value": {"x": "left"}}]}
     assert assert_conformant(client, CONFIG, tasks, context=broken, expect_regions=False)[0]["result"] == []
+    no_image = client.post("/predict", json={"tasks": [{"id": 9, "data": {}}], "label_config": CONFIG,
+                                             "params": {"context": {"result": [keypoint(50, 50, 16, 12)]}}})
+    assert no_image.status_code == 422 and "no image" in no_image.json()["error"]
 
 
 def test_device_is_auto_detected(make_client, sam_env, monkeypatch):
