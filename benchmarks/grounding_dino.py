@@ -102,29 +102,30 @@ def main() -> None:
                 assert reply.status_code == 200, reply.text
                 return sum(len(r["result"]) for r in reply.json()["results"])
 
+            processor = AutoProcessor.from_pretrained(checkpoint)
+            model = AutoModelForZeroShotObjectDetection.from_pretrained(checkpoint).to(device).eval()
+
+            def direct() -> int:
+                images = [ImageOps.exif_transpose(Image.open(p)).convert("RGB") for p in paths]
+                found = 0
+                for start in range(0, len(images), batch_size):
+                    batch = images[start:start + batch_size]
+                    inputs = processor(images=batch, text=[prompt] * len(batch), padding=True,
+                                       return_tensors="pt").to(device)
+                    with torch.inference_mode():
+                        outputs = model(**inputs)
+                    results = processor.post_process_grounded_object_detection(
+                        outputs, inputs["input_ids"], threshold=box_threshold, text_threshold=text_threshold,
+                        target_sizes=[(image.height, image.width) for image in batch])
+                    found += sum(len(r["boxes"]) for r in results)
+                return found
+
             predict()  # warm-up
-            service = [timed(predict) for _ in range(args.repeat)]
-
-        processor = AutoProcessor.from_pretrained(checkpoint)
-        model = AutoModelForZeroShotObjectDetection.from_pretrained(checkpoint).to(device).eval()
-
-        def direct() -> int:
-            images = [ImageOps.exif_transpose(Image.open(p)).convert("RGB") for p in paths]
-            found = 0
-            for start in range(0, len(images), batch_size):
-                batch = images[start:start + batch_size]
-                inputs = processor(images=batch, text=[prompt] * len(batch), padding=True,
-                                   return_tensors="pt").to(device)
-                with torch.inference_mode():
-                    outputs = model(**inputs)
-                results = processor.post_process_grounded_object_detection(
-                    outputs, inputs["input_ids"], threshold=box_threshold, text_threshold=text_threshold,
-                    target_sizes=[(image.height, image.width) for image in batch])
-                found += sum(len(r["boxes"]) for r in results)
-            return found
-
-        direct()  # warm-up
-        lib = [timed(direct) for _ in range(args.repeat)]
+            direct()
+            service, lib = [], []
+            for _ in range(args.repeat):  # interleaved, so that both sides see the same load on the machine
+                service.append(timed(predict))
+                lib.append(timed(direct))
 
     s, d = statistics.median(t for t, _ in service), statistics.median(t for t, _ in lib)
     print(f"grounding_dino on {device} ({torch.get_num_threads()} threads), {args.tasks} images {width}x{height} "
