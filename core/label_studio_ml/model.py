@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from .config import Settings
 from .label_config import ControlPair, LabelConfig, parse_config
@@ -68,7 +69,7 @@ class ModelContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def standalone(cls, settings: Settings | None = None, project_id: str | None = None) -> "ModelContext":
+    def standalone(cls, settings: Settings | None = None, project_id: str | None = None) -> ModelContext:
         settings = settings or Settings.from_env()
         store: Store = FileStore(settings.model_dir) if project_id else _MemoryStore()
         fetcher = MediaFetcher(settings.model_dir / ".file-cache", settings.label_studio_url,

@@ -16,10 +16,10 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 def openapi_spec(model_class: str = "model") -> dict[str, Any]:
+    health_body = _json({"$ref": "#/components/schemas/Health"})
     health = {"get": {"summary": "liveness and readiness", "security": [],
-                      "responses": {"200": {"description": "model loaded", **_json({"$ref": "#/components/schemas/Health"})},
-                                    "503": {"description": "loading, failed or degraded",
-                                            **_json({"$ref": "#/components/schemas/Health"})}}}}
+                      "responses": {"200": {"description": "model loaded", **health_body},
+                                    "503": {"description": "loading, failed or degraded", **health_body}}}}
     common = _errors(400, 401, 413, 422, 503)
     return {
         "openapi": "3.0.3",

@@ -92,7 +92,7 @@ class SetupRequest:
     extra_params: dict[str, Any] | None
 
     @classmethod
-    def parse(cls, body: Any) -> "SetupRequest":
+    def parse(cls, body: Any) -> SetupRequest:
         body = _object(body)
         schema = body.get("schema", body.get("label_config"))
         if schema is not None and not isinstance(schema, str):
@@ -118,7 +118,7 @@ class PredictRequest:
     params: dict[str, Any]
 
     @classmethod
-    def parse(cls, body: Any) -> "PredictRequest":
+    def parse(cls, body: Any) -> PredictRequest:
         body = _object(body)
         tasks = body.get("tasks")
         if not isinstance(tasks, list) or not tasks:
@@ -154,7 +154,7 @@ class WebhookEvent:
     data: dict[str, Any] = field(repr=False)
 
     @classmethod
-    def parse(cls, body: Any) -> "WebhookEvent":
+    def parse(cls, body: Any) -> WebhookEvent:
         body = _object(body)
         action = body.get("action")
         if not isinstance(action, str) or not action:

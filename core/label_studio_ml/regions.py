@@ -6,7 +6,8 @@ import logging
 import re
 import secrets
 import string
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .label_config import ControlPair, LabelConfig
 

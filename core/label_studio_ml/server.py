@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
+import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -12,6 +15,7 @@ from .app import create_app
 from .config import Settings
 from .loader import load_model_class
 from .logs import configure_logging
+from .model import LabelStudioMLBase
 
 APP_DIR_ENV = "LSML_MODEL_PATH"
 
@@ -41,8 +45,19 @@ def serve(target: str | Path, host: str = "0.0.0.0", port: int = 9090, workers: 
     common = dict(host=host, port=port, log_level=(log_level or settings.log_level).lower(),
                   root_path=settings.root_path, log_config=None, timeout_graceful_shutdown=5)
     if workers > 1 or reload:
+        path = Path(str(target).rsplit(":", 1)[0] if ":" in str(target) and not Path(target).exists() else target)
         uvicorn.run("label_studio_ml.server:app_factory", factory=True, workers=workers, reload=reload,
-                    reload_dirs=[str(Path(target).resolve().parent if Path(target).is_file() else target)]
+                    reload_dirs=[str(path.resolve().parent if path.is_file() else path)]
                     if reload else None, **common)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(load_model_class(target), settings), **common)  # type: ignore[arg-type]
+
+
+def entry_point(model_class: type[LabelStudioMLBase], module_name: str) -> Any:
+    """The one call of a generated ``_wsgi.py``: the ASGI app for ``uvicorn _wsgi:app``; when the file
+    runs as a script (``python _wsgi.py -p 9090``), serves the class like ``label-studio-ml start``."""
+    if module_name == "__main__":
+        from .cli import main
+
+        sys.exit(main(["start", f"{inspect.getfile(model_class)}:{model_class.__name__}", *sys.argv[1:]]))
+    return create_app(model_class)

@@ -8,9 +8,10 @@ loading the plugin costs nothing for suites that do not use it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -118,8 +119,9 @@ class FakeLabelStudio:
             return b64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
 
         self.legacy_token = legacy_token
-        self.pat = pat or f"{seg({'alg': 'HS256', 'typ': 'JWT'})}.{seg({'token_type': 'refresh', 'exp': 4102444800})}.sig"
-        self.access = f"{seg({'alg': 'HS256', 'typ': 'JWT'})}.{seg({'token_type': 'access', 'exp': 4102444800})}.sig2"
+        header = seg({"alg": "HS256", "typ": "JWT"})
+        self.pat = pat or f"{header}.{seg({'token_type': 'refresh', 'exp': 4102444800})}.sig"
+        self.access = f"{header}.{seg({'token_type': 'access', 'exp': 4102444800})}.sig2"
         self.files = files or {}
         self.tasks = tasks or {}
         self.redirect_to = redirect_to
@@ -188,7 +190,7 @@ class FakeLabelStudio:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FakeLabelStudio":
+    def __enter__(self) -> FakeLabelStudio:
         self._thread.start()
         return self
 
@@ -198,3 +200,118 @@ class FakeLabelStudio:
 
     def auth_headers_seen(self, path_prefix: str) -> list[str]:
         return [r["headers"].get("Authorization", "") for r in self.requests if r["path"].startswith(path_prefix)]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """A real ``redis-server`` (Debian package) on a free loopback port; yields its URL."""
+    import shutil
+    import subprocess
+    import time
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+class ServerProcess:
+    """``label-studio-ml start TARGET`` in a child process on a free loopback port, log to a file.
+
+    Use as a context manager: waits for ``/health`` to answer 200, always stops the process.
+    """
+
+    def __init__(self, target: str | Path, env: dict[str, str] | None = None, log_path: Path | None = None,
+                 port: int | None = None, command: str = "start", wait_healthy: bool = True) -> None:
+        import os
+        import sys
+        import tempfile
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="lsml-server-", suffix=".log")[1])
+        args = [sys.executable, "-m", "label_studio_ml", command, str(target)]
+        if command == "start":
+            args += ["--host", "127.0.0.1", "-p", str(self.port)]
+        self.args = args
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.wait_healthy = wait_healthy
+        self.proc: Any = None
+
+    def start(self) -> ServerProcess:
+        import subprocess
+        import time
+
+        import requests
+
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        if not self.wait_healthy:
+            return self
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server not healthy after 60 s:\n{self.log_tail()}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

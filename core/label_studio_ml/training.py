@@ -7,8 +7,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .storage import Store
 
@@ -44,6 +45,23 @@ class Job:
         return record
 
 
+def save_job(store: Store, job: Job, new: bool = False) -> None:
+    """One key per job (an atomic write, no read-modify-write race between a webhook thread and the
+    training thread); the per-project index of job ids changes only when a job is created."""
+    store.set(job.project, f"job-{job.id}", job.public())
+    if new:
+        index = [job.id] + [i for i in store.get(job.project, "jobs") or [] if i != job.id]
+        store.set(job.project, "jobs", index[:KEEP_JOBS])
+        for old in index[KEEP_JOBS:]:
+            store.delete(job.project, f"job-{old}")
+
+
+def load_jobs(store: Store, project: str) -> list[dict[str, Any]]:
+    """Job records of a project, newest first."""
+    records = (store.get(project, f"job-{job_id}") for job_id in store.get(project, "jobs") or [])
+    return [r for r in records if r]
+
+
 Runner = Callable[[Job, Callable[[float, str], None]], "str | None"]
 
 
@@ -69,7 +87,7 @@ class TrainingManager:
                 return job
             job = Job(project=project, event=event, payloads=[(event, data)])
             self._queued[project] = job
-            self._save(job)
+            self._save(job, new=True)
             if project not in self._threads:
                 thread = threading.Thread(target=self._loop, args=(project,), name=f"train-{project}",
                                           daemon=True)
@@ -119,15 +137,18 @@ class TrainingManager:
         if self.on_finish is not None:
             self.on_finish(job)
 
-    def _save(self, job: Job) -> None:
+    def _save(self, job: Job, new: bool = False) -> None:
         try:
-            records = [r for r in (self.store.get(job.project, "jobs") or []) if r.get("id") != job.id]
-            self.store.set(job.project, "jobs", ([job.public()] + records)[:KEEP_JOBS])
+            save_job(self.store, job, new)
         except Exception:
             logger.warning("could not persist job %s", job.id, exc_info=True)
 
     def jobs(self, project: str) -> list[dict[str, Any]]:
-        return list(self.store.get(project, "jobs") or [])
+        """Stored job records, with this process's live jobs (fresh progress) laid over them."""
+        records = load_jobs(self.store, project)
+        with self._lock:
+            live = {job.id: job.public() for job in (self._running.get(project), self._queued.get(project)) if job}
+        return [live.get(r.get("id"), r) for r in records]
 
     def active_count(self) -> int:
         with self._lock:
@@ -136,13 +157,13 @@ class TrainingManager:
     def recover(self, projects: list[str], resubmit: Callable[[str, str], None]) -> None:
         """Jobs left queued/running by a dead process are marked failed and trained again."""
         for project in projects:
-            records = self.store.get(project, "jobs") or []
-            lost = [r for r in records if r.get("state") in ("queued", "running") and not _alive(r)]
+            lost = [r for r in load_jobs(self.store, project)
+                    if r.get("state") in ("queued", "running") and not _alive(r)]
             for record in lost:
                 record.update(state="failed", error="interrupted: the process ended during the job",
                               ended_at=time.time())
+                self.store.set(project, f"job-{record['id']}", record)
             if lost:
-                self.store.set(project, "jobs", records)
                 logger.warning("project %s: %d training job(s) were interrupted; training again",
                                project, len(lost))
                 resubmit(project, lost[0].get("event") or "START_TRAINING")

@@ -10,8 +10,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from label_studio_ml import LabelStudioMLBase
-from label_studio_ml import regions
+from label_studio_ml import LabelStudioMLBase, regions
 
 logger = logging.getLogger(__name__)
 

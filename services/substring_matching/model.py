@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from label_studio_ml import LabelStudioMLBase
-from label_studio_ml import regions
+from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml.label_config import ControlPair
 
 

@@ -1,0 +1,154 @@
+"""Training through Redis and RQ: several server replicas enqueue, a worker process trains.
+
+Coalescing works as in-process: per project at most one queued job; events arriving while it waits
+are appended to it (atomically, by Lua scripts, so a worker starting the job never loses one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .model import LabelStudioMLBase
+from .storage import RedisStore
+from .training import Job, save_job
+
+logger = logging.getLogger(__name__)
+
+# KEYS: queued marker, payload list prefix. ARGV: new job id, payload. Returns the job id that got it
+# and 1 when a new job was created.
+_SUBMIT = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  redis.call('RPUSH', KEYS[2] .. current, ARGV[2])
+  return {current, 0}
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2] .. ARGV[1], ARGV[2])
+return {ARGV[1], 1}
+"""
+# KEYS: queued marker, payload list. ARGV: job id. Takes the job out of "queued" and its payloads.
+_START = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+local items = redis.call('LRANGE', KEYS[2], 0, -1)
+redis.call('DEL', KEYS[2])
+return items
+"""
+
+
+def queue_name(model_class: type[LabelStudioMLBase]) -> str:
+    return f"lsml-{model_class.version_prefix()}"
+
+
+class RedisTrainingQueue:
+    def __init__(self, settings: Settings, model_class: type[LabelStudioMLBase]) -> None:
+        from rq import Queue
+
+        self.settings = settings
+        self.store = RedisStore(settings.redis_url)
+        self.redis = self.store.client
+        self.model_class = model_class
+        self.queue = Queue(queue_name(model_class), connection=self.redis)
+        self._submit = self.redis.register_script(_SUBMIT)
+        self._healthy, self._pinged_at = True, 0.0
+
+    def ping(self) -> bool:
+        """Redis reachable? Cached for a second so /health stays cheap under probes."""
+        now = time.monotonic()
+        if now - self._pinged_at > 1.0:
+            self._healthy, self._pinged_at = self.store.ping(), now
+        return self._healthy
+
+    def submit(self, project: str, event: str, data: dict[str, Any]) -> str:
+        job = Job(project=project, event=event)
+        payload = json.dumps([event, data])
+        prefix = self.store.prefix
+        job_id, created = self.store._call(self._submit, [f"{prefix}:{project}:queued", f"{prefix}:payloads:"],
+                                           [job.id, payload])
+        job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
+        if created:
+            save_job(self.store, job, new=True)
+            self.store._call(lambda: self.queue.enqueue(run_job, project, job_id,
+                                                        job_id=f"lsml-{job_id}", job_timeout=24 * 3600))
+            logger.info("training job %s for project %s queued in Redis (%s)", job_id, project, event)
+        return job_id
+
+
+_runtime_cache: dict[str, Any] = {}
+
+
+def _runtime(model_path: str | None = None) -> Any:
+    """One runtime per worker process: the model's resources load once, not per job."""
+    model_path = model_path or os.environ["LSML_MODEL_PATH"]
+    if model_path not in _runtime_cache:
+        from .loader import load_model_class
+        from .runtime import ModelRuntime
+
+        runtime = ModelRuntime(load_model_class(model_path), Settings.from_env())
+        runtime.load()
+        _runtime_cache[model_path] = runtime
+    return _runtime_cache[model_path]
+
+
+def run_job(project: str, job_id: str) -> str | None:
+    """RQ entry point: train one coalesced job in the worker process (its model: LSML_MODEL_PATH)."""
+    runtime = _runtime()
+    store: RedisStore = runtime.store
+    prefix = store.prefix
+    start = store.client.register_script(_START)
+    with store.client.lock(f"{prefix}:{project}:train-lock", timeout=24 * 3600, blocking_timeout=None):
+        raw = start(keys=[f"{prefix}:{project}:queued", f"{prefix}:payloads:{job_id}"], args=[job_id])
+        payloads = [tuple(json.loads(item)) for item in raw]
+        record = store.get(project, f"job-{job_id}") or {}
+        job = Job(project=project, event=payloads[-1][0] if payloads else record.get("event", "START_TRAINING"),
+                  id=job_id, created_at=record.get("created_at", time.time()), events=len(payloads),
+                  payloads=payloads)  # type: ignore[arg-type]
+        job.state, job.started_at = "running", time.time()
+        save_job(store, job)
+        last = [0.0]
+
+        def progress(fraction: float, message: str = "") -> None:
+            job.progress, job.message = fraction, message
+            if time.monotonic() - last[0] >= 1.0:
+                last[0] = time.monotonic()
+                logger.info("training job %s: %.0f%% %s", job_id, 100 * fraction, message)
+                save_job(store, job)
+
+        try:
+            job.version = runtime._train(job, progress)
+            job.state, job.progress = "done", 1.0
+            job.message = f"new version {job.version}" if job.version else "no change: version kept"
+        except Exception as exc:
+            job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            logger.exception("training job %s failed; previous version keeps serving", job_id)
+        job.ended_at, job.payloads = time.time(), []
+        save_job(store, job)
+        logger.info("training job %s %s: %s", job_id, job.state, job.message or job.error)
+        if job.state == "failed":
+            raise RuntimeError(job.error)
+        return job.version
+
+
+def run_worker(target: str | Path) -> int:
+    """``label-studio-ml worker DIR``: an RQ worker that keeps the model loaded between jobs."""
+    from rq import Queue, SimpleWorker
+
+    from .loader import load_model_class
+    from .logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.secrets)
+    path = str(Path(target).resolve())
+    os.environ["LSML_MODEL_PATH"] = path
+    model_class = load_model_class(path)
+    store = RedisStore(settings.redis_url)
+    _runtime(path)  # load before taking jobs
+    queue = Queue(queue_name(model_class), connection=store.client)
+    logger.info("training worker for %s listening on queue %s", model_class.__name__, queue.name)
+    SimpleWorker([queue], connection=store.client).work(with_scheduler=False)
+    return 0
