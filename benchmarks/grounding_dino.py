@@ -76,10 +76,11 @@ def main() -> None:
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from model import GroundingDinoModel
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
     from label_studio_ml.testing import model_client
+
+    from model import GroundingDinoModel
 
     prompt, box_threshold, text_threshold = "cat . dog .", 0.35, 0.25
     with tempfile.TemporaryDirectory() as tmp:

@@ -70,11 +70,12 @@ def main() -> None:
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from model import SegmentAnything
     from transformers import SamModel, SamProcessor
 
     from label_studio_ml.brush import mask_to_rle
     from label_studio_ml.testing import model_client
+
+    from model import SegmentAnything
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)

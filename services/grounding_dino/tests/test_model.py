@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model import GroundingDinoModel
 from PIL import Image, ImageOps
 from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
 from label_studio_ml.testing import FakeLabelStudio, assert_conformant
+
+from model import GroundingDinoModel
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>

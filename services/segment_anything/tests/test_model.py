@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 from label_studio_sdk.converter.brush import decode_rle
-from model import SegmentAnything
 from PIL import Image, ImageOps
 from transformers import SamModel, SamProcessor
 
 from label_studio_ml.brush import rle_to_mask
 from label_studio_ml.testing import FakeLabelStudio, assert_conformant
+
+from model import SegmentAnything
 
 CONFIG = """<View>
   <Image name="image" value="$image" zoom="true"/>
