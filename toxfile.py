@@ -6,6 +6,7 @@ the other services naming it (their pins agree, so one heavy torch install serve
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tox.config.loader.memory import MemoryLoader
@@ -39,3 +40,17 @@ def tox_add_env_config(env_conf, state) -> None:  # type: ignore[no-untyped-def]
         group = shared_env(name)
         if group:
             env_conf.loaders.insert(0, MemoryLoader(env_dir=ROOT / ".tox" / f"shared-{group}"))
+
+
+@impl
+def tox_env_teardown(tox_env) -> None:  # type: ignore[no-untyped-def]
+    """tox records in a venv which env created it and recreates the venv when another env uses it: a
+    shared venv forgets that name after each use, so the next service sharing it reuses it as is."""
+    if tox_env.name in services() and shared_env(tox_env.name):
+        info = Path(tox_env.env_dir) / ".tox-info.json"
+        try:
+            content = json.loads(info.read_text())
+            content.pop("ToxEnv", None)
+            info.write_text(json.dumps(content))
+        except (OSError, ValueError):
+            pass
