@@ -53,16 +53,28 @@ def timed(fn, rounds: int) -> list[float]:
     return times
 
 
+def direct_call(config: str, checkpoint: str | None, device: str, paths: list[Path], rounds: int) -> tuple:
+    """mmdet's own API, as a script would use it: build the detector, run inference_detector on the files."""
+    from mmdet.apis import inference_detector, init_detector
+
+    from model import resolve_config
+
+    torch.manual_seed(0)
+    model = init_detector(str(resolve_config(config)), checkpoint, device=device)
+    results: list = []
+
+    def run() -> None:
+        results[:] = inference_detector(model, [str(p) for p in paths])
+
+    return timed(run, rounds), results, list(model.dataset_meta["classes"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, str(SERVICE))
-    from mmdet.apis import inference_detector, init_detector
-
-    from model import resolve_config
-
     config = os.environ.get("MMDET_CONFIG") or "rtmdet_tiny_8xb32-300e_coco"
     checkpoint = os.environ.get("MMDET_CHECKPOINT") or None
     device = os.environ.get("MMDET_DEVICE") or ("cuda:0" if torch.cuda.is_available() else "cpu")
@@ -71,14 +83,9 @@ def main() -> int:
         folder = Path(tmp)
         paths = make_images(folder, args.images)
 
-        torch.manual_seed(0)
-        model = init_detector(str(resolve_config(config)), checkpoint, device=device)
-        names = ",".join(model.dataset_meta["classes"])
-        results: list = []
-        direct = timed(lambda: results.__setitem__(slice(None), inference_detector(model, [str(p) for p in paths])),
-                       args.rounds)
+        direct, results, classes = direct_call(config, checkpoint, device, paths, args.rounds)
         boxes = sum(int((r.pred_instances.scores >= threshold).sum()) for r in results)
-        del model
+        names = ",".join(classes)
 
         env = {"MMDET_CONFIG": config, "MMDET_CHECKPOINT": checkpoint or "", "MMDET_DEVICE": device,
                "SCORE_THRESHOLD": str(threshold), "LOCAL_FILES_DOCUMENT_ROOT": str(folder),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import THRESHOLD
 from label_studio_sdk.converter.brush import decode_rle
 from mmdet.apis import inference_detector
 
@@ -14,7 +15,6 @@ from label_studio_ml.images import open_image
 from label_studio_ml.label_config import LabelConfig, map_label
 from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
 
-from conftest import THRESHOLD
 from model import MMDetection, resolve_config
 
 IMAGES = ["wide.png", "tall.png", "rotated.jpg"]
@@ -111,7 +111,8 @@ def test_threshold_drops_lower_scores_and_an_empty_result_stays_one_per_task(cli
     scores = sorted(s for s in instances.scores.tolist() if s >= THRESHOLD)
     assert len(scores) >= 2
     middle = scores[len(scores) // 2]
-    config = CONFIG.replace('<Label value="Person"/>', f'<Label value="Any" predicted_values="{",".join(detector.classes)}"/>')
+    every = ",".join(detector.classes)
+    config = CONFIG.replace('<Label value="Person"/>', f'<Label value="Any" predicted_values="{every}"/>')
     try:
         detector.score_threshold = middle
         [prediction] = predict(client, config, tasks("wide.png"))
@@ -169,7 +170,8 @@ def test_masks_become_polygons_and_brush_rle_of_the_exact_mask(mask_client, medi
     for name, prediction in zip(["wide.png", "rotated.jpg"], results):
         instances, (width, height) = raw(mask_client, media, name)
         expected = passing(instances, classes, lambda _: "Thing")
-        by_kind = {kind: [r for r in prediction["result"] if r["from_name"] == kind] for kind in ("box", "outline", "mask")}
+        by_kind = {kind: [r for r in prediction["result"] if r["from_name"] == kind]
+                   for kind in ("box", "outline", "mask")}
         assert len(by_kind["box"]) == len(expected)
         nonempty = [e for e in expected if instances.masks[e[3]].any()]
         assert len(by_kind["mask"]) == len(nonempty) and len(by_kind["outline"]) <= len(nonempty)
@@ -194,7 +196,8 @@ def test_masks_become_polygons_and_brush_rle_of_the_exact_mask(mask_client, medi
 def test_box_model_answers_no_masks_for_a_polygon_only_config(client):
     assert not client.runtime.resources.has_masks
     config = MASK_CONFIG.format(names="person").replace(
-        '<RectangleLabels name="box" toName="image"><Label value="Thing" predicted_values="person"/></RectangleLabels>', "")
+        '<RectangleLabels name="box" toName="image"><Label value="Thing" predicted_values="person"/>'
+        '</RectangleLabels>', "")
     results = predict(client, config, tasks("wide.png"))
     assert results[0]["result"] == []
 
