@@ -82,8 +82,10 @@ class Detector:
 
     @property
     def has_masks(self) -> bool:
-        return bool(getattr(self.model, "with_mask", False)) or "Ins" in type(
-            getattr(self.model, "bbox_head", None)).__name__
+        """Whether the model predicts instance masks (Mask R-CNN-like, RTMDet-Ins, SOLO, ...)."""
+        model = self.model
+        return bool(getattr(model, "with_mask", False) or getattr(model, "mask_head", None) is not None
+                    or "Ins" in type(getattr(model, "bbox_head", None)).__name__)
 
     def detect(self, images: list[np.ndarray]) -> list[Any]:
         """``inference_detector`` over BGR arrays; one ``DetDataSample`` per image, in order."""
@@ -133,6 +135,10 @@ class MMDetection(LabelStudioMLBase):
         self.rectangles, self.polygons, self.brushes = (
             p if p is not None and p.to_name == first.to_name else None for p in pairs)
         self.image_key = first.data_key
+        detector: Detector | None = self.resources
+        if self.rectangles is None and detector is not None and not detector.has_masks:
+            logger.warning("the label config asks for masks only, but the model has no mask head: "
+                           "predictions will be empty")
 
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
                 **kwargs: Any) -> list[dict[str, Any]]:
