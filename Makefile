@@ -26,6 +26,7 @@ check-model:
 
 $(VENV)/.installed: core/pyproject.toml services/$(MODEL)/requirements.txt
 	$(PYTHON) -m venv $(VENV)
+	if [ -f services/$(MODEL)/install.sh ]; then PYTHON=$(VENV)/bin/python sh services/$(MODEL)/install.sh; fi
 	$(VENV)/bin/python -m pip install -q -e core -r services/$(MODEL)/requirements.txt
 	touch $@
 
