@@ -73,7 +73,7 @@ def assert_conformant(client: Any, label_config: str, tasks: list[dict[str, Any]
     Returns the predictions so a test can assert on content too.
     """
     health = client.get("/health")
-    assert health.status_code == 200, health.text
+    assert health.status_code == 200, f"/health answered {health.status_code}: {health.text}"
     assert health.json()["status"] == "UP"
     setup = client.post("/setup", json={"project": project, "schema": label_config,
                                         "hostname": "http://localhost:8080", "extra_params": None})

@@ -163,7 +163,8 @@ def test_sigkill_during_training_loses_nothing(tmp_path):
         slow.proc.wait(10)
     finally:
         slow.stop(kill=True)
-    with ServerProcess(target, env=env) as restarted:
+    # the re-run of the interrupted job takes 3 s: meanwhile the last good version serves
+    with ServerProcess(target, env={**env, "TRAINABLE_FIT_SECONDS": "3"}) as restarted:
         assert setup_version_http(restarted.url) == good
         reply = requests.post(restarted.url + "/predict", timeout=5, json={
             "tasks": [{"data": {"text": "a"}}], "project": "3", "label_config": CONFIG}).json()["results"][0]
