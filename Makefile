@@ -70,6 +70,6 @@ logs: check-model check-docker ## follow MODEL's logs
 smoke: check-model check-docker $(TOX) ## build MODEL's image, start it, check /health and a recorded /predict
 	$(TOOLS)/bin/python tools/smoke.py $(MODEL) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
 
-bench: check-model $(VENV)/.installed ## run MODEL's benchmark (and core's for substring_matching)
+bench: check-model $(VENV)/.installed ## run benchmarks/<MODEL>.py (or benchmarks/core.py etc. directly)
 	$(VENV)/bin/python -m pip install -q httpx==0.28.1
-	$(VENV)/bin/python benchmarks/run.py $(MODEL)
+	$(VENV)/bin/python benchmarks/$(MODEL).py
