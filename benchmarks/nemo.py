@@ -69,9 +69,9 @@ def main() -> None:
     sf.write(str(media / "long.wav"), long_audio, rate)
     seconds = sum(sf.info(str(f)).duration for f in files)
 
-    from label_studio_ml.testing import model_client
-
     from model import NemoASR
+
+    from label_studio_ml.testing import model_client
 
     with model_client(NemoASR, work / "model_dir", local_files_document_root=str(media)) as client:
         nemo_model = client.runtime.resources["model"]
@@ -85,6 +85,7 @@ def main() -> None:
             assert reply.status_code == 200 and len(reply.json()["results"]) == len(tasks), reply.text
 
         names = [f.name for f in files]
+        chunk = os.environ.get("NEMO_CHUNK_SECONDS", "30")
         direct(files[:2])
         service(names[:2])  # warm-up
         rows = [
@@ -92,7 +93,7 @@ def main() -> None:
              median_time(lambda: direct(files), args.repeat), median_time(lambda: service(names), args.repeat)),
             ("1 task, 1 phrase (interactive-sized)",
              median_time(lambda: direct(files[:1]), args.repeat), median_time(lambda: service(names[:1]), args.repeat)),
-            (f"1 task of {len(long_audio) / rate:.0f} s (service: {os.environ.get('NEMO_CHUNK_SECONDS', '30')} s chunks)",
+            (f"1 task of {len(long_audio) / rate:.0f} s (service: {chunk} s chunks)",
              median_time(lambda: direct([media / "long.wav"]), args.repeat),
              median_time(lambda: service(["long.wav"]), args.repeat)),
         ]

@@ -138,7 +138,7 @@ class NemoASR(LabelStudioMLBase):
         started = time.monotonic()
         transcripts = self.transcribe_tasks(tasks, deadline=started + self.budget)
         out = []
-        for task, transcript in zip(tasks, transcripts, strict=True):
+        for transcript in transcripts:
             if transcript is None:
                 out.append({"result": [], "score": None})
             else:

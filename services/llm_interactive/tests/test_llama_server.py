@@ -11,9 +11,9 @@ import time
 
 import pytest
 import requests
-from label_studio_ml.testing import assert_conformant
-
 from model import LLMInteractive
+
+from label_studio_ml.testing import assert_conformant
 
 CONFIG = """<View>
   <Text name="text" value="$text"/>

@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant
+from model import NemoASR, load_audio, split_points
 from tiny_asr import PHRASES, VOICES, cer, sox, speak
 
-from model import NemoASR, load_audio, split_points
+from label_studio_ml.testing import FakeLabelStudio, assert_conformant
 
 TEXT_CONFIG = """<View>
   <Audio name="audio" value="$audio"/>

@@ -93,7 +93,7 @@ def training_set(folder: Path) -> list[tuple[np.ndarray, str]]:
         return np.zeros(int(rng.uniform(low, high) * RATE), dtype=np.float32)
 
     out = []
-    for (p, v), audio in speech.items():
+    for (p, _), audio in speech.items():
         out.append((audio, PHRASES[p]))
         out.append((np.concatenate([silence(0.2, 1.0), audio, silence(0.2, 1.0)]), PHRASES[p]))
     for p in range(len(PHRASES)):
