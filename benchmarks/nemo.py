@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# this file is nemo.py: keep its folder off the path, or ``import nemo`` would find it instead of NeMo
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path[:0] = [str(ROOT / "services" / "nemo"), str(ROOT / "services" / "nemo" / "tests")]
 
 CONFIG = """<View><Audio name="audio" value="$audio"/>

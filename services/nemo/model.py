@@ -146,42 +146,65 @@ class NemoASR(LabelStudioMLBase):
         return out
 
     def transcribe_tasks(self, tasks: list[dict[str, Any]], deadline: float) -> list[Transcript | None]:
+        """Transcripts in task order (None: no audio, or not reached within the budget).
+
+        Tasks are read one after the other and their chunks queued; a full batch goes to the model
+        at once, so memory holds about one batch of audio plus the task being read, whatever the
+        number of tasks. No batch starts when it would likely end after ``deadline``.
+        """
         rate = self.resources["sample_rate"]
         transcripts: list[Transcript | None] = [None] * len(tasks)
-        pending: list[Chunk] = []
+        pieces: list[list[tuple[float, Transcript]]] = [[] for _ in tasks]
         remaining = [0] * len(tasks)
+        pending: list[Chunk] = []
+        slowest, chunks_done, seconds = 0.0, 0, 0.0
+        started = time.monotonic()
+
+        def run(batch: list[Chunk]) -> bool:
+            nonlocal slowest, chunks_done
+            if time.monotonic() + slowest > deadline:
+                return False
+            began = time.monotonic()
+            for chunk, hyp in zip(batch, self._transcribe([c.samples for c in batch]), strict=True):
+                pieces[chunk.task].append((chunk.offset, hyp))
+                remaining[chunk.task] -= 1
+            slowest = max(slowest, time.monotonic() - began)
+            chunks_done += len(batch)
+            return True
+
+        in_time, unreadable = True, set()
         for i, task in enumerate(tasks):
             try:
                 audio = self.read_audio(task)
             except MediaError as exc:
                 logger.error("task %s: no transcript: %s", task.get("id"), exc.reason)
+                unreadable.add(i)
                 continue
             chunks = self.chunks(i, audio)
             transcripts[i] = Transcript(duration=len(audio) / rate)
             remaining[i] = len(chunks)
+            seconds += len(audio) / rate
             pending.extend(chunks)
-        total = sum(t.duration for t in transcripts if t)
-        logger.info("transcribing %d task(s), %.1f s of audio in %d chunk(s)", len(tasks), total, len(pending))
-        pieces: dict[int, list[tuple[float, Transcript]]] = {i: [] for i in range(len(tasks))}
-        done = 0
-        while done < len(pending):
-            if time.monotonic() > deadline:
-                unfinished = [tasks[i].get("id") for i in range(len(tasks)) if remaining[i]]
-                logger.error("NEMO_PREDICT_BUDGET (%.0f s) spent after %d of %d chunks: tasks %s get no "
-                             "transcript in this request (LS would time out at 100 s). Use a GPU "
-                             "(NEMO_DEVICE), a smaller model, or fewer tasks per request.",
-                             self.budget, done, len(pending), unfinished)
-                for i in range(len(tasks)):
-                    if remaining[i]:
-                        transcripts[i] = None
+            while len(pending) >= self.batch_size:
+                in_time = run(pending[: self.batch_size])
+                if not in_time:
+                    break
+                del pending[: self.batch_size]
+            if not in_time:
                 break
-            batch = pending[done:done + self.batch_size]
-            for chunk, hyp in zip(batch, self._transcribe([c.samples for c in batch]), strict=True):
-                pieces[chunk.task].append((chunk.offset, hyp))
-                remaining[chunk.task] -= 1
-            done += len(batch)
+        if pending and in_time:
+            in_time = run(pending)
+        if not in_time:
+            unfinished = [tasks[i].get("id") for i in range(len(tasks))
+                          if i not in unreadable and (transcripts[i] is None or remaining[i])]
+            logger.error("NEMO_PREDICT_BUDGET (%.0f s) spent after %d chunk(s) of %.1f s of audio: tasks %s get no "
+                         "transcript in this request (LS gives up at 100 s). Use a GPU (NEMO_DEVICE), a smaller "
+                         "model, or fewer tasks per request.", self.budget, chunks_done, seconds, unfinished)
+        logger.info("transcribed %d chunk(s), %.1f s of audio, in %.2f s", chunks_done, seconds,
+                    time.monotonic() - started)
         for i, transcript in enumerate(transcripts):
             if transcript is None or remaining[i]:
+                transcripts[i] = None
                 continue
             parts = sorted(pieces[i], key=lambda p: p[0])
             transcript.text = " ".join(p.text for _, p in parts if p.text).strip()

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -130,7 +132,24 @@ def test_predict_budget_is_reported_instead_of_an_ls_timeout(make_client, monkey
     caplog.set_level(logging.ERROR)
     results = assert_conformant(client, TEXT_CONFIG, [{"id": 5, "data": {"audio": local("phrase-0.wav")}}])
     assert results[0]["result"] == []
-    assert "NEMO_PREDICT_BUDGET (0 s) spent after 0 of 1 chunks: tasks [5]" in caplog.text
+    assert re.search(r"NEMO_PREDICT_BUDGET \(0 s\) spent after 0 chunk\(s\) of [\d.]+ s of audio: tasks \[5\] get no",
+                     caplog.text), caplog.text
+
+
+def test_budget_keeps_finished_tasks_and_names_the_others(make_client, monkeypatch, tiny_model, media_root, caplog):
+    """A batch that took longer than what is left of the budget: no further batch starts."""
+    monkeypatch.setenv("NEMO_MODEL", str(tiny_model))
+    monkeypatch.setenv("NEMO_PREDICT_BUDGET", "4")
+    monkeypatch.setenv("NEMO_BATCH_SIZE", "2")
+    client = make_client(NemoASR, local_files_document_root=str(media_root))
+    model = client.runtime.resources["model"]
+    original = model.transcribe
+    monkeypatch.setattr(model, "transcribe", lambda audio, **kw: time.sleep(4.5) or original(audio, **kw))
+    tasks = [{"id": 10 + i, "data": {"audio": local(f"phrase-{i}.wav")}} for i in range(4)]
+    results = assert_conformant(client, TEXT_CONFIG, tasks)
+    assert [bool(r["result"]) for r in results] == [True, True, False, False]
+    assert cer(PHRASES[1], transcript(results[1])) < 0.3
+    assert "tasks [12, 13] get no transcript" in caplog.text
 
 
 def test_recorded_style_request_with_label_studio_upload(make_client, monkeypatch, tiny_model, media_root):
