@@ -89,6 +89,7 @@ def measure(base_url: str, model: str, calls: int, api_key: str = "") -> tuple[l
     os.environ["OPENAI_BASE_URL"] = base_url
     LLMInteractive._clients.clear()
     session = requests.Session()
+    session.trust_env = False  # as the service's client: no proxy/netrc look-ups per request
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def direct() -> None:

@@ -26,6 +26,8 @@ class ScriptedOpenAI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+            wbufsize = -1  # headers and body leave in one write (no delayed-ACK stalls on keep-alive)
 
             def log_message(self, *args: Any) -> None:
                 pass
