@@ -20,7 +20,7 @@ def completion(text: str, model: str = "scripted") -> dict[str, Any]:
 class ScriptedOpenAI:
     def __init__(self, answer: Callable[[dict[str, Any]], str] | str = "Positive") -> None:
         self.answer = answer if callable(answer) else (lambda body, text=answer: text)
-        self.script: list[tuple[int, Any, dict[str, str]]] = []
+        self.script: list[tuple[int, Any, dict[str, str], float]] = []
         self.requests: list[dict[str, Any]] = []
         fake = self
 
@@ -41,12 +41,14 @@ class ScriptedOpenAI:
                     body = None
                 fake.requests.append({"path": self.path, "headers": dict(self.headers), "json": body,
                                       "time": time.monotonic()})
+                delay = 0.0
                 if fake.script:
-                    status, payload, headers = fake.script.pop(0)
+                    status, payload, headers, delay = fake.script.pop(0)
                 elif not self.path.split("?")[0].endswith("/chat/completions"):
                     status, payload, headers = 404, {"error": {"message": "not found"}}, {}
                 else:
                     status, payload, headers = 200, completion(fake.answer(body or {})), {}
+                time.sleep(delay)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -54,18 +56,23 @@ class ScriptedOpenAI:
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                except OSError:  # the client gave up (a timeout test)
+                    self.close_connection = True
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def then(self, status: int, payload: Any = None, headers: dict[str, str] | None = None) -> ScriptedOpenAI:
-        """Queue one scripted reply (used before the default answers)."""
+    def then(self, status: int, payload: Any = None, headers: dict[str, str] | None = None,
+             delay: float = 0.0) -> ScriptedOpenAI:
+        """Queue one scripted reply (used before the default answers), sent after ``delay`` seconds."""
         if payload is None:
             payload = {"error": {"message": f"scripted {status}", "type": "scripted"}}
-        self.script.append((status, payload, headers or {}))
+        self.script.append((status, payload, headers or {}, delay))
         return self
 
     def user_text(self, index: int = -1) -> str:

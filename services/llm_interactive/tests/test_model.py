@@ -162,6 +162,17 @@ def test_retries_429_and_500_with_backoff_then_succeeds(make_client, use_server,
     assert 0.2 <= gaps[1] < 0.9 and 0.4 <= gaps[2] < 1.5, f"exponential backoff: {gaps}"
 
 
+def test_a_slow_answer_times_out_and_is_retried(make_client, use_server, monkeypatch):
+    monkeypatch.setenv("LLM_TIMEOUT", "0.5")
+    use_server.then(200, {"choices": [{"message": {"content": "Positive"}}]}, delay=2.0)
+    use_server.answer = lambda body: "Negative"
+    client = make_client(LLMInteractive)
+    results = assert_conformant(client, CONFIG, [{"id": 1, "data": {"text": "x"}}], context=prompt_context("S?"))
+    assert by_name(results[0]["result"])["sentiment"]["value"]["choices"] == ["Negative"], "the late answer is dropped"
+    assert len(use_server.requests) == 2
+    assert use_server.requests[1]["time"] - use_server.requests[0]["time"] < 1.5, "gave up at the timeout"
+
+
 def test_gives_up_after_max_retries_with_a_reason_and_fails_fast_afterwards(make_client, use_server, monkeypatch):
     monkeypatch.setenv("LLM_MAX_RETRIES", "2")
     for _ in range(3):
