@@ -76,9 +76,10 @@ def timings(fn, calls: int) -> list[float]:  # type: ignore[no-untyped-def]
 def measure(base_url: str, model: str, calls: int, api_key: str = "") -> tuple[list[float], list[float]]:
     """(direct, service) seconds per call against one server."""
     from fake_openai import ScriptedOpenAI
-    from model import LLMInteractive
 
     from label_studio_ml.testing import model_client
+
+    from model import LLMInteractive
 
     os.environ.update({"OPENAI_MODEL": model, "LLM_MAX_TOKENS": "16", "OPENAI_API_KEY": api_key})
     with ScriptedOpenAI("Sports") as capture:  # the exact body the service sends

@@ -71,9 +71,9 @@ def main() -> None:
     sf.write(str(media / "long.wav"), long_audio, rate)
     seconds = sum(sf.info(str(f)).duration for f in files)
 
-    from model import NemoASR
-
     from label_studio_ml.testing import model_client
+
+    from model import NemoASR
 
     with model_client(NemoASR, work / "model_dir", local_files_document_root=str(media)) as client:
         nemo_model = client.runtime.resources["model"]

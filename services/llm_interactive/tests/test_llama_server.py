@@ -11,9 +11,10 @@ import time
 
 import pytest
 import requests
-from model import LLMInteractive
 
 from label_studio_ml.testing import assert_conformant
+
+from model import LLMInteractive
 
 CONFIG = """<View>
   <Text name="text" value="$text"/>

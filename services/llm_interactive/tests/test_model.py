@@ -5,11 +5,12 @@ import io
 import logging
 
 import pytest
-from model import LLMInteractive, html_to_text, match_choices
 from PIL import Image
 
 from label_studio_ml.label_config import LabelConfig
 from label_studio_ml.testing import assert_conformant, recorded
+
+from model import LLMInteractive, html_to_text, match_choices
 
 CONFIG = """<View>
   <Text name="text" value="$text"/>

@@ -8,10 +8,11 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from model import NemoASR, load_audio, split_points
 from tiny_asr import PHRASES, VOICES, cer, sox, speak
 
 from label_studio_ml.testing import FakeLabelStudio, assert_conformant
+
+from model import NemoASR, load_audio, split_points
 
 TEXT_CONFIG = """<View>
   <Audio name="audio" value="$audio"/>
