@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -128,8 +129,9 @@ class ProviderSettings:
 
     @property
     def endpoint(self) -> str:
-        """What logs may say about where calls go (no query string, no key)."""
-        return self.url.split("?", 1)[0]
+        """What logs may say about where calls go (no query string, no credentials in the URL)."""
+        parts = urlsplit(self.url)
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **self.extra_headers}

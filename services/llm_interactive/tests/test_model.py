@@ -328,3 +328,20 @@ def test_config_without_response_or_choices_is_refused(make_client, use_server):
     reply = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "label_config": config})
     assert reply.status_code == 422
     assert "response TextArea or a Choices" in reply.json()["error"]
+
+
+def test_settings_never_show_the_key_or_url_credentials():
+    from llm_client import ProviderSettings
+
+    s = ProviderSettings.resolve({"OPENAI_BASE_URL": "http://user:pw@127.0.0.1:1/v1", "OPENAI_API_KEY": KEY})
+    assert s.endpoint == "http://127.0.0.1:1/v1/chat/completions"
+    assert KEY not in repr(s) and KEY not in str(s.fingerprint())
+    azure = ProviderSettings.resolve({"AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com/",
+                                      "AZURE_OPENAI_API_KEY": KEY, "AZURE_OPENAI_DEPLOYMENT": "d"})
+    assert azure.provider == "azure" and azure.endpoint == "https://r.openai.azure.com/openai/deployments/d/chat/completions"
+    assert azure.headers()["api-key"] == KEY
+    env = {"AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com", "AZURE_OPENAI_API_KEY": KEY}
+    moved = ProviderSettings.resolve(env, {"azure_endpoint": "https://elsewhere.example"})
+    assert moved.api_key == "" and "api-key" not in moved.headers()
+    with pytest.raises(ValueError, match="LLM_PROVIDER"):
+        ProviderSettings.resolve({"LLM_PROVIDER": "bard"})
