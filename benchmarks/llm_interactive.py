@@ -53,10 +53,12 @@ def start_llama() -> tuple[str, subprocess.Popen]:
          "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--model_alias", "gemma3-270m"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
+    probe = requests.Session()
+    probe.trust_env = False
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if requests.get(url + "/models", timeout=1).status_code == 200:
+            if probe.get(url + "/models", timeout=1).status_code == 200:
                 return url, process
         except requests.RequestException:
             time.sleep(0.5)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -42,19 +43,23 @@ def llama_server(tmp_path_factory):
          "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--model_alias", "gemma3-270m"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
+    probe = requests.Session()
+    probe.trust_env = False  # loopback: never through an HTTP(S)_PROXY from the environment
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"llama_cpp.server exited with {process.returncode}; see {log.name}")
             try:
-                if requests.get(url + "/v1/models", timeout=1).status_code == 200:
+                if probe.get(url + "/v1/models", timeout=1).status_code == 200:
                     break
             except requests.RequestException:
                 pass
             time.sleep(0.5)
         else:
-            raise RuntimeError("llama_cpp.server did not start within 120 s")
+            log.flush()
+            tail = Path(log.name).read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"llama_cpp.server did not start within 120 s:\n{tail}")
         yield url
     finally:
         process.terminate()
