@@ -51,7 +51,8 @@ def start_llama() -> tuple[str, subprocess.Popen]:
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gemma.assemble()), "--host", "127.0.0.1",
          "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--model_alias", "gemma3-270m"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if k.upper() not in {"PORT", "HOST", "MODEL"}})  # it reads these
     url = f"http://127.0.0.1:{port}/v1"
     probe = requests.Session()
     probe.trust_env = False

