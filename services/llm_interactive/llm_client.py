@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -146,9 +146,6 @@ class ProviderSettings:
         """Identifies a client configuration (the key enters only as a hash)."""
         return (self.url, hash(self.api_key), self.model, self.temperature, self.max_tokens, self.timeout,
                 self.max_retries, self.backoff, self.deadline, tuple(sorted(self.extra_headers.items())))
-
-    def with_overrides(self, **changes: Any) -> ProviderSettings:
-        return replace(self, **changes)
 
 
 @dataclass
