@@ -17,9 +17,10 @@ from flair.datasets import FlairDatapointDataset
 from flair.embeddings import TransformerWordEmbeddings
 from flair.models import SequenceTagger
 from flair.splitter import SegtokSentenceSplitter
-from model import FlairModel, add_labels
 
 from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
+
+from model import FlairModel, add_labels
 
 CONFIG = """<View>
   <Labels name="ner" toName="text">

