@@ -31,6 +31,7 @@ from transformers.utils import logging as hf_logging
 
 from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml.errors import LabelConfigError
+from label_studio_ml.examples import collect
 from label_studio_ml.label_config import ControlPair
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ CONTROLS = {CLASSIFICATION: ("Choices", ["Text", "HyperText"]), NER: ("Labels", 
             GENERATION: ("TextArea", ["Text", "HyperText"])}
 AUTO_CLASSES = {CLASSIFICATION: AutoModelForSequenceClassification, NER: AutoModelForTokenClassification,
                 GENERATION: AutoModelForCausalLM}
-ANNOTATION_EVENTS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
 UNSET_MAX_LENGTH = 100_000  # tokenizers without a model_max_length report ~1e30
 
 
@@ -407,15 +407,7 @@ class HuggingFace(LabelStudioMLBase):
         if self.task == GENERATION:
             logger.info("project %s: text generation is not trained; event %s ignored", self.project_id, event)
             return {"trained": False, "reason": "generation is not trained"}
-        examples: dict[str, dict[str, Any]] = self.get("examples") or {}
-        if self.settings.label_studio_url and event not in ANNOTATION_EVENTS:
-            examples = self._examples_from_label_studio()
-        elif event == "START_TRAINING":
-            logger.warning("LABEL_STUDIO_URL is not set: training on the %d annotation(s) received by webhook",
-                           len(examples))
-        for name, payload in kwargs.get("events") or [(event, data)]:
-            self._apply_event(examples, name, payload)
-        self.set("examples", examples)
+        examples = collect(self, event, data, self._example, kwargs.get("events"))
         labels = sorted({e["label"] for e in examples.values()} if self.task == CLASSIFICATION else
                         {s[2] for e in examples.values() for s in e["spans"]})
         self.report_progress(0.05, f"{len(examples)} examples, labels {labels}")
@@ -501,30 +493,6 @@ class HuggingFace(LabelStudioMLBase):
             torch.cuda.empty_cache()  # the training copy's memory goes back before the version loads
 
     # --- annotations -----------------------------------------------------------------------------
-    def _examples_from_label_studio(self) -> dict[str, dict[str, Any]]:
-        examples: dict[str, dict[str, Any]] = {}
-        for task in self.fetch_labeled_tasks():
-            annotation = max(task["annotations"], key=lambda a: a.get("updated_at") or "")
-            example = self._example(task, annotation)
-            if example is not None:
-                examples[str(task["id"])] = example
-        return examples
-
-    def _apply_event(self, examples: dict[str, dict[str, Any]], event: str, payload: dict[str, Any]) -> None:
-        if event in ANNOTATION_EVENTS and isinstance(payload.get("task"), dict):
-            annotation = payload.get("annotation") or {}
-            example = self._example(payload["task"], annotation)
-            key = str(payload["task"].get("id"))
-            if example is None or annotation.get("was_cancelled"):
-                examples.pop(key, None)
-            else:
-                examples[key] = example
-        elif event in ("ANNOTATIONS_DELETED", "ANNOTATION_DELETED"):
-            found = payload.get("annotations") or [payload.get("annotation")]
-            deleted = {a.get("id") for a in found if isinstance(a, dict)}
-            for key in [k for k, e in examples.items() if e.get("annotation") in deleted]:
-                examples.pop(key)
-
     def _example(self, task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any] | None:
         items = [item for item in annotation.get("result") or []
                  if item.get("from_name") == self.pair.from_name and item.get("to_name") == self.pair.to_name]

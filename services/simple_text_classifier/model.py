@@ -11,10 +11,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from label_studio_ml import LabelStudioMLBase, regions
+from label_studio_ml.examples import collect
 
 logger = logging.getLogger(__name__)
-
-ANNOTATION_EVENTS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED"}
 
 
 class SimpleTextClassifier(LabelStudioMLBase):
@@ -47,15 +46,7 @@ class SimpleTextClassifier(LabelStudioMLBase):
 
     # --- training ------------------------------------------------------------------------------
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        examples: dict[str, dict[str, Any]] = self.get("examples") or {}
-        if self.settings.label_studio_url and event not in ANNOTATION_EVENTS:
-            examples = self._examples_from_label_studio()
-        elif event == "START_TRAINING":
-            logger.warning("LABEL_STUDIO_URL is not set: training on the %d annotation(s) received by webhook",
-                           len(examples))
-        for name, payload in kwargs.get("events") or [(event, data)]:
-            self._apply_event(examples, name, payload)
-        self.set("examples", examples)
+        examples = collect(self, event, data, self._example, kwargs.get("events"))
         labels = {e["label"] for e in examples.values()}
         self.report_progress(0.2, f"{len(examples)} examples, {len(labels)} classes")
         if len(labels) < 2:
@@ -71,35 +62,11 @@ class SimpleTextClassifier(LabelStudioMLBase):
             pickle.dump(pipeline, fh)
         return {"trained": True, "examples": len(examples)}
 
-    def _examples_from_label_studio(self) -> dict[str, dict[str, Any]]:
-        examples: dict[str, dict[str, Any]] = {}
-        for task in self.fetch_labeled_tasks():
-            annotation = max(task["annotations"], key=lambda a: a.get("updated_at") or "")
-            example = self._example(task, annotation)
-            if example is not None:
-                examples[str(task["id"])] = example
-        return examples
-
-    def _apply_event(self, examples: dict[str, dict[str, Any]], event: str, payload: dict[str, Any]) -> None:
-        if event in ANNOTATION_EVENTS and isinstance(payload.get("task"), dict):
-            annotation = payload.get("annotation") or {}
-            example = self._example(payload["task"], annotation)
-            key = str(payload["task"].get("id"))
-            if example is None or annotation.get("was_cancelled"):
-                examples.pop(key, None)
-            else:
-                examples[key] = example
-        elif event == "ANNOTATIONS_DELETED":
-            deleted = {a.get("id") for a in payload.get("annotations") or [] if isinstance(a, dict)}
-            for key in [k for k, e in examples.items() if e.get("annotation") in deleted]:
-                examples.pop(key)
-
     def _example(self, task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any] | None:
         for item in annotation.get("result") or []:
             if item.get("from_name") == self.pair.from_name and item.get("type") == "choices":
                 chosen = item.get("value", {}).get("choices") or []
                 text = (task.get("data") or {}).get(self.pair.data_key)
                 if chosen and isinstance(text, str):
-                    return {"text": self.read_text(task, self.pair.data_key), "label": chosen[0],
-                            "annotation": annotation.get("id")}
+                    return {"text": self.read_text(task, self.pair.data_key), "label": chosen[0]}
         return None
