@@ -1,11 +1,24 @@
-"""Sum the JUnit reports of every tox env into one closing line: 'total: N passed, N failed, N skipped'."""
+"""Sum the JUnit reports of every tox env into one closing line: 'total: N passed, N failed, N skipped'.
+
+Failures are listed first with the end of their message, so that the tail of a CI log says why it failed.
+"""
 
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+MESSAGE_TAIL_CHARS = 1500
+
+reports = sorted(Path(sys.argv[1]).glob("*.xml"))
+for report in reports:
+    for case in ET.parse(report).getroot().iter("testcase"):
+        for problem in [*case.findall("failure"), *case.findall("error")]:
+            text = (problem.text or problem.get("message") or "").strip()
+            print(f"--- FAILED {report.stem}: {case.get('classname')}::{case.get('name')}")
+            print(text[-MESSAGE_TAIL_CHARS:])
+
 passed = failed = skipped = 0
-for report in sorted(Path(sys.argv[1]).glob("*.xml")):
+for report in reports:
     env = {"passed": 0, "failed": 0, "skipped": 0}
     for suite in ET.parse(report).getroot().iter("testsuite"):
         tests, fail = int(suite.get("tests", 0)), int(suite.get("failures", 0)) + int(suite.get("errors", 0))
