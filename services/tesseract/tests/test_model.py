@@ -255,3 +255,24 @@ def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_unusable_images_get_empty_results_with_reasons_and_the_batch_goes_on(make_client, tmp_path, page, caplog):
+    """Issue 11's image list in one batch: not an image, truncated, 1x1, 10,000 x 10,000, and a real page."""
+    whole = _png_bytes(page.image)
+    (tmp_path / "notes.png").write_bytes(b"meeting notes, not pixels\n" * 20)
+    (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
+    Image.new("L", (1, 1), 255).save(tmp_path / "dot.png")
+    Image.new("1", (10_000, 10_000), 1).save(tmp_path / "huge.png")
+    page.image.save(tmp_path / "page.png")
+    names = ["notes.png", "cut.png", "dot.png", "huge.png", "page.png"]
+    tasks = [{"id": i + 1, "data": {"ocr": f"/data/local-files/?d={name}"}} for i, name in enumerate(names)]
+    client = make_client(Tesseract, local_files_document_root=str(tmp_path))
+    with caplog.at_level(logging.ERROR):
+        results = assert_conformant(client, SMART, tasks)
+    assert [bool(r["result"]) for r in results] == [False, False, False, False, True]
+    check_words(page, results[4]["result"], *page.image.size)
+    errors = {r.getMessage().split(":")[0]: r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR}
+    assert "not an image" in errors["task 1"]
+    assert "cannot be decoded" in errors["task 2"]
+    assert "task 3" not in errors and "task 4" not in errors, "blank images are read (nothing found), not refused"
