@@ -3,8 +3,10 @@
     python tools/smoke.py MODEL [--base-image IMAGE] [--no-build]
 
 The request comes from services/MODEL/smoke.json when present ({"label_config", "tasks",
-"context", "expect_regions", "files"}: files are served over http on loopback and `{media}` in
-task data is replaced by their base URL), else from the recorded LS text-choices /predict.
+"context", "expect_regions", "expect_texts", "files", "build_args"}: files are served over http on
+loopback and `{media}` in task data is replaced by their base URL; every string of expect_texts must
+appear in some region's value; build_args are added to the image build), else from the recorded LS
+text-choices /predict.
 Containers use host networking (works on engines without a bridge); everything is removed at the end.
 """
 
@@ -60,16 +62,16 @@ def main() -> int:
         return 2
     client = docker.from_env(timeout=600)
     tag = f"label-studio-ml/{args.model}:smoke"
+    spec = request_for(args.model)
     started = time.monotonic()
     if not args.no_build:
-        print(f"building {tag} (base {args.base_image}) ...", flush=True)
+        build_args = {"BASE_IMAGE": args.base_image, **spec.get("build_args", {})}
+        print(f"building {tag} ({', '.join(f'{k}={v}' for k, v in build_args.items())}) ...", flush=True)
         client.images.build(path=str(ROOT), dockerfile=f"services/{args.model}/Dockerfile", tag=tag,
-                            target="production", buildargs={"BASE_IMAGE": args.base_image},
-                            network_mode="host", rm=True, forcerm=True)
+                            target="production", buildargs=build_args, network_mode="host", rm=True, forcerm=True)
     build_seconds = time.monotonic() - started
     image = client.images.get(tag)
     port = free_port()
-    spec = request_for(args.model)
     files_server = None
     container = None
     try:
@@ -107,6 +109,9 @@ def main() -> int:
             and all(r.get("model_version") == version for r in results)
         if ok and spec.get("expect_regions"):
             ok = any(r["result"] for r in results)
+        if ok and spec.get("expect_texts"):
+            found = json.dumps([r["result"] for r in results], ensure_ascii=False)
+            ok = all(json.dumps(text, ensure_ascii=False) in found for text in spec["expect_texts"])
         print(f"{args.model}: image {image.attrs['Size'] / 1e6:.0f} MB, build {build_seconds:.0f} s, "
               f"healthy after {healthy_after:.1f} s, /predict {reply.status_code} with "
               f"{sum(len(r['result']) for r in results or [])} region(s) for {len(spec['tasks'])} task(s)")
