@@ -1,6 +1,6 @@
 """Smoke-test a service image through the Docker SDK: build, start, /health, a recorded /predict.
 
-    python tools/smoke.py MODEL [--base-image IMAGE] [--no-build]
+    python tools/smoke.py MODEL [--base-image IMAGE] [--no-build] [--no-cache]
 
 The request comes from services/MODEL/smoke.json when present ({"label_config", "tasks",
 "context", "expect_regions", "expect_texts", "files", "build_args"}: files are served over http on
@@ -56,6 +56,7 @@ def main() -> int:
     parser.add_argument("model")
     parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE", "python:3.11-slim"))
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--no-cache", action="store_true", help="build every layer again (to time a fresh build)")
     args = parser.parse_args()
     if not (ROOT / "services" / args.model / "model.py").exists():
         print(f"unknown model {args.model}")
@@ -68,7 +69,8 @@ def main() -> int:
         build_args = {"BASE_IMAGE": args.base_image, **spec.get("build_args", {})}
         print(f"building {tag} ({', '.join(f'{k}={v}' for k, v in build_args.items())}) ...", flush=True)
         client.images.build(path=str(ROOT), dockerfile=f"services/{args.model}/Dockerfile", tag=tag,
-                            target="production", buildargs=build_args, network_mode="host", rm=True, forcerm=True)
+                            target="production", buildargs=build_args, network_mode="host", rm=True, forcerm=True,
+                            nocache=args.no_cache)
     build_seconds = time.monotonic() - started
     image = client.images.get(tag)
     port = free_port()
