@@ -27,7 +27,7 @@ from .errors import InvalidShape, MLBackendError, PayloadTooLarge, StateUnavaila
 from .metrics import CONTENT_TYPE, Metrics
 from .model import LabelStudioMLBase
 from .openapi import openapi_spec
-from .protocol import PredictRequest, SetupRequest, WebhookEvent, loads
+from .protocol import PredictRequest, SetupRequest, WebhookEvent, loads, parse_project
 from .runtime import ModelRuntime
 from .storage import Store
 
@@ -156,8 +156,8 @@ class MLBackendApp:
         self.runtime.require_ready()
         started = time.perf_counter()
         before = dict(self.runtime.stats)
-        if self.runtime.model_class.inline_predict:
-            results = self.runtime.predict(parsed)  # the model declared itself sub-millisecond and I/O-free
+        if self.runtime.predicts_inline(parsed):  # see scheduling.py
+            results = self.runtime.predict(parsed, inline=True)
         else:
             results = await anyio.to_thread.run_sync(self.runtime.predict, parsed, limiter=self.limiter)
         self.metrics.predictions.inc(len(results))
@@ -207,8 +207,8 @@ class MLBackendApp:
         return JSONResponse(reply)
 
     async def versions(self, request: Request) -> Response:
-        project = request.query_params.get("project")
-        projects = [project.split(".", 1)[0]] if project else None
+        project = parse_project(request.query_params.get("project"))
+        projects = [project] if project else None
         versions = await anyio.to_thread.run_sync(self._versions, projects)
         return JSONResponse({"versions": versions, "model_class": self.runtime.model_class.__name__})
 
@@ -225,12 +225,13 @@ class MLBackendApp:
         return found or [self.runtime.versions.initial]
 
     async def jobs(self, request: Request) -> Response:
-        project = request.query_params.get("project")
-        if not project or not (project.split(".", 1)[0].isascii() and project.split(".", 1)[0].isdigit()):
+        given = request.query_params.get("project")
+        project = parse_project(given)
+        if project is None:
             raise InvalidShape("GET /jobs needs ?project=<id>")
-        records = await anyio.to_thread.run_sync(self.runtime.trainer.jobs, project.split(".", 1)[0])
-        active = self.runtime.versions.active(project.split(".", 1)[0])
-        return JSONResponse({"project": project, "model_version": active, "jobs": records})
+        records = await anyio.to_thread.run_sync(self.runtime.trainer.jobs, project)
+        active = self.runtime.versions.active(project)
+        return JSONResponse({"project": given, "model_version": active, "jobs": records})
 
     async def metrics_endpoint(self, request: Request) -> Response:
         self.metrics.jobs_active.set(self.runtime.trainer.active_count())

@@ -9,10 +9,10 @@ Contract, documented once here:
   artifacts from ``self.version_dir``. An instance is cached per project and rebuilt when the
   project's label config or active model version changes.
 * ``predict(tasks, context, **kwargs)`` returns one prediction per task, in order (a list of dicts
-  or a ``ModelResponse``). It runs in a worker thread; it may be called concurrently. A model whose
-  predict is pure computation of well under a millisecond (no I/O, no media) may set
-  ``inline_predict = True``: core then calls it on the event loop and saves the thread hand-off,
-  which costs more than such a predict (see benchmarks/core.py).
+  or a ``ModelResponse``). It runs in a worker thread and may be called concurrently; a model
+  measured to need well under a millisecond runs on the event loop instead, which saves the thread
+  hand-off (see scheduling.py). ``inline_predict = False`` keeps it in threads always (a predict that
+  is usually instant but sometimes blocks), ``True`` puts it on the loop always.
 * ``fit(event, data, **kwargs)`` runs in the background. It writes whatever it trained into
   ``self.output_dir``; when it returns and that folder holds files, core publishes them
   atomically as a new model version. Report progress with ``self.report_progress(fraction)``.
@@ -85,8 +85,9 @@ class ModelContext:
 class LabelStudioMLBase:
     #: prefix of model versions (``<service_name>-<n>-<hash>``); defaults to the class name
     service_name: ClassVar[str] = ""
-    #: run predict on the event loop instead of a worker thread (only for sub-millisecond, I/O-free models)
-    inline_predict: ClassVar[bool] = False
+    #: where predict runs: None (measured: the event loop once it has proven sub-millisecond, else a worker
+    #: thread), True (always the event loop: sub-millisecond, I/O-free models), False (always a thread)
+    inline_predict: ClassVar[bool | None] = None
     #: the version served before any training; defaults to ``<service_name>-0``
     INITIAL_MODEL_VERSION: ClassVar[str | None] = None
 

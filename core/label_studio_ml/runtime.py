@@ -18,6 +18,7 @@ from .model import LabelStudioMLBase, ModelContext
 from .protocol import PredictRequest, SetupRequest, WebhookEvent
 from .regions import RegionValidator
 from .response import ModelResponse, normalize_prediction
+from .scheduling import InlinePolicy
 from .storage import FileStore, Store, make_store
 from .training import TRAIN_EVENTS, Job, TrainingManager
 from .versions import Versions
@@ -54,6 +55,8 @@ class ModelRuntime:
         self._lock = threading.Lock()
         self.trainer = TrainingManager(self._train, self.store)
         self.queue: Any = None  # an RQ-backed queue replaces in-process training when REDIS_URL is set
+        # state in Redis means a network read per predict: never on the event loop unless declared
+        self.scheduling = InlinePolicy(model_class.inline_predict, allowed=not self.settings.redis_url)
 
     # --- life cycle ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -92,6 +95,17 @@ class ModelRuntime:
         model.__init__(project_id=project, label_config=label_config)  # type: ignore[misc]
         self.instances_built += 1
         return model
+
+    def predicts_inline(self, request: PredictRequest) -> bool:
+        """Whether this request may run on the event loop: a batch (interactive calls often do the slow
+        work a batch skips, and one person waits for them anyway), the policy allows it, and the
+        project's instance is built already (building one runs the model's own set-up code)."""
+        if request.context or request.project is None or not request.label_config \
+                or not self.scheduling.inline(len(request.tasks)):
+            return False
+        cached = self._instances.get(request.project)
+        return (cached is not None and cached[1] == self.versions.active(request.project)
+                and cached[0] == hashlib.sha1(request.label_config.encode()).hexdigest())
 
     def instance(self, project: str | None, label_config: str) -> LabelStudioMLBase:
         """The cached instance for a project, rebuilt when its config or active version changes."""
@@ -136,7 +150,9 @@ class ModelRuntime:
             raise LabelConfigError("no label_config in the request and none stored by /setup for this project")
         return stored
 
-    def predict(self, request: PredictRequest) -> list[dict[str, Any]]:
+    def predict(self, request: PredictRequest, inline: bool = False) -> list[dict[str, Any]]:
+        """Predict, validate and stamp the version; ``inline``: called on the event loop."""
+        started, started_cpu = time.perf_counter(), time.thread_time()
         label_config = self.label_config_for(request.project, request.label_config)
         config = LabelConfig(label_config)
         model = self.instance(request.project, label_config)
@@ -160,6 +176,7 @@ class ModelRuntime:
             out.append({**prediction, "result": kept, "score": float(score) if score is not None else None,
                         "model_version": version})
         self.stats["predictions"] += len(out)
+        self.scheduling.record(time.perf_counter() - started, time.thread_time() - started_cpu, len(out), inline)
         return out
 
     def _run_predict(self, model: LabelStudioMLBase, tasks: list[dict[str, Any]],

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,11 +45,21 @@ class Store(Protocol):
 
 
 class FileStore:
-    """One JSON file per key: safe across processes on one host (atomic rename, no shared cache)."""
+    """One JSON file per key: safe across processes on one host (atomic rename).
+
+    Every /predict reads the active version, so reads are cached: a cached value keeps its file
+    open, and it is still current while the path names that same inode (writers never change a
+    file in place, they rename a new one over it; the open file keeps its inode from being reused).
+    A stat is a fifth of the cost of open-read-close.
+    """
+
+    MAX_OPEN = 128  # cached values hold a file descriptor each
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / "state"
         self._files: dict[tuple[str, str], str] = {}
+        self._read: dict[str, tuple[int, int, bytes]] = {}  # path -> (inode, open fd, content)
+        self._lock = threading.Lock()
 
     def _path(self, project: str, key: str) -> Path:
         return self.root / safe_name(project) / f"{safe_name(key)}.json"
@@ -63,11 +74,36 @@ class FileStore:
         return found
 
     def get(self, project: str, key: str) -> Any:
+        path = self._file(project, key)
         try:
-            with open(self._file(project, key), "rb") as fh:
-                return json.loads(fh.read())
+            inode = os.stat(path).st_ino
+            cached = self._read.get(path)
+            if cached is not None and cached[0] == inode:
+                return json.loads(cached[2])
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            content = fh.read()
+        self._remember(path, os.fstat(fd).st_ino, fd, content)
+        return json.loads(content)
+
+    def _remember(self, path: str, inode: int, fd: int, content: bytes) -> None:
+        with self._lock:
+            old = self._read.pop(path, None)
+            if len(self._read) >= self.MAX_OPEN:
+                old_path = next(iter(self._read))
+                os.close(self._read.pop(old_path)[1])
+            self._read[path] = (inode, fd, content)
+        if old is not None:
+            os.close(old[1])
+
+    def __del__(self) -> None:
+        for _, fd, _ in getattr(self, "_read", {}).values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def set(self, project: str, key: str, value: Any) -> None:
         atomic_write(self._path(project, key), json.dumps(value).encode())

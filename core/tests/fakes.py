@@ -27,6 +27,8 @@ def choice(label: str = "Positive", score: float = 0.9) -> dict[str, Any]:
 class Echo(LabelStudioMLBase):
     """Positive for texts containing 'good', Negative otherwise; records what reached it."""
 
+    pause = 0.0  # seconds each predict call sleeps (tests of where predict runs)
+
     @classmethod
     def load(cls) -> Any:
         calls["load"] += 1
@@ -38,6 +40,8 @@ class Echo(LabelStudioMLBase):
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
                 **kwargs: Any) -> list[dict[str, Any]]:
         calls["predict"] += 1
+        if self.pause:
+            time.sleep(self.pause)
         try:
             asyncio.get_running_loop()
             on_loop = True
@@ -146,3 +150,7 @@ class SeedResultLists(LabelStudioMLBase):
 
 class Inline(Echo):
     inline_predict = True
+
+
+class Threaded(Echo):
+    inline_predict = False

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from label_studio_ml.app import create_app
 from label_studio_ml.config import Settings
+from label_studio_ml.scheduling import DEMOTE_AFTER_S, INLINE_BUDGET_S, WARMUP_CALLS
 from label_studio_ml.testing import recorded_requests
 
 TASKS = [{"id": 1, "data": {"text": "good film"}}, {"id": 2, "data": {"text": "bad film"}}]
@@ -86,7 +87,10 @@ def test_versions_jobs_openapi(client: Any) -> None:
     jobs = client.get("/jobs", params={"project": "4"})
     assert jobs.status_code == 200 and jobs.json() == {"project": "4", "model_version": "Echo-0", "jobs": []}
     assert_json_error(client.get("/jobs"), 422)
-    assert_json_error(client.get("/jobs", params={"project": "³"}), 422)
+    assert_json_error(client.get("/jobs", params={"project": "³"}), 400)
+    # found by the fuzz run: a project id with nothing before the dot reached the store (500)
+    for path in ("/jobs", "/versions"):
+        assert_json_error(client.get(path, params={"project": ".\u00a1o"}), 400)
     spec = client.get("/openapi.json").json()
     assert {"/predict", "/setup", "/webhook", "/health"} <= set(spec["paths"])
 
@@ -173,12 +177,55 @@ def test_params_reach_predict_as_kwargs_and_context_is_passed(client: Any) -> No
 
 
 def test_predict_runs_in_a_worker_thread_unless_inline(make_client: Any) -> None:
-    assert make_client(fakes.Echo).post("/predict", json=predict_body()).status_code == 200
-    assert fakes.seen[-1]["on_loop"] is False
+    threaded = make_client(fakes.Threaded)
+    for _ in range(WARMUP_CALLS + 5):
+        assert threaded.post("/predict", json=predict_body()).status_code == 200
+        assert fakes.seen[-1]["on_loop"] is False
     inline = make_client(fakes.Inline)
-    reply = inline.post("/predict", json=predict_body())
-    assert reply.status_code == 200 and labels(reply) == [["Positive"], ["Negative"]]
+    for _ in range(3):
+        reply = inline.post("/predict", json=predict_body())
+        assert reply.status_code == 200 and labels(reply) == [["Positive"], ["Negative"]]
+    assert [s["on_loop"] for s in fakes.seen[-3:]] == [False, True, True], "after the instance is built: the loop"
+
+
+def test_a_fast_model_moves_onto_the_event_loop_after_its_first_predicts(make_client: Any) -> None:
+    client = make_client(fakes.Echo)
+    for _ in range(WARMUP_CALLS + 3):
+        assert client.post("/predict", json=predict_body()).status_code == 200
+    on_loop = [s["on_loop"] for s in fakes.seen[-(WARMUP_CALLS + 3):]]
+    assert on_loop == [False] * WARMUP_CALLS + [True] * 3
+    interactive = predict_body(TASKS[:1], context={"result": []})
+    assert client.post("/predict", json=interactive).status_code == 200
+    assert fakes.seen[-1]["on_loop"] is False, "interactive calls stay in threads"
+    assert client.post("/predict", json=predict_body(project="9.1")).status_code == 200
+    assert fakes.seen[-1]["on_loop"] is False, "a new project's instance is built in a thread"
+
+
+def test_a_model_that_turns_slow_on_the_loop_goes_back_to_threads(make_client: Any) -> None:
+    client = make_client(fakes.Echo)
+    for _ in range(WARMUP_CALLS + 1):
+        client.post("/predict", json=predict_body())
     assert fakes.seen[-1]["on_loop"] is True
+    fakes.Echo.pause = DEMOTE_AFTER_S * 2
+    try:
+        client.post("/predict", json=predict_body())
+        assert fakes.seen[-1]["on_loop"] is True
+    finally:
+        fakes.Echo.pause = 0.0
+    for _ in range(WARMUP_CALLS + 1):
+        client.post("/predict", json=predict_body())
+        assert fakes.seen[-1]["on_loop"] is False
+
+
+def test_a_model_slower_than_the_budget_never_runs_on_the_loop(make_client: Any) -> None:
+    fakes.Echo.pause = INLINE_BUDGET_S * 1.5
+    try:
+        client = make_client(fakes.Echo)
+        for _ in range(WARMUP_CALLS + 5):
+            client.post("/predict", json=predict_body(TASKS[:1]))
+            assert fakes.seen[-1]["on_loop"] is False
+    finally:
+        fakes.Echo.pause = 0.0
 
 
 def test_missing_label_config_uses_the_stored_one(client: Any) -> None:

@@ -30,6 +30,34 @@ def test_file_store_json_values_survive_a_new_instance(tmp_path: Path) -> None:
     assert store.get("2", "key1") is None and store.ping()
 
 
+def test_file_store_reads_see_every_write_of_another_process_at_once(tmp_path: Path) -> None:
+    reader, writer = FileStore(tmp_path), FileStore(tmp_path)
+    assert reader.get("1", "model_version") is None
+    for n in range(50):  # faster than the clock tick of coarse filesystems: the inode still changes
+        writer.set("1", "model_version", f"m-{n}")
+        assert reader.get("1", "model_version") == f"m-{n}"
+    value = reader.get("1", "model_version")
+    writer.set("1", "versions", ["a"])
+    first = reader.get("1", "versions")
+    first.append("mutated by a caller")
+    assert reader.get("1", "versions") == ["a"], "callers get their own copy"
+    writer.delete("1", "model_version")
+    assert reader.get("1", "model_version") is None and value == "m-49"
+
+
+def test_file_store_cache_holds_a_bounded_number_of_files(tmp_path: Path) -> None:
+    import os
+
+    store = FileStore(tmp_path)
+    open_before = len(os.listdir("/proc/self/fd"))
+    for n in range(FileStore.MAX_OPEN * 3):
+        store.set(str(n), "label_config", "<View/>")
+        assert store.get(str(n), "label_config") == "<View/>"
+    assert len(os.listdir("/proc/self/fd")) - open_before <= FileStore.MAX_OPEN
+    del store
+    assert len(os.listdir("/proc/self/fd")) - open_before <= 1
+
+
 def test_file_store_names_cannot_escape(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "m")
     store.set("../../evil", "../key", 1)

@@ -1,0 +1,72 @@
+"""Where a /predict runs: on the event loop or in a worker thread.
+
+Handing a request to a worker thread and back costs about 200 us of CPU on a small machine: more
+than a trivial model's whole predict, and it halves such a backend's throughput. Running predict on
+the event loop saves that, but a slow predict there would stall /health and every other request.
+
+So by default core measures: a model's first predicts run in worker threads, timed. Once the
+fastest of them took under a millisecond of wall-clock time, and the model's CPU time for the batch
+at hand (the fastest call, or the fastest per-task cost times the batch size) is also under a
+millisecond, later batches run on the loop (interactive calls always run in threads: see
+ModelRuntime.predicts_inline). CPU time, because in a thread the wall-clock time of a busy server
+is mostly waiting for the GIL; wall-clock time too, because a model that waits on I/O uses no CPU.
+One inline predict that takes long moves the model back to threads for good. A model may decide
+for itself with ``inline_predict = True`` (always on the loop) or ``False`` (always threads).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+logger = logging.getLogger(__name__)
+
+#: predicts timed in worker threads before a model may run on the event loop
+WARMUP_CALLS = 20
+#: a batch runs on the loop only when the model's measured time for it stays below this
+INLINE_BUDGET_S = 0.001
+#: an inline predict slower than this sends the model back to worker threads for good. Not lower: an
+#: inline call may wait several GIL switch intervals (5 ms each) for worker threads still finishing
+#: earlier requests, and that says nothing about the model
+DEMOTE_AFTER_S = 0.05
+
+
+class InlinePolicy:
+    def __init__(self, declared: bool | None, allowed: bool = True) -> None:
+        """``declared``: the model's ``inline_predict``; ``allowed``: False when predict does
+        blocking I/O core knows of (state in Redis), so that only a declared True runs inline."""
+        self.declared = declared
+        self.allowed = allowed
+        self.calls = 0
+        self.fastest_wall = float("inf")
+        self.fastest_cpu = float("inf")
+        self.fastest_cpu_per_task = float("inf")
+        self.demoted = False
+        self.announced = False
+        self._lock = threading.Lock()
+
+    def inline(self, tasks: int) -> bool:
+        if self.declared is not None:
+            return self.declared
+        expected_cpu = max(self.fastest_cpu, self.fastest_cpu_per_task * max(tasks, 1))
+        inline = (self.allowed and not self.demoted and self.calls >= WARMUP_CALLS
+                  and self.fastest_wall < INLINE_BUDGET_S and expected_cpu < INLINE_BUDGET_S)
+        if inline and not self.announced:
+            self.announced = True
+            logger.info("predict measured at %.2f ms: batches run on the event loop from now on (see "
+                        "inline_predict)", 1000 * max(self.fastest_wall, expected_cpu))
+        return inline
+
+    def record(self, wall: float, cpu: float, tasks: int, inline: bool) -> None:
+        """Wall-clock and thread CPU seconds of one predict of ``tasks`` tasks, run inline or not."""
+        if self.declared is not None:
+            return
+        with self._lock:
+            self.calls += 1
+            self.fastest_wall = min(self.fastest_wall, wall)
+            self.fastest_cpu = min(self.fastest_cpu, cpu)
+            self.fastest_cpu_per_task = min(self.fastest_cpu_per_task, cpu / max(tasks, 1))
+            if inline and wall > DEMOTE_AFTER_S and not self.demoted:
+                self.demoted = True
+                logger.info("predict took %.1f ms on the event loop: it runs in worker threads from now on",
+                            1000 * wall)
