@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Settings
 from .errors import InvalidShape, MLBackendError, PayloadTooLarge, StateUnavailable, Unauthorized
+from .logs import RequestLog
 from .metrics import CONTENT_TYPE, Metrics
 from .model import LabelStudioMLBase
 from .openapi import openapi_spec
@@ -135,6 +136,7 @@ class MLBackendApp:
         self.metrics = metrics
         self.settings = runtime.settings
         self.limiter = anyio.CapacityLimiter(max(1, self.settings.threads))
+        self.request_log = RequestLog(logger)
 
     async def health(self, request: Request) -> Response:
         body = self.runtime.health()
@@ -163,8 +165,8 @@ class MLBackendApp:
         self.metrics.predictions.inc(len(results))
         self.metrics.dropped.inc(self.runtime.stats["dropped_regions"] - before["dropped_regions"])
         self.metrics.failed_tasks.inc(self.runtime.stats["failed_tasks"] - before["failed_tasks"])
-        logger.info("predicted %d task(s) for project %s in %.1f ms%s", len(results), parsed.project,
-                    1000 * (time.perf_counter() - started), " (interactive)" if parsed.context else "")
+        self.request_log.info("predicted %d task(s) for project %s in %.1f ms%s", len(results), parsed.project,
+                              1000 * (time.perf_counter() - started), " (interactive)" if parsed.context else "")
         return JSONResponse({"results": results})
 
     async def webhook(self, request: Request) -> Response:

@@ -96,3 +96,21 @@ def test_no_secret_in_logs_across_requests(make_client: Any, capsys: pytest.Capt
                bad["Authorization"].split()[1]]
     leaked = [s for s in secrets if s in output]
     assert leaked == []
+
+
+def test_request_log_logs_human_paced_requests_and_counts_a_flood(caplog: Any, monkeypatch: Any) -> None:
+    from label_studio_ml import logs
+
+    clock = [100.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
+    log = logs.RequestLog(logging.getLogger("lsml.test.requests"), per_second=3)
+    with caplog.at_level(logging.INFO, logger="lsml.test.requests"):
+        for n in range(50):  # one second's flood
+            log.info("request %d", n)
+        clock[0] += 1.5
+        log.info("request %d", 50)
+        clock[0] += 5
+        log.info("request %d", 51)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["request 0", "request 1", "request 2",
+                        "... 47 more request(s) like these, not logged one by one", "request 50", "request 51"]
