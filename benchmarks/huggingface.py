@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +26,7 @@ from typing import Any
 
 sys.path.append(sys.path.pop(0))  # this folder after site-packages: its spacy.py/flair.py are not the libraries
 
-import requests  # noqa: E402
+import _serving  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer, pipeline  # noqa: E402
 
@@ -74,60 +72,21 @@ def seeded_models(folder: Path) -> tuple[str, str]:
     return str(folder / "classifier"), str(folder / "ner")
 
 
-class Service:
-    """``label-studio-ml start services/huggingface`` in a child process on 127.0.0.1, stopped on exit."""
+class Service(_serving.Service):
+    """The huggingface service, timed in wall-clock and in the server's CPU seconds."""
 
     def __init__(self, env: dict[str, str], start_timeout: float = 300.0) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LOG_LEVEL": "WARNING", **env}
-        self.start_timeout = start_timeout
-        self.session = requests.Session()
-
-    def __enter__(self) -> Service:
-        self._tmp = tempfile.TemporaryDirectory()
-        self.env.setdefault("MODEL_DIR", self._tmp.name)
-        cmd = [sys.executable, "-m", "label_studio_ml", "start", str(ROOT / "services" / "huggingface"),
-               "--host", "127.0.0.1", "-p", str(self.port)]
-        self.process = subprocess.Popen(cmd, env=self.env)
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the service exited with {self.process.returncode}")
-            try:
-                if self.session.get(self.url + "/health", timeout=2).json().get("status") == "UP":
-                    return self
-            except (requests.RequestException, ValueError):
-                pass
-            time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError(f"the service did not report UP within {self.start_timeout} s")
-
-    def __exit__(self, *exc: Any) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._tmp.cleanup()
+        super().__init__("huggingface", env, start_timeout)
 
     def cpu_seconds(self) -> float:
         """CPU time the server process has used (all its threads), from /proc."""
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def predict(self, batch: list[str], config: str, per_request: int = 100) -> tuple[float, float, list[dict]]:
-        started, cpu = time.perf_counter(), self.cpu_seconds()
-        results: list[dict] = []
-        for begin in range(0, len(batch), per_request):
-            tasks = [{"id": begin + i, "data": {"text": t}} for i, t in enumerate(batch[begin:begin + per_request])]
-            reply = self.session.post(self.url + "/predict", json={"tasks": tasks, "project": "1.1700000000",
-                                                                   "label_config": config}, timeout=600)
-            reply.raise_for_status()
-            results.extend(reply.json()["results"])
-        return time.perf_counter() - started, self.cpu_seconds() - cpu, results
+    def timed_predict(self, batch: list[str], config: str) -> tuple[float, float, list[dict]]:
+        cpu = self.cpu_seconds()
+        wall, results = self.predict(batch, config)
+        return wall, self.cpu_seconds() - cpu, results
 
 
 def direct(pipe: Any, batch: list[str], kwargs: dict[str, Any]) -> tuple[float, float, list]:
@@ -163,10 +122,10 @@ def run(task: str, source: str, batch: list[str], batch_size: int, runs: int, de
            "OMP_NUM_THREADS": str(threads)}
     served, called = [], []
     with Service(env) as service:
-        service.predict(batch[:100], config)  # warm-up: builds the project instance
+        service.timed_predict(batch[:100], config)  # warm-up: builds the project instance
         for _ in range(runs):  # interleaved, so that a busy machine slows both alike
             called.append(direct(pipe, batch, kwargs))
-            served.append(service.predict(batch, config))
+            served.append(service.timed_predict(batch, config))
     t_direct, c_direct = (statistics.median(r[i] for r in called) for i in (0, 1))
     t_served, c_served = (statistics.median(r[i] for r in served) for i in (0, 1))
     ours, theirs = served_labels(task, served[0][2]), direct_labels(task, called[0][2])
