@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def test_events_for_unknown_projects_are_ignored_without_auth(make_client, train
     assert reply.status_code == 200 and reply.json()["status"] == "ok"
 
 
-def test_sigkill_during_training_loses_nothing(tmp_path):
+def test_sigkill_during_training_under_load_loses_nothing(tmp_path):
     model_dir = tmp_path / "models"
     env = {"MODEL_DIR": str(model_dir), "TRAINABLE_FIT_SECONDS": "0"}
     target = MODELS / "trainable.py"
@@ -149,7 +150,9 @@ def test_sigkill_during_training_loses_nothing(tmp_path):
         good = setup_version_http(server.url)
         assert VERSION.match(good), server.log_tail()
     slow = ServerProcess(target, env={**env, "TRAINABLE_FIT_SECONDS": "30"}).start()
+    load = PredictLoad(slow.url, threads=4)
     try:
+        load.start()
         requests.post(slow.url + "/webhook", json=event("START_TRAINING", label="Positive"), timeout=5)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -159,9 +162,13 @@ def test_sigkill_during_training_loses_nothing(tmp_path):
             time.sleep(0.05)
         staged = list((model_dir / "projects" / "3" / "staging").glob("*/weights.json"))
         assert staged, "the killed job had written a partial artifact"
+        time.sleep(0.5)  # predicts keep coming while the job runs
+        answered, failures = load.stop()
+        assert answered >= 20 and not failures, (answered, failures[:3])
         os.kill(slow.proc.pid, signal.SIGKILL)
         slow.proc.wait(10)
     finally:
+        load.stop()
         slow.stop(kill=True)
     # the re-run of the interrupted job takes 3 s: meanwhile the last good version serves
     with ServerProcess(target, env={**env, "TRAINABLE_FIT_SECONDS": "3"}) as restarted:
@@ -181,6 +188,39 @@ def test_sigkill_during_training_loses_nothing(tmp_path):
         assert "interrupted" in interrupted["error"]
         assert not list((model_dir / "projects" / "3" / "staging").glob("*/*"))
         assert setup_version_http(restarted.url) != good, "the re-run published a new version"
+
+
+class PredictLoad:
+    """Threads sending /predict to a server until stopped: the load under which training gets killed."""
+
+    def __init__(self, url: str, threads: int) -> None:
+        self.url, self.stopping = url, threading.Event()
+        self.answered, self.failures = 0, []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        body = {"tasks": [{"data": {"text": f"text {i}"}} for i in range(10)], "project": "3", "label_config": CONFIG}
+        with requests.Session() as http:
+            while not self.stopping.is_set():
+                try:
+                    reply = http.post(self.url + "/predict", json=body, timeout=5)
+                    if reply.status_code == 200 and len(reply.json()["results"]) == 10:
+                        self.answered += 1
+                    else:
+                        self.failures.append(f"{reply.status_code}: {reply.text[:200]}")
+                except requests.RequestException as exc:
+                    self.failures.append(repr(exc))
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> tuple[int, list[str]]:
+        self.stopping.set()
+        for thread in self.threads:
+            if thread.is_alive():
+                thread.join(10)
+        return self.answered, self.failures
 
 
 def setup_version_http(url: str, project: str = "3") -> str:
