@@ -92,3 +92,9 @@ def test_decoder_errors() -> None:
         rle_to_values(overflow)
     with pytest.raises(ValueError, match="2-D"):
         mask_to_rle(np.zeros((2, 2, 4)))
+
+
+def test_large_ragged_mask_byte_exact() -> None:
+    """~300,000 runs: the vectorised encoder against the reference on the worst case for run counts."""
+    mask = _random_mask(np.random.default_rng(5), 600, 700, 0.5)
+    assert mask_to_rle(mask) == mask2rle(mask)
