@@ -15,7 +15,7 @@ COMPOSE_FILES := -f compose/$(MODEL).yml $(if $(WITH_LS),-f compose/label-studio
 TEST_ENVS ?= lint,core,$(subst $(eval) ,$(comma),$(SERVICES))$(if $(wildcard e2e/conftest.py),$(comma)e2e)
 comma := ,
 
-.PHONY: help run worker up down logs build test test-core lint smoke services check-model check-docker bench
+.PHONY: help run worker up down logs build test test-core test-envs lint smoke services check-model check-docker bench
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ run: check-model $(VENV)/.installed ## serve MODEL on http://localhost:$(PORT) w
 
 worker: check-model $(VENV)/.installed ## run the training worker for MODEL (needs REDIS_URL)
 	MODEL_DIR=$${MODEL_DIR:-$(CURDIR)/model_dir/$(MODEL)} $(VENV)/bin/label-studio-ml worker services/$(MODEL)
+
+test-envs: ## print the tox envs `make test` runs (comma-separated)
+	@echo $(TEST_ENVS)
 
 services: ## print the discovered services (JSON, for CI matrices)
 	@$(PYTHON) -c 'import json,sys; print(json.dumps(sys.argv[1:]))' $(SERVICES)

@@ -1,6 +1,9 @@
 """Sum the JUnit reports of every tox env into one closing line: 'total: N passed, N failed, N skipped'.
 
-Failures are listed first with the end of their message, so that the tail of a CI log says why it failed.
+    python .ci/summary.py REPORTS_DIR [ENV,ENV,...]
+
+Failures are listed first with the end of their message, so that the tail of a CI log says why it failed;
+an expected env without a report (its install failed before any test ran) is listed and counted as failed.
 """
 
 import sys
@@ -18,6 +21,11 @@ for report in reports:
             print(text[-MESSAGE_TAIL_CHARS:])
 
 passed = failed = skipped = 0
+expected = [e for e in (sys.argv[2].split(",") if len(sys.argv) > 2 else []) if e and e != "lint"]
+for env in expected:
+    if not (Path(sys.argv[1]) / f"{env}.xml").exists():
+        print(f"  {env:<24} NO REPORT: the env failed before its tests ran (see its install output above)")
+        failed += 1
 for report in reports:
     env = {"passed": 0, "failed": 0, "skipped": 0}
     for suite in ET.parse(report).getroot().iter("testsuite"):
