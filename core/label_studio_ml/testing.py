@@ -8,6 +8,7 @@ loading the plugin costs nothing for suites that do not use it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +97,18 @@ def assert_conformant(client: Any, label_config: str, tasks: list[dict[str, Any]
     if expect_regions is not None:
         assert any(p["result"] for p in results) == expect_regions
     return results
+
+
+def wait_for_version(client: Any, project: str, label_config: str, old: str, timeout: float = 60.0) -> str:
+    """Poll ``/setup`` as LS does until the project's model version differs from ``old`` (a training
+    published); fails with the project's jobs after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        version = client.post("/setup", json={"project": project, "schema": label_config}).json()["model_version"]
+        if version != old:
+            return str(version)
+        time.sleep(0.05)
+    raise AssertionError(f"no new version after {timeout} s: {client.get(f'/jobs?project={project}').json()}")
 
 
 @pytest.fixture

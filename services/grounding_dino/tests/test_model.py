@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,7 @@ import torch
 from PIL import Image, ImageOps
 from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant
+from label_studio_ml.testing import FakeLabelStudio, assert_conformant, wait_for_version
 
 from model import GroundingDinoModel
 
@@ -191,14 +190,6 @@ def test_a_missing_image_gives_that_task_an_empty_result(client, images, dino_en
     assert results[0]["result"] and results[1]["result"] == [] and results[2]["result"] == []
 
 
-def wait_for_version(client, project: str, old: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        version = client.post("/setup", json={"project": project, "schema": CONFIG}).json()["model_version"]
-        if version != old:
-            return version
-        time.sleep(0.05)
-    raise AssertionError("no new version")
 
 
 def annotation(prompt: str, box: float, updated: str = "2026-01-01", cancelled: bool = False) -> dict:
@@ -217,7 +208,7 @@ def test_fit_stores_the_prompt_and_batch_predictions_reuse_it(client, images, di
              "task": {"id": 1, "data": {"image": "/data/local-files/?d=a.png"}, "project": 4},
              "annotation": annotation("dog", box=0.9)}
     assert client.post("/webhook", json=event).json()["status"] == "ok"
-    v1 = wait_for_version(client, project, v0)
+    v1 = wait_for_version(client, project, CONFIG, v0)
     assert client.runtime.trainer.wait_idle(20)
     results = assert_conformant(client, CONFIG, [local_task("a.png")], project=project)
     assert results[0]["model_version"] == v1
@@ -237,7 +228,7 @@ def test_start_training_reads_the_latest_prompt_from_label_studio(make_client, i
                              local_files_document_root=str(images))
         v0 = client.post("/setup", json={"project": "6", "schema": CONFIG}).json()["model_version"]
         assert client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 6}}).json()["job"]
-        wait_for_version(client, "6", v0)
+        wait_for_version(client, "6", CONFIG, v0)
         assert client.runtime.trainer.wait_idle(20)
     model = client.runtime.instance("6", CONFIG)
     assert model.stored == {"prompt": "dog", "box_threshold": 0.8}

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 from conftest import NEGATIVE, POSITIVE, ner_examples
 
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
+from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded, wait_for_version
 
 import model
 from model import entity_spans, resolve_overlaps
@@ -33,14 +32,6 @@ def check_spans(text: str, prediction: dict) -> None:
         assert left["end"] <= right["start"], (left, right)
 
 
-def wait_for_version(client, project: str, schema: str, old: str, timeout: float = 180.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        version = client.post("/setup", json={"project": project, "schema": schema}).json()["model_version"]
-        if version != old:
-            return version
-        time.sleep(0.1)
-    raise AssertionError(f"no new version after {timeout} s: {client.get(f'/jobs?project={project}').json()}")
 
 
 def annotation_event(task_id: int, text: str, result: list[dict], schema: str, project: int = 1) -> dict:
@@ -211,7 +202,7 @@ def test_fine_tunes_a_classifier_from_annotation_webhooks(serve, minilm_dir):
         result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
         reply = client.post("/webhook", json=annotation_event(i, text, result, CHOICES))
         assert reply.status_code == 200 and reply.json()["status"] == "ok", reply.text
-    version = wait_for_version(client, project, CHOICES, "huggingface-0")
+    version = wait_for_version(client, project, CHOICES, "huggingface-0", timeout=180)
     assert client.runtime.trainer.wait_idle(180)
     version = client.post("/setup", json={"project": project, "schema": CHOICES}).json()["model_version"]
     folder = client.runtime.versions.active_dir("1")
@@ -239,7 +230,7 @@ def test_fine_tunes_ner_from_annotation_webhooks(serve, minilm_dir):
                    "value": {"start": s, "end": e, "text": text[s:e], "labels": [names[label]]}}
                   for k, (s, e, label) in enumerate(spans)]
         assert client.post("/webhook", json=annotation_event(i, text, result, NER)).status_code == 200
-    version = wait_for_version(client, "1", NER, "huggingface-0")
+    version = wait_for_version(client, "1", NER, "huggingface-0", timeout=180)
     assert client.runtime.trainer.wait_idle(180)
     version = client.post("/setup", json={"project": "1", "schema": NER}).json()["model_version"]
     text = "Peter Jones moved to Warsaw last year."
@@ -262,7 +253,7 @@ def test_start_training_reads_label_studio_and_keeps_a_matching_head(serve, clas
         client.post("/setup", json={"project": "7", "schema": CHOICES})
         reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
         assert reply.status_code == 200 and reply.json()["job"]
-        version = wait_for_version(client, "7", CHOICES, "huggingface-0")
+        version = wait_for_version(client, "7", CHOICES, "huggingface-0", timeout=180)
         assert ls.auth_headers_seen("/api/projects/7/export") == [f"Bearer {ls.access}"]
     assert version.startswith("huggingface-1-")
     assert len(client.runtime.store.get("7", "examples")) == len(texts)

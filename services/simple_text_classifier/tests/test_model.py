@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import time
-
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
+from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded, wait_for_version
 
 from model import SimpleTextClassifier
 
@@ -20,14 +18,6 @@ def annotation_event(task_id: int, text: str, label: str, annotation_id: int, pr
             "annotation": {"id": annotation_id, "result": result, "was_cancelled": False, "task": task_id}}
 
 
-def wait_for_version(client, project: str, old: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        version = client.post("/setup", json={"project": project, "schema": CONFIG}).json()["model_version"]
-        if version != old:
-            return version
-        time.sleep(0.05)
-    raise AssertionError(f"no new version after {timeout} s: {client.get(f'/jobs?project={project}').json()}")
 
 
 def test_untrained_model_answers_one_empty_prediction_per_task(make_client):
@@ -45,7 +35,7 @@ def test_trains_from_annotation_webhooks_and_predicts_with_new_version(make_clie
     for event in events:
         reply = client.post("/webhook", json=event)
         assert reply.status_code == 200 and reply.json()["status"] == "ok", reply.text
-    v1 = wait_for_version(client, "1.1700000000", v0)
+    v1 = wait_for_version(client, "1.1700000000", CONFIG, v0)
     assert v1.startswith("simple_text_classifier-") and v1 != v0
     assert client.runtime.trainer.wait_idle(20)
     tasks = [{"id": 900, "data": {"text": "I love it, great"}}, {"id": 901, "data": {"text": "hate it, terrible"}}]
@@ -74,7 +64,7 @@ def test_start_training_reads_labeled_tasks_from_label_studio_export(make_client
         v0 = client.post("/setup", json={"project": "7", "schema": CONFIG}).json()["model_version"]
         reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
         assert reply.status_code == 200 and reply.json()["job"]
-        v1 = wait_for_version(client, "7", v0)
+        v1 = wait_for_version(client, "7", CONFIG, v0)
         assert ls.auth_headers_seen("/api/projects/7/export") == [f"Bearer {ls.access}"]
     examples = client.runtime.store.get("7", "examples")
     assert len(examples) == len(POSITIVE) + len(NEGATIVE), "the cancelled annotation is skipped"

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import copy
-import time
 
 import pytest
 import spacy
 from spacy.training import Example
 
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
+from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded, wait_for_version
 
 from model import SpacyModel, components_to_run
 
@@ -65,14 +64,6 @@ def annotation_event(task_id: int, text: str, spans: list[tuple[str, str]], proj
     return event
 
 
-def wait_for_version(client, project: str, old: str, timeout: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        version = client.post("/setup", json={"project": project, "schema": CONFIG}).json()["model_version"]
-        if version != old:
-            return version
-        time.sleep(0.05)
-    raise AssertionError(f"no new version after {timeout} s: {client.get(f'/jobs?project={project}').json()}")
 
 
 def test_entities_are_mapped_onto_config_labels_and_unknown_ones_dropped(make_client, nlp):
@@ -166,7 +157,7 @@ def test_trains_a_new_label_from_annotation_webhooks_and_keeps_it_after_a_restar
         word = "Zorblax" if "Zorblax" in text else "Quibbit"
         reply = client.post("/webhook", json=annotation_event(i + 1, text, [(word, "Gadget")]))
         assert reply.status_code == 200 and reply.json()["status"] == "ok", reply.text
-    v1 = wait_for_version(client, project, v0)
+    v1 = wait_for_version(client, project, CONFIG, v0)
     assert client.runtime.trainer.wait_idle(120)
     v1 = client.post("/setup", json={"project": project, "schema": CONFIG}).json()["model_version"]
     assert v1.startswith("spacy-") and v1 != v0
@@ -200,7 +191,7 @@ def test_start_training_from_the_export_trains_a_blank_pipeline(make_client, mon
         v0 = blank[0]["model_version"]
         reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
         assert reply.status_code == 200 and reply.json()["job"]
-        wait_for_version(client, "7", v0)
+        wait_for_version(client, "7", CONFIG, v0)
         assert ls.auth_headers_seen("/api/projects/7/export") == [f"Bearer {ls.access}"]
     assert len(client.runtime.store.get("7", "examples")) == len(GADGETS), "the cancelled annotation is skipped"
     results = assert_conformant(client, CONFIG, tasks_of(["I want a Zorblax.", "Where is the Quibbit?"]),
