@@ -9,7 +9,7 @@ import pytest
 from fakes import CONFIG
 
 from label_studio_ml import LabelStudioMLBase
-from label_studio_ml.testing import assert_conformant, recorded, recorded_requests
+from label_studio_ml.testing import assert_conformant, recorded, recorded_requests, wait_for_version
 
 TASKS = [{"id": 1, "data": {"text": "good"}}, {"id": 2, "data": {"text": "meh"}}]
 
@@ -48,3 +48,13 @@ def test_recorded_loaders(ls_requests: Any) -> None:
     interactive = [r for r in predicts if r["body"]["tasks"][0].get("drafts") is not None]
     assert interactive, "the recording holds the interactive (single task with drafts) shape too"
     assert {r["body"]["action"] for r in recorded("/webhook")} >= {"START_TRAINING", "ANNOTATION_CREATED"}
+
+
+def test_wait_for_version_returns_a_new_version_and_fails_with_the_jobs(make_client: Any) -> None:
+    client = make_client(fakes.Echo)
+    current = client.post("/setup", json={"project": "4", "schema": CONFIG}).json()["model_version"]
+    assert wait_for_version(client, "4", CONFIG, "an older version") == current
+    client.runtime.store.set("4", "model_version", "Echo-9")  # what a finished training does last
+    assert wait_for_version(client, "4", CONFIG, current, timeout=5) == "Echo-9"
+    with pytest.raises(AssertionError, match="no new version after 0.2 s.*'jobs'"):
+        wait_for_version(client, "4", CONFIG, "Echo-9", timeout=0.2)
