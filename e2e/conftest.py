@@ -134,14 +134,16 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
 
 @pytest.fixture
 def backend(label_studio: LabelStudio, tmp_path: Path) -> Iterator[Any]:
-    """``backend(service, **env)`` starts services/<service> on a free port, connected to this LS."""
+    """``backend(service, **env)`` starts services/<service> (or a backend folder given as a Path) on a
+    free port, connected to this LS."""
     started: list[ServerProcess] = []
 
-    def start(service: str, api_key: str | None = None, **env: str) -> ServerProcess:
-        server = ServerProcess(ROOT / "services" / service, env={
-            "MODEL_DIR": str(tmp_path / service), "LABEL_STUDIO_URL": label_studio.url,
+    def start(service: str | Path, api_key: str | None = None, **env: str) -> ServerProcess:
+        folder = service if isinstance(service, Path) else ROOT / "services" / service
+        server = ServerProcess(folder, env={
+            "MODEL_DIR": str(tmp_path / f"{folder.name}-models"), "LABEL_STUDIO_URL": label_studio.url,
             "LABEL_STUDIO_API_KEY": api_key or label_studio.token, "HF_HUB_OFFLINE": "1", **env},
-            log_path=tmp_path / f"{service}.log")
+            log_path=tmp_path / f"{folder.name}.log")
         server.start()
         started.append(server)
         BACKENDS.append(server)

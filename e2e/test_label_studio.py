@@ -4,6 +4,8 @@ from LS, interactive calls, and the training loop (annotations -> train -> new v
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import time
 
 import pytest
@@ -166,3 +168,23 @@ def test_tesseract_reads_images_uploaded_to_label_studio(label_studio, backend, 
     texts = [r["value"]["text"] for r in reply["data"]["result"] if r["type"] == "textarea"]
     assert texts == [[OCR_LINES[1]]], reply
     assert "Traceback" not in server.log_tail(400)
+
+
+def test_a_backend_made_by_label_studio_ml_create_connects_and_predicts(label_studio, backend, tmp_path):
+    """The seed's steps for a new user: create, start, connect in LS, retrieve predictions."""
+    created = subprocess.run([sys.executable, "-m", "label_studio_ml", "create", "my_backend",
+                              "--root-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert created.returncode == 0, created.stderr
+    ls = label_studio
+    server = backend(tmp_path / "my_backend")
+    project = ls.create_project(CHOICES)
+    ml = ls.connect(project, server.url)
+    assert ml["state"] == "CO"
+    ls.import_tasks(project, [{"text": "this one is Positive"}, {"text": "a Negative remark"}, {"text": "neutral"}])
+    ls.retrieve_predictions(project)
+    version = connection_version(ls, ml["id"])
+    assert version == "my_backend-0"
+    tasks = assert_predictions(ls, project, CHOICES, version, expect_regions=True)
+    predicted = {t["data"]["text"]: [r["value"]["choices"] for p in t["predictions"] for r in p["result"]]
+                 for t in tasks}
+    assert predicted == {"this one is Positive": [["Positive"]], "a Negative remark": [["Negative"]], "neutral": []}
