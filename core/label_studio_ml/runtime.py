@@ -103,22 +103,28 @@ class ModelRuntime:
         if request.context or request.project is None or not request.label_config \
                 or not self.scheduling.inline(len(request.tasks)):
             return False
-        cached = self._instances.get(request.project)
-        return (cached is not None and cached[1] == self.versions.active(request.project)
-                and cached[0] == hashlib.sha1(request.label_config.encode()).hexdigest())
+        return self._cached_instance(request.project, *self._instance_key(request.project,
+                                                                         request.label_config)) is not None
+
+    def _instance_key(self, project: str, label_config: str) -> tuple[str, str]:
+        """What a project's cached instance must match: its label config (hashed) and active version."""
+        return hashlib.sha1(label_config.encode()).hexdigest(), self.versions.active(project)
+
+    def _cached_instance(self, project: str, config_key: str, version: str) -> LabelStudioMLBase | None:
+        cached = self._instances.get(project)
+        return cached[2] if cached and cached[0] == config_key and cached[1] == version else None
 
     def instance(self, project: str | None, label_config: str) -> LabelStudioMLBase:
         """The cached instance for a project, rebuilt when its config or active version changes."""
         self.require_ready()
         if project is None:
             return self._build(None, label_config, self._context(None))
-        version = self.versions.active(project)
-        config_key = hashlib.sha1(label_config.encode()).hexdigest()
+        config_key, version = self._instance_key(project, label_config)
         with self._lock:
-            cached = self._instances.get(project)
-            if cached and cached[0] == config_key and cached[1] == version:
+            cached = self._cached_instance(project, config_key, version)
+            if cached is not None:
                 self._instances.move_to_end(project)
-                return cached[2]
+                return cached
             model = self._build(project, label_config, self._context(project))
             self._instances[project] = (config_key, version, model)
             while len(self._instances) > MAX_CACHED_PROJECTS:
