@@ -36,6 +36,11 @@ def assert_predictions(ls, project: int, config: str, version: str, expect_regio
     return tasks
 
 
+def prediction_of(task: dict, version: str) -> dict:
+    """The task's prediction stored with ``version`` (assert_predictions checked there is one)."""
+    return next(p for p in task["predictions"] if p["model_version"] == version)
+
+
 def connection_version(ls, ml_id: int) -> str:
     return ls.api("GET", f"/api/ml/{ml_id}")["model_version"]
 
@@ -90,7 +95,7 @@ def test_text_classifier_training_loop_through_label_studio(label_studio, backen
     ls.retrieve_predictions(project)
     tasks = assert_predictions(ls, project, CHOICES, v1, expect_regions=True)
     by_text = {t["data"]["text"]: t for t in tasks}
-    predicted = {text: next(p for p in by_text[text]["predictions"] if p["model_version"] == v1)["result"][0]
+    predicted = {text: prediction_of(by_text[text], v1)["result"][0]
                  ["value"]["choices"][0] for text in ("love it, great", "hate it, bad")}
     assert predicted == {"love it, great": "Positive", "hate it, bad": "Negative"}
     ls.api("DELETE", f"/api/annotations/{annotation_ids[0]}/", expect=(200, 204))
@@ -122,7 +127,7 @@ def test_spacy_entities_through_label_studio(label_studio, backend):
     spans = {}
     for task in tasks:
         text = task["data"]["text"]
-        for region in next(p for p in task["predictions"] if p["model_version"] == version)["result"]:
+        for region in prediction_of(task, version)["result"]:
             value = region["value"]
             assert text[value["start"]:value["end"]] == value["text"], (text, value)
             spans[value["text"]] = value["labels"][0]
@@ -154,7 +159,7 @@ def test_tesseract_reads_images_uploaded_to_label_studio(label_studio, backend, 
     tasks = assert_predictions(ls, project, OCR, version, expect_regions=True)
     (task,) = tasks
     assert task["data"]["ocr"].startswith("/data/upload/"), task["data"]
-    words = [r["value"]["text"][0] for r in tasks[0]["predictions"][-1]["result"] if r["type"] == "textarea"]
+    words = [r["value"]["text"][0] for r in prediction_of(task, version)["result"] if r["type"] == "textarea"]
     assert words == " ".join(OCR_LINES).split(), words
 
     width, height = page.image.size
@@ -185,6 +190,5 @@ def test_a_backend_made_by_label_studio_ml_create_connects_and_predicts(label_st
     version = connection_version(ls, ml["id"])
     assert version == "my_backend-0"
     tasks = assert_predictions(ls, project, CHOICES, version, expect_regions=True)
-    predicted = {t["data"]["text"]: [r["value"]["choices"] for p in t["predictions"] for r in p["result"]]
-                 for t in tasks}
+    predicted = {t["data"]["text"]: [r["value"]["choices"] for r in prediction_of(t, version)["result"]] for t in tasks}
     assert predicted == {"this one is Positive": [["Positive"]], "a Negative remark": [["Negative"]], "neutral": []}
