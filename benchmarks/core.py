@@ -188,16 +188,16 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="lsml-bench-"))
-    for folder, inline in (("svc", None), ("svc_threads", False)):
+    for folder, declared in (("svc", None), ("svc_threads", False)):
         (work / folder).mkdir()
-        (work / folder / "model.py").write_text(MODEL.replace("INLINE", str(inline)))
+        (work / folder / "model.py").write_text(MODEL.replace("INLINE", str(declared)))
     (work / "bare.py").write_text(BARE)
     env = {**os.environ, "MODEL_DIR": str(work / "model_dir"), "LOG_LEVEL": "INFO", "PYTHONDONTWRITEBYTECODE": "1"}
     for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "REDIS_URL", "LABEL_STUDIO_URL"):
         env.pop(name, None)
     core = Server("core", [sys.executable, "-m", "label_studio_ml", "start", str(work / "svc"), "--host",
                            "127.0.0.1", "-p", "{port}"], env, str(work))
-    inline = Server("core-threads", [sys.executable, "-m", "label_studio_ml", "start", str(work / "svc_threads"),
+    threads = Server("core-threads", [sys.executable, "-m", "label_studio_ml", "start", str(work / "svc_threads"),
                                     "--host", "127.0.0.1", "-p", "{port}"], env, str(work))
     bare = Server("bare", [sys.executable, "-m", "uvicorn", "bare:app", "--host", "127.0.0.1", "--port", "{port}",
                            "--log-level", "warning", "--no-access-log"], env, str(work))
@@ -212,7 +212,7 @@ def main() -> int:
     bare.port = free_port()
     core.port = free_port()
     core.start()
-    inline.start()
+    threads.start()
     bare.start()
     assert core.proc is not None and bare.proc is not None
     idle_rss = rss_mb(core.proc.pid)
@@ -222,12 +222,12 @@ def main() -> int:
     payloads = {n: body(n) for n, _ in cells}
     stats: dict[tuple[int, int, str], dict[str, list[float]]] = {}
     try:
-        for server in (core, inline, bare):  # warm up: first requests build the project instance, JIT caches, etc.
+        for server in (core, threads, bare):  # warm up: first requests build the project instance, JIT caches, etc.
             for n, c in cells:
                 asyncio.run(burst(server.port, payloads[n], c, 0.3))
         for round_no in range(args.rounds):
             for n, c in cells:
-                order = (core, inline, bare) if round_no % 2 == 0 else (bare, inline, core)
+                order = (core, threads, bare) if round_no % 2 == 0 else (bare, threads, core)
                 for server in order:
                     assert server.proc is not None
                     cpu = cpu_seconds(server.proc.pid)
@@ -241,7 +241,7 @@ def main() -> int:
         after_rss = rss_mb(core.proc.pid)
     finally:
         core.stop()
-        inline.stop()
+        threads.stop()
         bare.stop()
 
     print(f"core overhead benchmark: {args.rounds} interleaved rounds x {args.burst:.1f} s bursts per cell, "
