@@ -75,20 +75,18 @@ def rectangle(pair: ControlPair, box: dict[str, float], width: int, height: int,
               label: str | None = None, score: float | None = None, id: str | None = None,
               rotation: float = 0) -> dict[str, Any]:
     """A rectangle from percent geometry ``box`` (x, y, width, height)."""
-    value: dict[str, Any] = {"x": box["x"], "y": box["y"], "width": box["width"],
-                             "height": box["height"], "rotation": rotation}
-    if label is not None and pair.result_type.endswith("labels"):
-        value[pair.result_type] = [label]
-    item: dict[str, Any] = {"id": id or region_id(), "from_name": pair.from_name, "to_name": pair.to_name,
-                            "type": pair.result_type, **_image_extras(width, height), "value": value}
-    if score is not None:
-        item["score"] = float(score)
-    return item
+    value = {"x": box["x"], "y": box["y"], "width": box["width"], "height": box["height"], "rotation": rotation}
+    return _image_shape(pair, value, width, height, label, score, id)
 
 
 def polygon(pair: ControlPair, points: list[list[float]], width: int, height: int,
             label: str | None = None, score: float | None = None, id: str | None = None) -> dict[str, Any]:
-    value: dict[str, Any] = {"points": points}
+    return _image_shape(pair, {"points": points}, width, height, label, score, id)
+
+
+def _image_shape(pair: ControlPair, value: dict[str, Any], width: int, height: int, label: str | None,
+                 score: float | None, id: str | None) -> dict[str, Any]:
+    """A shape region of the pair's type; the label goes into the value when the control has labels."""
     if label is not None and pair.result_type.endswith("labels"):
         value[pair.result_type] = [label]
     item: dict[str, Any] = {"id": id or region_id(), "from_name": pair.from_name, "to_name": pair.to_name,
