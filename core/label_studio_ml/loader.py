@@ -20,11 +20,17 @@ def model_candidates(module: object) -> list[type[LabelStudioMLBase]]:
             and obj.__module__ == getattr(module, "__name__", None)]
 
 
-def load_model_class(target: str | Path) -> type[LabelStudioMLBase]:
+def split_target(target: str | Path) -> tuple[str, str | None]:
+    """``FILE.py:Class`` -> (``FILE.py``, ``Class``); a path that exists as given keeps its colon."""
     text = str(target)
-    class_name = None
     if ":" in text and not Path(text).exists():
-        text, class_name = text.rsplit(":", 1)
+        path, class_name = text.rsplit(":", 1)
+        return path, class_name
+    return text, None
+
+
+def load_model_class(target: str | Path) -> type[LabelStudioMLBase]:
+    text, class_name = split_target(target)
     path = Path(text)
     if path.is_dir():
         path = path / "model.py"

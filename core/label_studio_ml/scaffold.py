@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from .loader import split_target
+
 TEMPLATES = Path(__file__).parent / "templates"
 NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".tox", ".venv*",
@@ -90,9 +92,7 @@ def model_classes(path: Path) -> tuple[list[str], list[str]]:
 def resolve_source(spec: str | None) -> Source:
     if not spec:
         return Source()
-    text, class_name = spec, None
-    if ":" in spec and not Path(spec).exists():
-        text, class_name = spec.rsplit(":", 1)
+    text, class_name = split_target(spec)
     path = Path(text)
     if path.is_dir():
         model_file = path / "model.py"
