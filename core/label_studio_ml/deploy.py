@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .console import Subcommands, fail
+
 SERVICE = re.compile(r"[a-z]([-a-z0-9]{0,47}[a-z0-9])?\Z")
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "0.0.0.0", "::1", "host.docker.internal"}
 
@@ -118,8 +120,6 @@ def deploy_gcp(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy_gcp(args: argparse.Namespace) -> int:
-    from .cli import fail
-
     try:
         return deploy_gcp(args)
     except (DeployError, OSError) as exc:
@@ -127,7 +127,7 @@ def cmd_deploy_gcp(args: argparse.Namespace) -> int:
                                       args.basic_auth_pass or ""]))
 
 
-def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_command(sub: Subcommands) -> None:
     deploy = sub.add_parser("deploy", help="deploy a backend to a cloud (gcp: Google Cloud Run)",
                             description="Deploy a project folder (from `label-studio-ml create`) to a cloud.")
     targets = deploy.add_subparsers(dest="cloud", required=True, metavar="CLOUD")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from .console import Subcommands, fail
 from .loader import split_target
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -336,8 +337,6 @@ def api_test_template(source: Source) -> str:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from .cli import fail
-
     try:
         project = create(args.name, args.source, args.root_dir, args.force)
     except (ScaffoldError, OSError) as exc:
@@ -361,7 +360,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_command(sub: Subcommands) -> None:
     create_parser = sub.add_parser(
         "create", help="make a new backend project (model.py, Dockerfile, compose, tests)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -382,7 +381,3 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                                help="where to make NAME/ (default: the current folder)")
     create_parser.add_argument("--force", action="store_true", help="overwrite an existing NAME/")
     create_parser.set_defaults(func=cmd_create)
-
-    from .deploy import add_command
-
-    add_command(sub)

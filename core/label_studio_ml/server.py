@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import os
-import socket
-import sys
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 
@@ -15,19 +11,8 @@ from .app import create_app
 from .config import Settings
 from .loader import load_model_class
 from .logs import configure_logging
-from .model import LabelStudioMLBase
 
 APP_DIR_ENV = "LSML_MODEL_PATH"
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def app_factory():  # type: ignore[no-untyped-def]
@@ -52,13 +37,3 @@ def serve(target: str | Path, host: str = "0.0.0.0", port: int = 9090, workers: 
                     if reload else None, **common)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(load_model_class(target), settings), **common)  # type: ignore[arg-type]
-
-
-def entry_point(model_class: type[LabelStudioMLBase], module_name: str) -> Any:
-    """The one call of a generated ``_wsgi.py``: the ASGI app for ``uvicorn _wsgi:app``; when the file
-    runs as a script (``python _wsgi.py -p 9090``), serves the class like ``label-studio-ml start``."""
-    if module_name == "__main__":
-        from .cli import main
-
-        sys.exit(main(["start", f"{inspect.getfile(model_class)}:{model_class.__name__}", *sys.argv[1:]]))
-    return create_app(model_class)

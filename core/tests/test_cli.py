@@ -340,7 +340,7 @@ def test_wsgi_is_three_lines_that_hand_the_class_to_core(tmp_path, serve):
     project = tmp_path / "wsgi_demo"
     code = [line for line in (project / "_wsgi.py").read_text().splitlines()
             if line.strip() and not line.startswith('"""')]
-    assert code == ["from label_studio_ml.server import entry_point", "from model import WsgiDemo",
+    assert code == ["from label_studio_ml.start import entry_point", "from model import WsgiDemo",
                     "app = entry_point(WsgiDemo, __name__)"]
     imported = subprocess.run([sys.executable, "-c", "import _wsgi; print(type(_wsgi.app).__name__)"],
                               capture_output=True, text=True, cwd=project, env=env_for(tmp_path))
