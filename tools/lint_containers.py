@@ -37,6 +37,24 @@ def foreign_names(path: Path, text: str, service: str) -> list[str]:
             for other in others]
 
 
+def system_package_problems(service: Path, dockerfile: Path, text: str) -> list[str]:
+    """apt-get installs only what the service's apt.txt / apt-test.txt list (one list, read by the
+    Makefile, tox and CI too), and those lists are flat: a Dockerfile cannot follow `-r` includes."""
+    problems = []
+    for run in re.findall(r"^RUN (?:[^\n]*\\\n)*[^\n]*", text, re.MULTILINE):
+        if "apt-get install" in run and not re.search(r"/tmp/apt(-test)?\.txt", run):
+            problems.append(f"{dockerfile.relative_to(ROOT)}: names its apt packages; list them in "
+                            f"{service.relative_to(ROOT)}/apt.txt (run) or apt-test.txt (tests) and install from it")
+    for name in ("apt.txt", "apt-test.txt"):
+        listed = service / name
+        if listed.exists():
+            if f"COPY {listed.relative_to(ROOT)} /tmp/{name}" not in text:
+                problems.append(f"{dockerfile.relative_to(ROOT)}: does not install {listed.relative_to(ROOT)}")
+            if any(line.strip().startswith("-r") for line in listed.read_text().splitlines()):
+                problems.append(f"{listed.relative_to(ROOT)}: `-r` includes are for core/ and e2e/ lists only")
+    return problems
+
+
 def main() -> int:
     problems: list[str] = []
     services = sorted(p.parent for p in ROOT.glob("services/*/model.py"))
@@ -48,6 +66,7 @@ def main() -> int:
         text = dockerfile.read_text()
         problems += [f"{dockerfile.relative_to(ROOT)}: lacks {marker!r}" for marker in REQUIRED if marker not in text]
         problems += foreign_names(dockerfile, text, service.name)
+        problems += system_package_problems(service, dockerfile, text)
         compose_file = ROOT / "compose" / f"{service.name}.yml"
         if not compose_file.exists():
             problems.append(f"compose/{service.name}.yml is missing: copy another service's compose file and "

@@ -41,6 +41,13 @@ TEMPLATE_CONFIG = """Paste into *Project → Settings → Labeling Interface →
 </View>
 ```"""
 FROM_CONFIG = "Use the label config your model expects (`setup()` in `model.py` reads it)."
+# a project's Debian packages come from its apt.txt (to run) and apt-test.txt (tests), as in this repository
+APT_LISTS = (("apt_run", "apt.txt"), ("apt_test", "apt-test.txt"))
+APT_INSTALL = """COPY {src}{name} /tmp/{name}
+RUN apt-get update \\
+    && sed -i 's/#.*//' /tmp/{name} && xargs -a /tmp/{name} apt-get install -y --no-install-recommends \\
+    && rm -rf /var/lib/apt/lists/*
+"""
 
 
 class ScaffoldError(Exception):
@@ -297,15 +304,27 @@ def copied_dockerfile(project: Project, source: Source) -> str:
     return path.read_text(encoding="utf-8") if source.is_folder and path.is_file() else ""
 
 
+def apt_steps(project: Project, src: str) -> dict[str, str]:
+    """Dockerfile steps installing the project's apt lists (``src``: their folder in the build context)."""
+    return {key: APT_INSTALL.format(src=src, name=name) if (project.folder / name).is_file() else ""
+            for key, name in APT_LISTS}
+
+
+def installs_unlisted_packages(project: Project, source: Source) -> bool:
+    """The copied Dockerfile installs Debian packages that no apt list carries into the template."""
+    return "apt-get" in copied_dockerfile(project, source) and not any(
+        (project.folder / name).is_file() for _, name in APT_LISTS)
+
+
 def service_layout(project: Project, source: Source, force: bool, values: dict[str, str]) -> None:
     """A service of this repository: Dockerfile from the repository root, compose/NAME.yml, tests/."""
     assert project.repo is not None
     if not provided(project, source, force, "README.md"):
         write(project, "README.md", render("README.repo.md.tmpl", **values))
-    dockerfile = copied_dockerfile(project, source)
-    if f"services/{project.name}/" not in dockerfile:  # keep a copied service's own (renamed) Dockerfile
-        write(project, "Dockerfile", render("Dockerfile.repo.tmpl", **values))
-        project.replaced_dockerfile = "apt-get" in dockerfile
+    if f"services/{project.name}/" not in copied_dockerfile(project, source):  # keep a copied service's own
+        project.replaced_dockerfile = installs_unlisted_packages(project, source)
+        write(project, "Dockerfile", render("Dockerfile.repo.tmpl", **values,
+                                            **apt_steps(project, f"services/{project.name}/")))
     if not (source.is_folder and (project.folder / "tests").is_dir()):
         write(project, "tests/conftest.py", render("conftest.py.tmpl", **values))
         write(project, "tests/test_api.py", render(api_test_template(source), **values))
@@ -324,8 +343,8 @@ def standalone_layout(project: Project, source: Source, force: bool, values: dic
     values = {**values, "sdk_spec": f"./wheels/{wheel.name}"}
     if not provided(project, source, force, "README.md"):
         write(project, "README.md", render("README.md.tmpl", **values))
-    project.replaced_dockerfile = "apt-get" in copied_dockerfile(project, source)
-    write(project, "Dockerfile", render("Dockerfile.tmpl", **values))
+    project.replaced_dockerfile = installs_unlisted_packages(project, source)
+    write(project, "Dockerfile", render("Dockerfile.tmpl", **values, **apt_steps(project, "")))
     write(project, "docker-compose.yml", render("docker-compose.yml.tmpl", **values))
     write(project, ".dockerignore", render("dockerignore.tmpl", **values))
     write(project, "_wsgi.py", render("_wsgi.py.tmpl", **values))
@@ -345,7 +364,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     print(f"Created {where}/: {', '.join(sorted(p.name for p in where.iterdir()))}")
     if project.replaced_dockerfile:
         print(f"Note: the Dockerfile of {args.source} builds another way and was replaced by the template: "
-              f"carry over the system packages it installs (apt-get).")
+              f"list the system packages it installs (apt-get) in apt.txt, which the new Dockerfile installs.")
     if project.repo is not None:
         print(f"Created {project.repo / 'compose' / (project.name + '.yml')}\n"
               f"Next, from {project.repo}:\n"

@@ -44,7 +44,7 @@ def client(make_client: Any) -> Any:
 def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        pytest.fail("redis-server is not installed: `make test` installs it (core/apt-test.txt)")
     port = free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp),
                              "--save", "", "--appendonly", "no", "--protected-mode", "yes"],

@@ -565,6 +565,20 @@ def test_create_from_a_service_in_services_makes_a_service_with_no_other_edit(re
     assert "--force" in one_line_error(again[2])
 
 
+def test_a_copied_service_with_system_packages_installs_them_from_its_apt_lists(tmp_path, repo_copy):
+    code, out, err = invoke("create", "ocr", "--from", str(REPO / "services" / "tesseract"), cwd=tmp_path)
+    assert code == 0, err
+    assert "Note:" not in out  # nothing to carry over by hand: the apt lists came along
+    dockerfile = (tmp_path / "ocr" / "Dockerfile").read_text()
+    base, test_stage = dockerfile.split("FROM base AS test")
+    assert "COPY apt.txt /tmp/apt.txt" in base and "xargs -a /tmp/apt.txt apt-get install" in base
+    assert "COPY apt-test.txt /tmp/apt-test.txt" in test_stage.split("FROM base AS production")[0]
+    code, _, err = invoke("create", "ocr2", "--from", "services/tesseract", "--root-dir", "services", cwd=repo_copy)
+    assert code == 0, err
+    assert lint_problems(repo_copy, "ocr2") == []  # hadolint, and installs exactly services/ocr2/apt*.txt
+    assert "COPY services/ocr2/apt.txt /tmp/apt.txt" in (repo_copy / "services" / "ocr2" / "Dockerfile").read_text()
+
+
 def test_create_from_the_template_in_services_makes_a_service(repo_copy):
     code, out, err = invoke("create", "new_model", "--root-dir", str(repo_copy / "services"))
     assert code == 0, err
