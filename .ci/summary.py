@@ -1,4 +1,4 @@
-"""Sum the JUnit reports of every tox env into one closing line: 'total: N passed, N failed, N skipped'.
+"""Sum the JUnit reports of every tox env (counts and test minutes per env) into one closing line: 'total: N passed, N failed, N skipped'.
 
     python .ci/summary.py REPORTS_DIR [ENV,ENV,...]
 
@@ -27,14 +27,16 @@ for report in sorted(reports_dir.glob("*.xml")):
             text = (problem.text or problem.get("message") or "").strip()
             print(f"--- FAILED {report.stem}: {case.get('classname')}::{case.get('name')}")
             print(text[-MESSAGE_TAIL_CHARS:])
-    env = {"passed": 0, "failed": 0, "skipped": 0}
+    env = {"passed": 0, "failed": 0, "skipped": 0, "seconds": 0.0}
     for suite in root.iter("testsuite"):
         tests, fail = int(suite.get("tests", 0)), int(suite.get("failures", 0)) + int(suite.get("errors", 0))
         skip = int(suite.get("skipped", 0))
         env["passed"] += tests - fail - skip
         env["failed"] += fail
         env["skipped"] += skip
-    lines.append(f"  {report.stem:<24} {env['passed']} passed, {env['failed']} failed, {env['skipped']} skipped")
+        env["seconds"] += float(suite.get("time", 0) or 0)
+    lines.append(f"  {report.stem:<24} {env['passed']} passed, {env['failed']} failed, {env['skipped']} skipped"
+                 f" in {env['seconds'] / 60:.1f} min of tests")
     passed, failed, skipped = passed + env["passed"], failed + env["failed"], skipped + env["skipped"]
 print("\n".join(lines))
 print(f"total: {passed} passed, {failed} failed, {skipped} skipped")
