@@ -21,6 +21,7 @@ import requests
 from label_studio_ml.testing import ServerProcess, free_port
 
 LS_VERSION = "1.23.2"
+LS_REQUIREMENTS = Path(__file__).parent / "label-studio-requirements.txt"  # label-studio==LS_VERSION, all pinned
 ROOT = Path(__file__).resolve().parents[1]
 LS_VENV = Path(os.environ.get("LSML_LS_VENV", ROOT / ".tox" / "label-studio"))
 USER, PASSWORD = "admin@example.com", "e2e-password-123"
@@ -29,12 +30,14 @@ BACKENDS: list[ServerProcess] = []
 
 def ensure_label_studio() -> Path:
     exe = LS_VENV / "bin" / "label-studio"
-    if exe.exists():
+    stamp = LS_VENV / ".requirements"
+    if exe.exists() and stamp.exists() and stamp.read_text() == LS_REQUIREMENTS.read_text():
         return exe
     print(f"installing label-studio=={LS_VERSION} into {LS_VENV} ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(LS_VENV)], check=True)
-    subprocess.run([str(LS_VENV / "bin" / "python"), "-m", "pip", "install", "-q", f"label-studio=={LS_VERSION}"],
+    subprocess.run([str(LS_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(LS_REQUIREMENTS)],
                    check=True)
+    stamp.write_text(LS_REQUIREMENTS.read_text())
     return exe
 
 
