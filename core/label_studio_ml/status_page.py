@@ -15,7 +15,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -92,17 +92,19 @@ _JOB_FIELDS = {"id", "kind", "project", "state", "progress", "message", "error",
                "started_at", "ended_at", "event", "events", "pid", "owner"}
 
 
-def job_view(record: dict[str, Any]) -> dict[str, Any]:
+def job_view(record: dict[str, Any], redact: Callable[[str], str] = str) -> dict[str, Any]:
     """Any job record (training, or another kind with a ``kind`` field) as the fields the page shows;
-    other plain fields are kept as extras."""
+    other plain fields are kept as extras. Texts pass through ``redact`` (errors may quote secrets)."""
     progress = record.get("progress")
+    error = record.get("error")
     return {"id": record.get("id", "?"), "kind": record.get("kind") or "training",
             "project": record.get("project", ""), "state": record.get("state", "unknown"),
             "progress": min(1.0, max(0.0, float(progress))) if isinstance(progress, (int, float)) else None,
-            "message": record.get("message") or "", "error": record.get("error"), "version": record.get("version"),
+            "message": redact(str(record.get("message") or "")), "error": redact(str(error)) if error else None,
+            "version": record.get("version"),
             "created_at": record.get("created_at"), "started_at": record.get("started_at"),
             "ended_at": record.get("ended_at"), "event": record.get("event"), "events": record.get("events") or 1,
-            "extra": {k: v for k, v in record.items()
+            "extra": {k: redact(v) if isinstance(v, str) else v for k, v in record.items()
                       if k not in _JOB_FIELDS and isinstance(v, (str, int, float)) and v != ""}}
 
 
@@ -259,6 +261,7 @@ class StatusPage:
     def snapshot(self, health: tuple[dict[str, Any], int]) -> dict[str, Any]:
         """The page's data; reads the store, so it runs in a worker thread."""
         runtime, settings = self.sources.runtime, self.sources.settings
+        redact = self.errors.redaction.redact
         names = sorted(runtime.projects(), key=lambda p: (p.isdigit(), int(p) if p.isdigit() else 0, p),
                        reverse=True)
         projects, jobs = [], []
@@ -267,14 +270,16 @@ class StatusPage:
             projects.append({"id": project, "model_version": report["model_version"],
                              "versions": self.sources.version_list([project]),
                              "controls": config_summary(runtime.store.get(project, "label_config"))})
-            jobs += [job_view(record) for record in report["jobs"]]
+            jobs += [job_view(record, redact) for record in report["jobs"]]
         jobs.sort(key=lambda job: job.get("created_at") or 0, reverse=True)
         body, status_code = health
+        if "reason" in body:
+            body = {**body, "reason": redact(body["reason"])}
         return {
             "now": time.time(), "model_class": runtime.model_class.__name__,
             "service_name": runtime.model_class.version_prefix(), "model_file": _source_file(runtime.model_class),
             "pid": os.getpid(), "health": body, "health_code": status_code, "state": runtime.state,
-            "error": runtime.error, "load_seconds": runtime.load_seconds, "started_at": runtime.started_at,
+            "load_seconds": runtime.load_seconds, "started_at": runtime.started_at,
             "settings": {"threads": settings.threads, "basic_auth": settings.basic_auth_enabled,
                          "redis": bool(settings.redis_url), "train_on_annotation": settings.train_on_annotation,
                          "label_studio_url": _without_userinfo(settings.label_studio_url),

@@ -40,10 +40,10 @@ def field(page: str, name: str) -> str:
     return html.unescape(found.group(1)).strip()
 
 
-def metric(client: Any, name: str) -> float:
+def metric(client: Any, name: str, **labels: str) -> float:
     for family in text_string_to_metric_families(client.get("/metrics", headers=GOOD).text):
         for sample in family.samples:
-            if sample.name == name:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return 0.0
 
@@ -181,16 +181,21 @@ def test_the_page_shows_what_the_json_endpoints_serve(make_client: Any, trainabl
 def test_any_job_record_in_the_jobs_list_is_shown(make_client: Any) -> None:
     """Records of other kinds (bulk pre-annotation) reach /jobs through the same store index: the page
     shows their kind, state, progress and other plain fields without knowing them."""
-    client = make_client(fakes.Echo)
+    key = "ls-key-3a2b1c0d9e"
+    client = make_client(fakes.Echo, label_studio_api_key=key)
     client.post("/setup", json={"project": "5.1", "schema": CONFIG})
     store = client.runtime.store
     record = {"id": "pre0000000a1", "kind": "preannotate", "project": "5", "state": "running", "progress": 0.25,
               "created_at": time.time() - 30, "started_at": time.time() - 20, "tasks_done": 25, "tasks_total": 100,
               "nested": {"ignored": True}}
-    store.set("5", "jobs", [record["id"]])
-    store.set("5", f"job-{record['id']}", record)
-    assert client.get("/jobs?project=5").json()["jobs"] == [record]
+    failed = {"id": "pre0000000b2", "kind": "preannotate", "project": "5", "state": "failed",
+              "created_at": time.time() - 90, "error": f"HTTPError: 401 with token {key}", "source": f"?t={key}"}
+    store.set("5", "jobs", [record["id"], failed["id"]])
+    for job in (record, failed):
+        store.set("5", f"job-{job['id']}", job)
+    assert client.get("/jobs?project=5").json()["jobs"] == [record, failed]
     page = page_of(client)
+    assert key not in page and field(page, "job-error") == "HTTPError: 401 with token ***" and "source: ?t=***" in page
     row = re.search(r'<tr data-job="pre0000000a1" data-state="running">(.*?)</tr>', page, re.S).group(1)
     assert "preannotate" in row and field(row, "progress") == "25%" and 'value="0.25"' in row
     assert "tasks_done: 25" in row and "tasks_total: 100" in row and "nested" not in row
@@ -282,3 +287,16 @@ def test_traffic_series_from_the_metrics() -> None:
     for _ in range(10):
         traffic.sample(now=200.0)
     assert len(traffic.series()) == 5, "only the last `points` intervals are kept"
+
+
+def test_metrics_summary_counts_what_metrics_renders(make_client: Any) -> None:
+    client = make_client(fakes.InvalidRegions)
+    for _ in range(3):
+        predict(client, ["good", "bad"])
+    assert client.post("/predict", content=b"{bad").status_code == 400
+    summary = client.app.state.metrics.summary()
+    row = summary["paths"]["/predict"]
+    assert row["requests"] == 4 == metric(client, "lsml_request_seconds_count", path="/predict") and row["errors"] == 1
+    assert summary["predictions"] == 6 == metric(client, "lsml_predictions_total")
+    assert summary["dropped_regions"] == 3 == metric(client, "lsml_dropped_regions_total")
+    assert 0 < row["mean_seconds"] <= row["p95_seconds"] and row["p95_seconds"] in (0.001, 0.005, 0.01, 0.05, 0.1)
