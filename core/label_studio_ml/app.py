@@ -30,6 +30,7 @@ from .model import LabelStudioMLBase
 from .openapi import openapi_spec
 from .protocol import PredictRequest, SetupRequest, WebhookEvent, loads, parse_project
 from .runtime import ModelRuntime
+from .status_page import StatusPage, wants_html
 from .storage import Store
 
 logger = logging.getLogger(__name__)
@@ -137,16 +138,28 @@ class MLBackendApp:
         self.settings = runtime.settings
         self.limiter = anyio.CapacityLimiter(max(1, self.settings.threads))
         self.request_log = RequestLog(logger)
+        self.status_page = StatusPage(self)
 
-    async def health(self, request: Request) -> Response:
+    async def health_report(self) -> tuple[dict[str, Any], int]:
+        """``/health``'s body and status code (also shown on the status page)."""
         body = self.runtime.health()
         if self.runtime.queue is not None and not await anyio.to_thread.run_sync(self.runtime.queue.ping):
             body["status"], body["reason"] = "DEGRADED", "Redis is unreachable: state and training unavailable"
-            return JSONResponse(body, status_code=503)
+            return body, 503
         if self.runtime.state != "ready":
             body["reason"] = self.runtime.error or "model is loading"
-            return JSONResponse(body, status_code=503)
-        return JSONResponse(body)
+            return body, 503
+        return body, 200
+
+    async def health(self, request: Request) -> Response:
+        body, status = await self.health_report()
+        return JSONResponse(body, status_code=status)
+
+    async def index(self, request: Request) -> Response:
+        """``/``: the status page for a browser, ``/health``'s JSON for everyone else (LS, probes, curl)."""
+        if wants_html(request.headers.get("accept", "")):
+            return await self.status_page.respond(request)
+        return await self.health(request)
 
     async def setup(self, request: Request) -> Response:
         parsed = SetupRequest.parse(await read_json(request, self.settings.max_request_bytes))
@@ -211,16 +224,13 @@ class MLBackendApp:
     async def versions(self, request: Request) -> Response:
         project = parse_project(request.query_params.get("project"))
         projects = [project] if project else None
-        versions = await anyio.to_thread.run_sync(self._versions, projects)
+        versions = await anyio.to_thread.run_sync(self.version_list, projects)
         return JSONResponse({"versions": versions, "model_class": self.runtime.model_class.__name__})
 
-    def _versions(self, projects: list[str] | None) -> list[str]:
-        store = self.runtime.store
-        if projects is None:
-            root = getattr(store, "root", None)
-            projects = sorted(p.name for p in root.glob("*")) if root is not None and root.exists() else []
+    def version_list(self, projects: list[str] | None) -> list[str]:
+        """Versions of the given projects (all known ones when None), each active one before its history."""
         found: list[str] = []
-        for project in projects:
+        for project in self.runtime.projects() if projects is None else projects:
             for version in [self.runtime.versions.active(project)] + self.runtime.versions.history(project):
                 if version not in found:
                     found.append(version)
@@ -231,13 +241,19 @@ class MLBackendApp:
         project = parse_project(given)
         if project is None:
             raise InvalidShape("GET /jobs needs ?project=<id>")
-        records = await anyio.to_thread.run_sync(self.runtime.trainer.jobs, project)
-        active = self.runtime.versions.active(project)
-        return JSONResponse({"project": given, "model_version": active, "jobs": records})
+        report = await anyio.to_thread.run_sync(self.job_report, project)
+        return JSONResponse({"project": given, **report})
+
+    def job_report(self, project: str) -> dict[str, Any]:
+        """A project's active version and job records, newest first."""
+        return {"model_version": self.runtime.versions.active(project), "jobs": self.runtime.trainer.jobs(project)}
+
+    def current_metrics(self) -> Metrics:
+        self.metrics.jobs_active.set(self.runtime.trainer.active_count())
+        return self.metrics
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        self.metrics.jobs_active.set(self.runtime.trainer.active_count())
-        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+        return Response(self.current_metrics().render(), media_type=CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_spec(self.runtime.model_class.__name__))
@@ -282,14 +298,15 @@ def create_app(model_class: type[LabelStudioMLBase], settings: Settings | None =
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if background_load:
-            threading.Thread(target=runtime.load, name="model-load", daemon=True).start()
-        else:
-            await anyio.to_thread.run_sync(runtime.load)
-        yield
+        async with handlers.status_page.running():  # from before the load: its errors are on the page
+            if background_load:
+                threading.Thread(target=runtime.load, name="model-load", daemon=True).start()
+            else:
+                await anyio.to_thread.run_sync(runtime.load)
+            yield
 
     routes = [
-        Route("/", handlers.health, methods=["GET"]),
+        Route("/", handlers.index, methods=["GET"]),
         Route("/health", handlers.health, methods=["GET"]),
         Route("/setup", handlers.setup, methods=["POST"]),
         Route("/predict", handlers.predict, methods=["POST"]),

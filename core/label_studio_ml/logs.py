@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,20 +17,45 @@ class RedactSecrets(logging.Filter):
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             message = record.getMessage()
-            redacted = message
-            for secret in self.secrets:
-                redacted = redacted.replace(secret, "***")
+            redacted = self.redact(message)
             if redacted != message:
                 record.msg, record.args = redacted, None
             if record.exc_info and not record.exc_text:
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
             if record.exc_text:
-                for secret in self.secrets:
-                    record.exc_text = record.exc_text.replace(secret, "***")
+                record.exc_text = self.redact(record.exc_text)
         return True
+
+
+class RecentErrors(logging.Handler):
+    """The last ``size`` WARNING-or-worse records, redacted like the log output, for the status page."""
+
+    def __init__(self, secrets: Iterable[str], size: int = 50) -> None:
+        super().__init__(logging.WARNING)
+        self.redaction = RedactSecrets(secrets)
+        self.addFilter(self.redaction)
+        self._records: deque[dict[str, Any]] = deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exception = ""
+        if record.exc_text:  # set and redacted by the filter when there are secrets
+            exception = record.exc_text.strip().splitlines()[-1]
+        elif record.exc_info and record.exc_info[1] is not None:
+            exception = self.redaction.redact(traceback.format_exception_only(record.exc_info[1])[-1].strip())
+        self._records.append({"time": record.created, "level": record.levelname, "logger": record.name,
+                              "message": record.getMessage(), "exception": exception})
+
+    def recent(self) -> list[dict[str, Any]]:
+        """Newest first."""
+        return list(reversed(self._records))
 
 
 def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,3 +30,36 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def summary(self) -> dict[str, Any]:
+        """The same samples as numbers: per path the requests, errors (4xx/5xx), mean and p95 latency
+        (p95 as the histogram bucket it falls in), and the prediction counters."""
+        paths: dict[str, dict[str, Any]] = {}
+        buckets: dict[str, list[tuple[float, float]]] = {}
+        for family in self.registry.collect():
+            for sample in family.samples:
+                path = sample.labels.get("path")
+                if path is None:
+                    continue
+                row = paths.setdefault(path, {"requests": 0.0, "errors": 0.0, "seconds": 0.0, "timed": 0.0})
+                if sample.name == "lsml_requests_total":
+                    row["requests"] += sample.value
+                    row["errors"] += sample.value if int(sample.labels["status"]) >= 400 else 0.0
+                elif sample.name == "lsml_request_seconds_sum":
+                    row["seconds"] = sample.value
+                elif sample.name == "lsml_request_seconds_count":
+                    row["timed"] = sample.value
+                elif sample.name == "lsml_request_seconds_bucket":
+                    buckets.setdefault(path, []).append((float(sample.labels["le"]), sample.value))
+        for path, row in paths.items():
+            timed = row.pop("timed")
+            row["mean_seconds"] = row.pop("seconds") / timed if timed else None
+            row["p95_seconds"] = next((le for le, count in sorted(buckets.get(path, []))
+                                       if timed and count >= 0.95 * timed), None)
+
+        def value(name: str) -> float:
+            return self.registry.get_sample_value(name) or 0.0
+
+        return {"paths": dict(sorted(paths.items())), "requests": sum(r["requests"] for r in paths.values()),
+                "predictions": value("lsml_predictions_total"), "dropped_regions": value("lsml_dropped_regions_total"),
+                "failed_tasks": value("lsml_failed_tasks_total"), "jobs_active": value("lsml_training_jobs_active")}

@@ -20,6 +20,14 @@ def openapi_spec(model_class: str = "model") -> dict[str, Any]:
     health = {"get": {"summary": "liveness and readiness", "security": [],
                       "responses": {"200": {"description": "model loaded", **health_body},
                                     "503": {"description": "loading, failed or degraded", **health_body}}}}
+    page = {"text/html": {"schema": {"type": "string"}}}
+    root = {"get": {"summary": "as /health; a browser (Accept naming text/html above JSON) gets the status page,"
+                               " which needs basic auth when it is on",
+                    "security": [], "responses": {
+                        "200": {"description": "model loaded, or the status page",
+                                "content": {**health_body["content"], **page}},
+                        "401": {"description": "the status page without credentials", **_json(_ERROR)},
+                        "503": {"description": "loading, failed or degraded", **health_body}}}}
     common = _errors(400, 401, 413, 422, 503)
     return {
         "openapi": "3.0.3",
@@ -42,7 +50,7 @@ def openapi_spec(model_class: str = "model") -> dict[str, Any]:
         },
         "security": [{"basic": []}],
         "paths": {
-            "/": health,
+            "/": root,
             "/health": health,
             "/setup": {"post": {
                 "summary": "store a project's label config and extra params; returns the model version",

@@ -47,6 +47,8 @@ class ModelRuntime:
                                  model_class.initial_version(), self.settings.keep_versions)
         self.state = "loading"
         self.error: str | None = None
+        self.started_at = time.time()
+        self.load_seconds: float | None = None
         self.resources: Any = None
         self.loads = 0
         self.instances_built = 0
@@ -66,15 +68,22 @@ class ModelRuntime:
             self.resources = self.model_class.load()
             self.loads += 1
         except Exception as exc:
+            self.load_seconds = time.monotonic() - started
             self.state, self.error = "failed", f"model failed to load: {type(exc).__name__}: {exc}"
             logger.exception("%s failed to load", self.model_class.__name__)
             return
+        self.load_seconds = time.monotonic() - started
         self.state = "ready"
-        logger.info("%s loaded in %.2f s", self.model_class.__name__, time.monotonic() - started)
+        logger.info("%s loaded in %.2f s", self.model_class.__name__, self.load_seconds)
         if isinstance(self.store, FileStore):
-            projects = [p.name for p in self.store.root.glob("*") if p.is_dir()]
             self.versions.clean_staging()
-            self.trainer.recover(projects, lambda project, event: self.trainer.submit(project, event, {}))
+            self.trainer.recover(self.projects(), lambda project, event: self.trainer.submit(project, event, {}))
+
+    def projects(self) -> list[str]:
+        """Projects with state in the file store, sorted; none are listed from Redis."""
+        if not isinstance(self.store, FileStore) or not self.store.root.exists():
+            return []
+        return sorted(p.name for p in self.store.root.glob("*") if p.is_dir())
 
     def require_ready(self) -> None:
         if self.state == "loading":

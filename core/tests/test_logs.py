@@ -114,3 +114,25 @@ def test_request_log_logs_human_paced_requests_and_counts_a_flood(caplog: Any, m
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["request 0", "request 1", "request 2",
                         "... 47 more request(s) like these, not logged one by one", "request 50", "request 51"]
+
+
+def test_recent_errors_keep_the_last_warnings_redacted() -> None:
+    from label_studio_ml.logs import RecentErrors
+
+    recent = RecentErrors([API_KEY], size=3)
+    log = logging.getLogger("lsml.test.recent")
+    log.addHandler(recent)
+    try:
+        log.info("not kept")
+        for n in range(4):
+            log.warning("warning %d with %s", n, API_KEY)
+        try:
+            raise RuntimeError(f"failed with {API_KEY}")
+        except RuntimeError:
+            log.exception("boom")
+    finally:
+        log.removeHandler(recent)
+    records = recent.recent()
+    assert [r["message"] for r in records] == ["boom", "warning 3 with ***", "warning 2 with ***"]
+    assert records[0]["level"] == "ERROR" and records[0]["exception"] == "RuntimeError: failed with ***"
+    assert API_KEY not in repr(records)
