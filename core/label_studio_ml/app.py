@@ -294,6 +294,7 @@ def create_app(model_class: type[LabelStudioMLBase], settings: Settings | None =
 
         runtime.queue = RedisTrainingQueue(settings, model_class)
     metrics = Metrics()
+    runtime.trainer.on_finish = lambda job: metrics.fit_runs.labels(job.state).inc()
     handlers = MLBackendApp(runtime, metrics)
 
     @asynccontextmanager

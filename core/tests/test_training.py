@@ -113,6 +113,8 @@ def test_failed_training_keeps_serving_the_previous_version(make_client, trainab
     assert not staging.exists() or not any(staging.iterdir())
     metrics = client.get("/metrics").text
     assert "lsml_training_jobs_active" in metrics
+    assert 'lsml_fit_runs_total{state="done"} 1.0' in metrics  # the README's training counter counts
+    assert 'lsml_fit_runs_total{state="failed"} 1.0' in metrics
 
 
 def test_identical_artifacts_keep_the_version(make_client, trainable):
