@@ -18,7 +18,7 @@ COMPOSE_FILES := -f compose/$(MODEL).yml $(if $(WITH_LS),-f compose/label-studio
 TEST_ENVS ?= lint,core,$(subst $(eval) ,$(comma),$(SERVICES))$(if $(wildcard e2e/conftest.py),$(comma)e2e)
 comma := ,
 
-.PHONY: help system-packages test-system-packages run worker up down logs build test test-core test-envs lint smoke services check-model check-docker bench
+.PHONY: help system-packages test-system-packages run worker up down logs build test test-core test-envs lint smoke services check-model check-docker bench k8s
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,7 +62,7 @@ test-core: $(TOX) ## core tests only
 	@$(SYSTEM_PACKAGES) --test core
 	$(TOX) run -e core
 
-lint: $(TOX) ## ruff, hadolint, compose validation
+lint: $(TOX) ## ruff, hadolint, compose and Kubernetes manifest validation
 	$(TOX) run -e lint
 
 check-docker:
@@ -86,3 +86,17 @@ smoke: check-model check-docker $(TOX) ## build MODEL's image, start it, check /
 bench: check-model system-packages $(VENV)/.installed ## run benchmarks/<MODEL>.py (or benchmarks/core.py etc. directly)
 	$(VENV)/bin/python -m pip install -q httpx==0.28.1
 	$(VENV)/bin/python benchmarks/$(MODEL).py
+
+.venv-core/.installed: core/pyproject.toml
+	$(PYTHON) -m venv .venv-core
+	.venv-core/bin/python -m pip install -q -e core
+	touch $@
+
+# the GPU variant for every service whose compose file has an NVIDIA service (core/tests/test_kubernetes.py checks the same)
+k8s: .venv-core/.installed ## regenerate deploy/k8s/<service>/ (and <service>-gpu/) with label-studio-ml deploy k8s
+	@for s in $(SERVICES); do \
+		.venv-core/bin/label-studio-ml deploy k8s services/$$s --output deploy/k8s/$$s >/dev/null || exit 1; \
+		if grep -q 'driver: nvidia' compose/$$s.yml; then \
+			.venv-core/bin/label-studio-ml deploy k8s services/$$s --gpu --output deploy/k8s/$$s-gpu >/dev/null || exit 1; \
+		fi; \
+	done; echo "deploy/k8s/: $$(ls deploy/k8s | wc -l) folders"

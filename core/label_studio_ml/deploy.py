@@ -1,4 +1,5 @@
-"""``label-studio-ml deploy gcp``: a project folder to Google Cloud Run with ``gcloud run deploy --source``.
+"""``label-studio-ml deploy gcp``: a project folder to Google Cloud Run with ``gcloud run deploy --source``;
+``label-studio-ml deploy k8s``: Kubernetes manifests for a service folder (built in ``kubernetes``).
 
 Secrets never reach the output or gcloud's command line (where ``ps`` shows them): they go to
 Cloud Run in an ``--env-vars-file`` readable by this user only, deleted afterwards, and every line
@@ -20,6 +21,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from .console import Subcommands, fail
+from .kubernetes import ManifestError, Options, build_manifests, quoted, write_manifests
+from .service_facts import ServiceError, read_service
 
 SERVICE = re.compile(r"[a-z]([-a-z0-9]{0,47}[a-z0-9])?\Z")
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "0.0.0.0", "::1", "host.docker.internal"}
@@ -127,9 +130,99 @@ def cmd_deploy_gcp(args: argparse.Namespace) -> int:
                                       args.basic_auth_pass or ""]))
 
 
+def node_selector(pairs: list[str] | None) -> dict[str, str] | None:
+    if pairs is None:
+        return None
+    selector = {}
+    for pair in pairs:
+        if pair:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise ManifestError(f"--node-selector takes KEY=VALUE, not {pair!r}")
+            selector[key] = value
+    return selector
+
+
+def deploy_k8s(args: argparse.Namespace) -> int:
+    folder = Path(args.directory)
+    facts = read_service(folder, gpu=args.gpu)
+    options = Options(replicas=args.replicas, max_replicas=args.max_replicas, redis_url=args.redis or "",
+                      image=args.image, namespace=args.namespace, cpu=args.cpu, memory=args.memory,
+                      storage=args.storage, storage_class=args.storage_class,
+                      node_selector=node_selector(args.node_selector))
+    manifests = build_manifests(facts, options)
+    output = Path(args.output or Path("deploy", "k8s", facts.name + ("-gpu" if args.gpu else "")))
+    written = write_manifests(manifests, output, facts.name + (" --gpu" if args.gpu else ""))
+    autoscaler = manifests.files["server-hpa.yaml"]["spec"]
+    redis = f"Redis at {quoted(options.redis_url)}" if options.redis_url else "a Redis StatefulSet"
+    note = "" if not args.gpu or facts.has_gpu_variant else " (its compose file has no GPU service: same image)"
+    print(f"Wrote {output}/ for {facts.name}: image {options.image or facts.image}{note}, "
+          f"{autoscaler['minReplicas']}-{autoscaler['maxReplicas']} server replicas, a training worker, {redis}.\n"
+          f"  {', '.join(path.name for path in written)}\n"
+          f"Next:\n"
+          f"  1. push the image to a registry the cluster pulls from and name it under images: in "
+          f"{output / 'kustomization.yaml'} (or pass --image)\n"
+          f"  2. set LABEL_STUDIO_URL in config.env and fill secrets.env (LABEL_STUDIO_API_KEY, basic auth)\n"
+          f"  3. kubectl apply -k {output}\n"
+          f"Label Studio in the cluster reaches it at http://{manifests.name}.<namespace>.svc:{facts.port}")
+    return 0
+
+
+def cmd_deploy_k8s(args: argparse.Namespace) -> int:
+    try:
+        return deploy_k8s(args)
+    except (ManifestError, ServiceError, OSError) as exc:
+        return fail(quoted(str(exc)) if not args.redis else str(exc).replace(args.redis, quoted(args.redis)))
+
+
+def add_k8s_command(targets: Subcommands) -> None:
+    k8s = targets.add_parser(
+        "k8s", help="Kubernetes manifests and a kustomization.yaml, for kubectl apply -k",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write Kubernetes manifests for SERVICE_DIR (a services/<name> folder or a project from\n"
+                    "`label-studio-ml create`), read from its Dockerfile and compose file: the server Deployment\n"
+                    "(readiness on /health, a startup probe that waits out long model loads, non-root, read-only\n"
+                    "root filesystem), its Service, HorizontalPodAutoscaler and PodDisruptionBudget, the RQ\n"
+                    "training worker, Redis (a StatefulSet with a volume) unless --redis names one, a\n"
+                    "ReadWriteMany volume for MODEL_DIR, and kustomization.yaml, which makes a ConfigMap of\n"
+                    "config.env and a Secret of secrets.env (read by secretKeyRef, never plain values). Nothing\n"
+                    "is sent to a cluster: apply the folder with kubectl.",
+        epilog="examples:\n"
+               "  label-studio-ml deploy k8s services/segment_anything --gpu --replicas 2\n"
+               "  kubectl apply -k deploy/k8s/segment_anything-gpu\n"
+               "  label-studio-ml deploy k8s my_backend --redis redis://redis.internal:6379/0 --output k8s/")
+    k8s.add_argument("directory", metavar="SERVICE_DIR", help="service folder with model.py, Dockerfile and a compose file")
+    k8s.add_argument("--replicas", type=int, default=2, metavar="N",
+                     help="server replicas: the autoscaler's minimum (default: 2)")
+    k8s.add_argument("--max-replicas", type=int, metavar="N", help="the autoscaler's maximum (default: 3 x N)")
+    k8s.add_argument("--gpu", action="store_true",
+                     help="one nvidia.com/gpu per server replica and worker, the compose file's GPU image, a node "
+                          "selector (nvidia.com/gpu.present=true) and a toleration for GPU nodes")
+    k8s.add_argument("--node-selector", action="append", metavar="KEY=VALUE",
+                     help="schedule pods on nodes with this label (repeatable; replaces the --gpu default; "
+                          "--node-selector '' for none)")
+    redis = k8s.add_mutually_exclusive_group()
+    redis.add_argument("--redis", metavar="URL", help="use this Redis (REDIS_URL, written to secrets.env as it may "
+                                                      "hold a password) instead of running one")
+    redis.add_argument("--with-redis", action="store_true",
+                       help="run Redis in the cluster: a StatefulSet with its own volume (the default)")
+    k8s.add_argument("--image", metavar="REF", help="image the cluster pulls, e.g. registry.example.com/sam:1.0 "
+                                                    "(default: the compose file's, which `make build` tags)")
+    k8s.add_argument("--namespace", metavar="NS", help="namespace for every resource (default: kubectl's)")
+    k8s.add_argument("--cpu", default="1", metavar="Q", help="CPU request of the server and worker (default: 1)")
+    k8s.add_argument("--memory", default="2Gi", metavar="Q",
+                     help="memory request and limit of the server and worker (default: 2Gi)")
+    k8s.add_argument("--storage", default="10Gi", metavar="Q", help="size of the MODEL_DIR volume (default: 10Gi)")
+    k8s.add_argument("--storage-class", metavar="NAME",
+                     help="storage class of the MODEL_DIR volume; it must offer ReadWriteMany (default: the cluster's)")
+    k8s.add_argument("--output", "-o", metavar="DIR", help="folder to write (default: deploy/k8s/<service>[-gpu])")
+    k8s.set_defaults(func=cmd_deploy_k8s)
+
+
 def add_command(sub: Subcommands) -> None:
-    deploy = sub.add_parser("deploy", help="deploy a backend to a cloud (gcp: Google Cloud Run)",
-                            description="Deploy a project folder (from `label-studio-ml create`) to a cloud.")
+    deploy = sub.add_parser("deploy", help="deploy a backend: gcp (Google Cloud Run), k8s (Kubernetes manifests)",
+                            description="Deploy a project folder (from `label-studio-ml create`) to a cloud, "
+                                        "or write Kubernetes manifests for it.")
     targets = deploy.add_subparsers(dest="cloud", required=True, metavar="CLOUD")
     gcp = targets.add_parser(
         "gcp", help="Google Cloud Run, built from the folder's Dockerfile",
@@ -152,3 +245,4 @@ def add_command(sub: Subcommands) -> None:
     gcp.add_argument("--basic-auth-user", metavar="U", help="require HTTP basic auth with this user")
     gcp.add_argument("--basic-auth-pass", metavar="P", help="password for basic auth")
     gcp.set_defaults(func=cmd_deploy_gcp)
+    add_k8s_command(targets)
