@@ -62,7 +62,7 @@ test-core: $(TOX) ## core tests only
 	@$(SYSTEM_PACKAGES) --test core
 	$(TOX) run -e core
 
-lint: $(TOX) ## ruff, hadolint, compose and Kubernetes manifest validation
+lint: $(TOX) ## pre-commit on every file (ruff, hadolint, compose, Kubernetes manifests, workflows)
 	$(TOX) run -e lint
 
 check-docker:

@@ -1,4 +1,5 @@
-"""Sum the JUnit reports of every tox env (counts and test minutes per env) into one closing line: 'total: N passed, N failed, N skipped'.
+"""Sum the JUnit reports of every tox env (counts and test minutes per env) into one closing line:
+'total: N passed, N failed, N skipped'.
 
     python .ci/summary.py REPORTS_DIR [ENV,ENV,...]
 
@@ -35,8 +36,10 @@ for report in sorted(reports_dir.glob("*.xml")):
         env["failed"] += fail
         env["skipped"] += skip
         env["seconds"] += float(suite.get("time", 0) or 0)
-    lines.append(f"  {report.stem:<24} {env['passed']} passed, {env['failed']} failed, {env['skipped']} skipped"
-                 f" in {env['seconds'] / 60:.1f} min of tests")
+    lines.append(
+        f"  {report.stem:<24} {env['passed']} passed, {env['failed']} failed, {env['skipped']} skipped"
+        f" in {env['seconds'] / 60:.1f} min of tests"
+    )
     passed, failed, skipped = passed + env["passed"], failed + env["failed"], skipped + env["skipped"]
 print("\n".join(lines))
 print(f"total: {passed} passed, {failed} failed, {skipped} skipped")

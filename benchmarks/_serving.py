@@ -56,8 +56,17 @@ class Service:
         self._tmp = tempfile.TemporaryDirectory()
         self.env.setdefault("MODEL_DIR", self._tmp.name)
         self.env.setdefault("LOG_LEVEL", "WARNING")
-        cmd = [sys.executable, "-m", "label_studio_ml", "start", str(ROOT / "services" / self.name),
-               "--host", "127.0.0.1", "-p", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "label_studio_ml",
+            "start",
+            str(ROOT / "services" / self.name),
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]
         self.process = subprocess.Popen(cmd, env=self.env)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
@@ -87,8 +96,11 @@ class Service:
         results: list[dict[str, Any]] = []
         started = time.perf_counter()
         for offset in range(0, len(tasks), batch):
-            reply = self.session.post(self.url + "/predict", timeout=600, json={
-                "tasks": tasks[offset:offset + batch], "label_config": label_config, "project": "1"})
+            reply = self.session.post(
+                self.url + "/predict",
+                timeout=600,
+                json={"tasks": tasks[offset : offset + batch], "label_config": label_config, "project": "1"},
+            )
             reply.raise_for_status()
             results.extend(reply.json()["results"])
         return time.perf_counter() - started, results

@@ -29,10 +29,12 @@ import textwrap
 import time
 from pathlib import Path
 
-CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
-          '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
+CONFIG = (
+    '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+    '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>'
+)
 
-MODEL = textwrap.dedent('''
+MODEL = textwrap.dedent("""
     from label_studio_ml import LabelStudioMLBase
 
     RESULT = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}]
@@ -43,9 +45,9 @@ MODEL = textwrap.dedent('''
 
         def predict(self, tasks, context=None, **kwargs):
             return [{"result": RESULT, "score": 0.9} for _ in tasks]
-''')
+""")
 
-BARE = textwrap.dedent('''
+BARE = textwrap.dedent("""
     import json
 
     from starlette.applications import Starlette
@@ -66,7 +68,7 @@ BARE = textwrap.dedent('''
 
 
     app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/health", health)])
-''')
+""")
 
 
 def free_port() -> int:
@@ -77,17 +79,39 @@ def free_port() -> int:
 
 def task(i: int) -> dict:
     """A task shaped like LS 1.23.2's batch serializer (PROTOCOL.md §4.1)."""
-    return {"id": i, "data": {"text": f"Task {i}: the quick brown fox jumps over the lazy dog, twice over."},
-            "meta": {}, "created_at": "2026-11-27T16:41:32.651669Z", "updated_at": "2026-11-27T16:41:32.651685Z",
-            "is_labeled": False, "overlap": 1, "inner_id": i, "total_annotations": 0, "cancelled_annotations": 0,
-            "total_predictions": 0, "comment_count": 0, "unresolved_comment_count": 0,
-            "last_comment_updated_at": None, "project": 2, "updated_by": None, "file_upload": None,
-            "comment_authors": [], "annotations": [], "predictions": []}
+    return {
+        "id": i,
+        "data": {"text": f"Task {i}: the quick brown fox jumps over the lazy dog, twice over."},
+        "meta": {},
+        "created_at": "2026-11-27T16:41:32.651669Z",
+        "updated_at": "2026-11-27T16:41:32.651685Z",
+        "is_labeled": False,
+        "overlap": 1,
+        "inner_id": i,
+        "total_annotations": 0,
+        "cancelled_annotations": 0,
+        "total_predictions": 0,
+        "comment_count": 0,
+        "unresolved_comment_count": 0,
+        "last_comment_updated_at": None,
+        "project": 2,
+        "updated_by": None,
+        "file_upload": None,
+        "comment_authors": [],
+        "annotations": [],
+        "predictions": [],
+    }
 
 
 def body(n: int) -> bytes:
-    return json.dumps({"tasks": [task(i) for i in range(1, n + 1)], "project": "2.1795797692",
-                       "label_config": CONFIG, "params": {"login": None, "password": None, "context": None}}).encode()
+    return json.dumps(
+        {
+            "tasks": [task(i) for i in range(1, n + 1)],
+            "project": "2.1795797692",
+            "label_config": CONFIG,
+            "params": {"login": None, "password": None, "context": None},
+        }
+    ).encode()
 
 
 def rss_mb(pid: int) -> float:
@@ -135,8 +159,9 @@ class Server:
         """Start the server; return seconds from spawn to the first 200 on /health."""
         args = [a.replace("{port}", str(self.port)) for a in self.args]
         started = time.perf_counter()
-        self.proc = subprocess.Popen(args, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args, env=self.env, cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         return wait_healthy(self.port, self.proc) - started
 
     def stop(self) -> None:
@@ -158,8 +183,11 @@ async def _connection(port: int, request: bytes, deadline: float, latencies: lis
             head = await reader.readuntil(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 200"):
                 raise RuntimeError(f"unexpected reply: {head[:80]!r}")
-            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
             await reader.readexactly(length)
             latencies.append(time.perf_counter() - started)
     finally:
@@ -167,8 +195,10 @@ async def _connection(port: int, request: bytes, deadline: float, latencies: lis
 
 
 async def burst(port: int, payload: bytes, concurrency: int, seconds: float) -> tuple[int, float, list[float]]:
-    request = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload
+    request = (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
     latencies: list[float] = []
     started = time.perf_counter()
     await asyncio.gather(*(_connection(port, request, started + seconds, latencies) for _ in range(concurrency)))
@@ -195,12 +225,46 @@ def main() -> int:
     env = {**os.environ, "MODEL_DIR": str(work / "model_dir"), "LOG_LEVEL": "INFO", "PYTHONDONTWRITEBYTECODE": "1"}
     for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "REDIS_URL", "LABEL_STUDIO_URL"):
         env.pop(name, None)
-    core = Server("core", [sys.executable, "-m", "label_studio_ml", "start", str(work / "svc"), "--host",
-                           "127.0.0.1", "-p", "{port}"], env, str(work))
-    threads = Server("core-threads", [sys.executable, "-m", "label_studio_ml", "start", str(work / "svc_threads"),
-                                    "--host", "127.0.0.1", "-p", "{port}"], env, str(work))
-    bare = Server("bare", [sys.executable, "-m", "uvicorn", "bare:app", "--host", "127.0.0.1", "--port", "{port}",
-                           "--log-level", "warning", "--no-access-log"], env, str(work))
+    core = Server(
+        "core",
+        [sys.executable, "-m", "label_studio_ml", "start", str(work / "svc"), "--host", "127.0.0.1", "-p", "{port}"],
+        env,
+        str(work),
+    )
+    threads = Server(
+        "core-threads",
+        [
+            sys.executable,
+            "-m",
+            "label_studio_ml",
+            "start",
+            str(work / "svc_threads"),
+            "--host",
+            "127.0.0.1",
+            "-p",
+            "{port}",
+        ],
+        env,
+        str(work),
+    )
+    bare = Server(
+        "bare",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env,
+        str(work),
+    )
 
     # start to healthy: cold starts (each a fresh process), core and bare alternating
     starts, bare_starts = [], []
@@ -244,15 +308,19 @@ def main() -> int:
         threads.stop()
         bare.stop()
 
-    print(f"core overhead benchmark: {args.rounds} interleaved rounds x {args.burst:.1f} s bursts per cell, "
-          f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(
+        f"core overhead benchmark: {args.rounds} interleaved rounds x {args.burst:.1f} s bursts per cell, "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+    )
     print("req/s and latency are wall-clock figures; 'cpu us' is the server process's CPU time per request.")
     print("ratio = core/bare req/s and cpu ratio = bare/core CPU per request, each the median over rounds of")
     print("the ratio within a round (neighbouring bursts), which cancels most of the load other processes add.")
     print("core = the default (this trivial model is measured and moved onto the event loop during warm-up);")
     print("core-threads = the model sets inline_predict = False (every predict goes through a worker thread).")
-    print(f"{'server':>12} {'tasks':>5} {'conc':>4} | {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu us':>7} | "
-          f"{'ratio':>5} {'cpu ratio':>9}")
+    print(
+        f"{'server':>12} {'tasks':>5} {'conc':>4} | {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'cpu us':>7} | "
+        f"{'ratio':>5} {'cpu ratio':>9}"
+    )
 
     def per_round(n: int, c: int, name: str) -> tuple[list[float], list[float]]:
         cell = stats[(n, c, name)]
@@ -267,9 +335,11 @@ def main() -> int:
             rates, cpus = per_round(n, c, name)
             cell = stats[(n, c, name)]
             lat = cell["lat"]
-            line = (f"{name:>12} {n:>5} {c:>4} | {sum(cell['count']) / sum(cell['elapsed']):7.0f} "
-                    f"{1000 * statistics.median(lat):7.2f} {1000 * percentile(lat, 0.99):7.2f} "
-                    f"{statistics.median(cpus):7.0f} |")
+            line = (
+                f"{name:>12} {n:>5} {c:>4} | {sum(cell['count']) / sum(cell['elapsed']):7.0f} "
+                f"{1000 * statistics.median(lat):7.2f} {1000 * percentile(lat, 0.99):7.2f} "
+                f"{statistics.median(cpus):7.0f} |"
+            )
             if name != "bare":
                 ratio = statistics.median(r / b for r, b in zip(rates, bare_rates, strict=True))
                 cpu_ratio = statistics.median(b / u for u, b in zip(cpus, bare_cpus, strict=True))
@@ -278,19 +348,30 @@ def main() -> int:
                 line += f" {ratio:5.2f} {cpu_ratio:9.2f}"
             print(line)
     for name, (ratio, cpu_ratio) in worst.items():
-        print(f"worst ratio {name}/bare: {ratio:.2f} req/s, {cpu_ratio:.2f} CPU per request "
-              f"(target >= 0.80: {'ok' if min(ratio, cpu_ratio) >= 0.8 else 'MISSED'})")
+        print(
+            f"worst ratio {name}/bare: {ratio:.2f} req/s, {cpu_ratio:.2f} CPU per request "
+            f"(target >= 0.80: {'ok' if min(ratio, cpu_ratio) >= 0.8 else 'MISSED'})"
+        )
     start_median, start_worst = statistics.median(starts), max(starts)
     rss_ok = "ok" if max(idle_rss, after_rss) <= 60 else "MISSED"
-    print(f"core idle RSS: {idle_rss:.1f} MB after start, {after_rss:.1f} MB after the run "
-          f"(bare Starlette {bare_rss:.1f} MB; target <= 60 MB: {rss_ok})")
-    print(f"core start to healthy: median {start_median:.3f} s, worst {start_worst:.3f} s of {len(starts)} "
-          f"(target <= 0.5 s: {'ok' if start_median <= 0.5 else 'MISSED'}); "
-          f"bare Starlette under uvicorn: median {statistics.median(bare_starts):.3f} s")
+    print(
+        f"core idle RSS: {idle_rss:.1f} MB after start, {after_rss:.1f} MB after the run "
+        f"(bare Starlette {bare_rss:.1f} MB; target <= 60 MB: {rss_ok})"
+    )
+    print(
+        f"core start to healthy: median {start_median:.3f} s, worst {start_worst:.3f} s of {len(starts)} "
+        f"(target <= 0.5 s: {'ok' if start_median <= 0.5 else 'MISSED'}); "
+        f"bare Starlette under uvicorn: median {statistics.median(bare_starts):.3f} s"
+    )
     load = os.getloadavg()[0]
-    print(f"load average at the end: {load:.1f} on {os.cpu_count()} CPUs"
-          + (" (a busy shared machine: wall-clock ratios are noisy, trust the CPU ratios)" if load > 1.5 * (
-              os.cpu_count() or 1) else ""))
+    print(
+        f"load average at the end: {load:.1f} on {os.cpu_count()} CPUs"
+        + (
+            " (a busy shared machine: wall-clock ratios are noisy, trust the CPU ratios)"
+            if load > 1.5 * (os.cpu_count() or 1)
+            else ""
+        )
+    )
     return 0
 
 

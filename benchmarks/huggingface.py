@@ -40,8 +40,16 @@ NER_NAMES = {"PER": "Person", "LOC": "Location", "ORG": "Organization"}
 PEOPLE = ["Anna Kowalczyk", "John Smith", "Maria Garcia", "Chen Wei", "Fatima Okafor", "Lars Jensen"]
 PLACES = ["Paris", "Wrocław", "New York", "Lagos", "Mumbai", "São Paulo"]
 ORGS = ["the United Nations", "Siemens", "Reuters", "Toyota", "NASA", "Médecins Sans Frontières"]
-OPINIONS = ["I loved it", "it was dreadful", "a wonderful experience", "never again", "quite good value",
-            "terrible service", "the staff were friendly", "the room was dirty"]
+OPINIONS = [
+    "I loved it",
+    "it was dreadful",
+    "a wonderful experience",
+    "never again",
+    "quite good value",
+    "terrible service",
+    "the staff were friendly",
+    "the room was dirty",
+]
 
 
 def texts(n: int, seed: int = 7) -> list[str]:
@@ -62,10 +70,12 @@ def seeded_models(folder: Path) -> tuple[str, str]:
     tokenizer = AutoTokenizer.from_pretrained(base)
     torch.manual_seed(0)
     classifier = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+        base, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
+    )
     names = ["O"] + [f"{p}-{t}" for t in NER_NAMES for p in "BI"]
     tagger = AutoModelForTokenClassification.from_pretrained(
-        base, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+        base, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
+    )
     for name, model in (("classifier", classifier), ("ner", tagger)):
         model.save_pretrained(folder / name)
         tokenizer.save_pretrained(folder / name)
@@ -104,8 +114,10 @@ def served_labels(task: str, results: list[dict]) -> list:
 def direct_labels(task: str, outputs: list) -> list:
     if task == "classification":
         return [o["label"].capitalize() for o in outputs]
-    return [[(e["start"], e["end"], NER_NAMES[e["entity_group"]]) for e in entities if e["entity_group"] in NER_NAMES]
-            for entities in outputs]
+    return [
+        [(e["start"], e["end"], NER_NAMES[e["entity_group"]]) for e in entities if e["entity_group"] in NER_NAMES]
+        for entities in outputs
+    ]
 
 
 def run(task: str, source: str, batch: list[str], batch_size: int, runs: int, device: str, threads: int) -> None:
@@ -118,8 +130,7 @@ def run(task: str, source: str, batch: list[str], batch_size: int, runs: int, de
         kwargs.update(aggregation_strategy="first", stride=64)  # what the service passes (HF_AGGREGATION, HF_STRIDE)
         pipe = pipeline("token-classification", model=source, device=device)
     direct(pipe, batch[:100], kwargs)  # warm-up
-    env = {"HF_MODEL": source, "HF_BATCH_SIZE": str(batch_size), "HF_DEVICE": device,
-           "OMP_NUM_THREADS": str(threads)}
+    env = {"HF_MODEL": source, "HF_BATCH_SIZE": str(batch_size), "HF_DEVICE": device, "OMP_NUM_THREADS": str(threads)}
     served, called = [], []
     with Service(env) as service:
         service.timed_predict(batch[:100], config)  # warm-up: builds the project instance
@@ -132,14 +143,22 @@ def run(task: str, source: str, batch: list[str], batch_size: int, runs: int, de
     unequal = sum(a != b for a, b in zip(ours, theirs))
     count = len(ours) if task == "classification" else sum(len(e) for e in theirs)
     what = "labels" if task == "classification" else "entities"
-    print(f"{task}: {source}, {len(batch)} texts, {count} {what}, batch_size={batch_size}, device={device},"
-          f" medians of {runs}")
-    print(f"  direct pipeline(..., batch_size={batch_size})   {t_direct:7.2f} s wall  {c_direct:7.2f} s CPU"
-          f"   ({len(batch) / t_direct:6.1f} texts/s)")
-    print(f"  service /predict, {len(batch) // 100} requests of 100     {t_served:7.2f} s wall  {c_served:7.2f} s CPU"
-          f"   ({len(batch) / t_served:6.1f} texts/s)")
-    print(f"  ratio service / direct: {t_served / t_direct:.2f}x wall (target <= 1.10x), "
-          f"{c_served / c_direct:.2f}x CPU (server process)")
+    print(
+        f"{task}: {source}, {len(batch)} texts, {count} {what}, batch_size={batch_size}, device={device},"
+        f" medians of {runs}"
+    )
+    print(
+        f"  direct pipeline(..., batch_size={batch_size})   {t_direct:7.2f} s wall  {c_direct:7.2f} s CPU"
+        f"   ({len(batch) / t_direct:6.1f} texts/s)"
+    )
+    print(
+        f"  service /predict, {len(batch) // 100} requests of 100     {t_served:7.2f} s wall  {c_served:7.2f} s CPU"
+        f"   ({len(batch) / t_served:6.1f} texts/s)"
+    )
+    print(
+        f"  ratio service / direct: {t_served / t_direct:.2f}x wall (target <= 1.10x), "
+        f"{c_served / c_direct:.2f}x CPU (server process)"
+    )
     print(f"  {what} equal to the direct call's: {unequal == 0} ({unequal} of {len(batch)} texts differ)")
 
 
@@ -150,8 +169,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="torch intra-op threads, here and in the service (OMP_NUM_THREADS)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="torch intra-op threads, here and in the service (OMP_NUM_THREADS)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -163,8 +186,15 @@ def main() -> None:
             classifier, ner = classifier or seeded[0], ner or seeded[1]
         print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
         for task in args.tasks:
-            run(task, classifier if task == "classification" else ner, batch, args.batch_size, args.runs,
-                args.device, args.threads)
+            run(
+                task,
+                classifier if task == "classification" else ner,
+                batch,
+                args.batch_size,
+                args.runs,
+                args.device,
+                args.threads,
+            )
 
 
 if __name__ == "__main__":

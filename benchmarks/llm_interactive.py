@@ -34,8 +34,16 @@ CONFIG = """<View><Text name="text" value="$text"/>
 <TextArea name="prompt" toName="text"/><TextArea name="answer" toName="text"/>
 <Choices name="topic" toName="text"><Choice value="Sports"/><Choice value="Politics"/></Choices></View>"""
 TASK = {"id": 1, "data": {"text": "The team won the football match 3-1 on Sunday."}}
-CONTEXT = {"result": [{"from_name": "prompt", "to_name": "text", "type": "textarea",
-                       "value": {"text": ["Which topic is this text about?"]}}]}
+CONTEXT = {
+    "result": [
+        {
+            "from_name": "prompt",
+            "to_name": "text",
+            "type": "textarea",
+            "value": {"text": ["Which topic is this text about?"]},
+        }
+    ]
+}
 
 
 def free_port() -> int:
@@ -49,10 +57,27 @@ def start_llama() -> tuple[str, subprocess.Popen]:
 
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gemma.assemble()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--model_alias", "gemma3-270m"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if k.upper() not in {"PORT", "HOST", "MODEL"}})  # it reads these
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gemma.assemble()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "1024",
+            "--n_threads",
+            "2",
+            "--model_alias",
+            "gemma3-270m",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if k.upper() not in {"PORT", "HOST", "MODEL"}},
+    )  # it reads these
     url = f"http://127.0.0.1:{port}/v1"
     probe = requests.Session()
     probe.trust_env = False
@@ -102,9 +127,12 @@ def measure(base_url: str, model: str, calls: int, api_key: str = "") -> tuple[l
         reply.json()["choices"][0]["message"]["content"]
 
     with model_client(LLMInteractive, Path(tempfile.mkdtemp())) as client:
+
         def service() -> None:
-            reply = client.post("/predict", json={"tasks": [TASK], "label_config": CONFIG, "project": "1",
-                                                  "params": {"context": CONTEXT}})
+            reply = client.post(
+                "/predict",
+                json={"tasks": [TASK], "label_config": CONFIG, "project": "1", "params": {"context": CONTEXT}},
+            )
             assert reply.status_code == 200, reply.text
 
         direct()
@@ -130,8 +158,12 @@ def main() -> None:
     if not base_url:
         base_url, process = start_llama()
     try:
-        rows = [("local server (" + (args.base_url or "llama.cpp, Gemma 3 270M, 16 tokens") + ")",
-                 *measure(base_url, args.model, args.calls, os.environ.get("BENCH_API_KEY", "")))]
+        rows = [
+            (
+                "local server (" + (args.base_url or "llama.cpp, Gemma 3 270M, 16 tokens") + ")",
+                *measure(base_url, args.model, args.calls, os.environ.get("BENCH_API_KEY", "")),
+            )
+        ]
     finally:
         if process is not None:
             process.terminate()

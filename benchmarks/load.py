@@ -21,8 +21,10 @@ import httpx
 from label_studio_ml.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
-          '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
+CONFIG = (
+    '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+    '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>'
+)
 WORDS = ["good", "great", "love", "bad", "awful", "hate", "fine", "terrible", "excellent", "poor"]
 
 
@@ -36,10 +38,15 @@ def rss_mb(pid: int) -> float:
 def annotation(i: int) -> dict:
     label = "Positive" if i % 2 else "Negative"
     text = " ".join(WORDS[(i + k) % 5 + (0 if i % 2 else 5)] for k in range(4))
-    return {"action": "ANNOTATION_CREATED", "project": {"id": 1, "label_config": CONFIG},
-            "task": {"id": i, "data": {"text": text}},
-            "annotation": {"id": i, "result": [{"from_name": "label", "to_name": "text", "type": "choices",
-                                                "value": {"choices": [label]}}]}}
+    return {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": 1, "label_config": CONFIG},
+        "task": {"id": i, "data": {"text": text}},
+        "annotation": {
+            "id": i,
+            "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}],
+        },
+    }
 
 
 async def worker(client: httpx.AsyncClient, deadline: float, latencies: list[float], errors: list[str], n: int) -> None:
@@ -73,8 +80,9 @@ async def run(url: str, pid: int, seconds: float, concurrency: int) -> None:
             await client.post("/webhook", json=annotation(i))
         await asyncio.sleep(3)
         warm_latencies: list[float] = []
-        await asyncio.gather(*(worker(client, time.monotonic() + 5, warm_latencies, [], n * 1000)
-                               for n in range(concurrency)))
+        await asyncio.gather(
+            *(worker(client, time.monotonic() + 5, warm_latencies, [], n * 1000) for n in range(concurrency))
+        )
         rss_start = rss_mb(pid)
         latencies: list[float] = []
         errors: list[str] = []
@@ -88,22 +96,30 @@ async def run(url: str, pid: int, seconds: float, concurrency: int) -> None:
                 await client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1}})
 
         started = time.monotonic()
-        await asyncio.gather(sampler(), *(worker(client, deadline, latencies, errors, n * 100000)
-                                          for n in range(concurrency)))
+        await asyncio.gather(
+            sampler(), *(worker(client, deadline, latencies, errors, n * 100000) for n in range(concurrency))
+        )
         elapsed = time.monotonic() - started
         jobs = (await client.get("/jobs?project=1")).json()["jobs"]
         versions = (await client.get("/versions?project=1")).json()["versions"]
     latencies.sort()
     p = lambda q: 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
     growth = 100 * (samples[-1] - rss_start) / rss_start
-    print(f"{len(latencies)} requests in {elapsed:.0f} s at concurrency {concurrency}: "
-          f"{len(latencies) / elapsed:.0f} req/s, errors {len(errors)} {errors[:3]}")
-    print(f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p(0.99):.1f} ms, "
-          f"max {latencies[-1] * 1000:.1f} ms")
-    print(f"RSS {rss_start:.1f} MB -> {samples[-1]:.1f} MB (max {max(samples):.1f}): "
-          f"growth {growth:+.1f}% (target < 10%)")
-    print(f"training during the run: {len(jobs)} job record(s) kept, states {sorted({j['state'] for j in jobs})}, "
-          f"{len(versions)} version(s) kept, active {versions[0]}")
+    print(
+        f"{len(latencies)} requests in {elapsed:.0f} s at concurrency {concurrency}: "
+        f"{len(latencies) / elapsed:.0f} req/s, errors {len(errors)} {errors[:3]}"
+    )
+    print(
+        f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p(0.99):.1f} ms, "
+        f"max {latencies[-1] * 1000:.1f} ms"
+    )
+    print(
+        f"RSS {rss_start:.1f} MB -> {samples[-1]:.1f} MB (max {max(samples):.1f}): growth {growth:+.1f}% (target < 10%)"
+    )
+    print(
+        f"training during the run: {len(jobs)} job record(s) kept, states {sorted({j['state'] for j in jobs})}, "
+        f"{len(versions)} version(s) kept, active {versions[0]}"
+    )
 
 
 def main() -> None:
@@ -112,8 +128,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--service", default="simple_text_classifier")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, ServerProcess(ROOT / "services" / args.service,
-                                                             env={"MODEL_DIR": tmp, "LOG_LEVEL": "WARNING"}) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ServerProcess(ROOT / "services" / args.service, env={"MODEL_DIR": tmp, "LOG_LEVEL": "WARNING"}) as server,
+    ):
         asyncio.run(run(server.url, server.proc.pid, args.seconds, args.concurrency))
 
 

@@ -27,8 +27,10 @@ from label_studio_ml.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = ROOT / "services" / "mmdetection"
-CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
-          '<Label value="Object" predicted_values="{names}"/></RectangleLabels></View>')
+CONFIG = (
+    '<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+    '<Label value="Object" predicted_values="{names}"/></RectangleLabels></View>'
+)
 
 
 def make_images(folder: Path, count: int) -> list[Path]:
@@ -85,9 +87,15 @@ def main() -> int:
         model = init_detector(str(resolve_config(config)), checkpoint, device=device)
         label_config = CONFIG.format(names=",".join(model.dataset_meta["classes"]))
         tasks = [{"id": i, "data": {"image": f"/data/local-files/?d={p.name}"}} for i, p in enumerate(paths)]
-        env = {"MMDET_CONFIG": config, "MMDET_CHECKPOINT": checkpoint, "MMDET_DEVICE": device,
-               "SCORE_THRESHOLD": str(threshold), "LOCAL_FILES_DOCUMENT_ROOT": str(folder),
-               "MODEL_DIR": str(folder / "model_dir"), "LOG_LEVEL": "WARNING"}
+        env = {
+            "MMDET_CONFIG": config,
+            "MMDET_CHECKPOINT": checkpoint,
+            "MMDET_DEVICE": device,
+            "SCORE_THRESHOLD": str(threshold),
+            "LOCAL_FILES_DOCUMENT_ROOT": str(folder),
+            "MODEL_DIR": str(folder / "model_dir"),
+            "LOG_LEVEL": "WARNING",
+        }
         with ServerProcess(SERVICE, env=env) as server:
             session = requests.Session()
             session.post(server.url + "/setup", json={"project": "1", "schema": label_config}, timeout=30)
@@ -96,8 +104,11 @@ def main() -> int:
                 return inference_detector(model, [str(p) for p in paths])
 
             def service_call() -> list:
-                reply = session.post(server.url + "/predict", timeout=600, json={
-                    "tasks": tasks, "project": "1", "label_config": label_config, "params": {"context": None}})
+                reply = session.post(
+                    server.url + "/predict",
+                    timeout=600,
+                    json={"tasks": tasks, "project": "1", "label_config": label_config, "params": {"context": None}},
+                )
                 reply.raise_for_status()
                 return reply.json()["results"]
 
@@ -111,12 +122,15 @@ def main() -> int:
 
     n = args.images
     d, s = statistics.median(direct), statistics.median(service)
-    print(f"mmdetection {config} ({weights}) on {device}, "
-          f"torch threads {torch.get_num_threads()}, {n} images 640x480/480x640, medians of {args.rounds}")
-    print(f"  direct inference_detector(model, paths): {d:.3f} s ({1000 * d / n:.0f} ms/image), "
-          f"{boxes} boxes >= {threshold}")
-    print(f"  service POST /predict ({n} tasks):       {s:.3f} s ({1000 * s / n:.0f} ms/image), "
-          f"{regions} regions")
+    print(
+        f"mmdetection {config} ({weights}) on {device}, "
+        f"torch threads {torch.get_num_threads()}, {n} images 640x480/480x640, medians of {args.rounds}"
+    )
+    print(
+        f"  direct inference_detector(model, paths): {d:.3f} s ({1000 * d / n:.0f} ms/image), "
+        f"{boxes} boxes >= {threshold}"
+    )
+    print(f"  service POST /predict ({n} tasks):       {s:.3f} s ({1000 * s / n:.0f} ms/image), {regions} regions")
     print(f"  per-round ratios: {', '.join(f'{b / a:.2f}' for a, b in zip(direct, service))}")
     print(f"  ratio service / direct: {s / d:.3f}x (target <= 1.10x)")
     return 0

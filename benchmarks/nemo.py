@@ -66,8 +66,9 @@ def main() -> None:
         speak(PHRASES[i % len(PHRASES)], path, *VOICES[i % len(VOICES)])
         files.append(path)
     rate = sf.info(str(files[0])).samplerate
-    long_audio = np.concatenate([np.concatenate([sf.read(str(f), dtype="float32")[0],
-                                                 np.zeros(rate // 2, np.float32)]) for f in files * 3])
+    long_audio = np.concatenate(
+        [np.concatenate([sf.read(str(f), dtype="float32")[0], np.zeros(rate // 2, np.float32)]) for f in files * 3]
+    )
     sf.write(str(media / "long.wav"), long_audio, rate)
     seconds = sum(sf.info(str(f)).duration for f in files)
 
@@ -91,13 +92,21 @@ def main() -> None:
         direct(files[:2])
         service(names[:2])  # warm-up
         rows = [
-            (f"{args.tasks} tasks, {seconds:.0f} s of speech, one request",
-             median_time(lambda: direct(files), args.repeat), median_time(lambda: service(names), args.repeat)),
-            ("1 task, 1 phrase (interactive-sized)",
-             median_time(lambda: direct(files[:1]), args.repeat), median_time(lambda: service(names[:1]), args.repeat)),
-            (f"1 task of {len(long_audio) / rate:.0f} s (service: {chunk} s chunks)",
-             median_time(lambda: direct([media / "long.wav"]), args.repeat),
-             median_time(lambda: service(["long.wav"]), args.repeat)),
+            (
+                f"{args.tasks} tasks, {seconds:.0f} s of speech, one request",
+                median_time(lambda: direct(files), args.repeat),
+                median_time(lambda: service(names), args.repeat),
+            ),
+            (
+                "1 task, 1 phrase (interactive-sized)",
+                median_time(lambda: direct(files[:1]), args.repeat),
+                median_time(lambda: service(names[:1]), args.repeat),
+            ),
+            (
+                f"1 task of {len(long_audio) / rate:.0f} s (service: {chunk} s chunks)",
+                median_time(lambda: direct([media / "long.wav"]), args.repeat),
+                median_time(lambda: service(["long.wav"]), args.repeat),
+            ),
         ]
     print(f"model {model_path}, {len(files)} files at {rate} Hz, median of {args.repeat}")
     print(f"{'case':<58} {'direct':>9} {'service':>9} {'ratio':>6}")

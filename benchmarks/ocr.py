@@ -33,11 +33,15 @@ from label_studio_ml.ocr_testing import Page, cer, match_words, percent_box_to_p
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
-    "tesseract": ('<View><Image name="image" value="$ocr"/><RectangleLabels name="bbox" toName="image" smart="true">'
-                  '<Label value="Text"/></RectangleLabels>'
-                  '<TextArea name="transcription" toName="image" perRegion="true"/></View>'),
-    "easyocr": ('<View><Image name="image" value="$ocr"/><Polygon name="poly" toName="image"/>'
-                '<TextArea name="transcription" toName="image" perRegion="true"/></View>'),
+    "tesseract": (
+        '<View><Image name="image" value="$ocr"/><RectangleLabels name="bbox" toName="image" smart="true">'
+        '<Label value="Text"/></RectangleLabels>'
+        '<TextArea name="transcription" toName="image" perRegion="true"/></View>'
+    ),
+    "easyocr": (
+        '<View><Image name="image" value="$ocr"/><Polygon name="poly" toName="image"/>'
+        '<TextArea name="transcription" toName="image" perRegion="true"/></View>'
+    ),
 }
 
 
@@ -62,8 +66,9 @@ def own_cpu() -> float:
     return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
-def alternate(direct: Callable[[], Any], service: Callable[[], Any], server: Server,
-              repeat: int) -> tuple[float, float, Any]:
+def alternate(
+    direct: Callable[[], Any], service: Callable[[], Any], server: Server, repeat: int
+) -> tuple[float, float, Any]:
     """Medians of ``direct`` and ``service`` timed in turn, so that drifting machine load hits both alike.
     Also records CPU seconds (less sensitive to other load on the machine) in ``cpu``."""
     direct_times, service_times, out = [], [], None
@@ -92,10 +97,24 @@ class Server:
     def __init__(self, service: str, folder: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [str(Path(sys.executable).parent / "label-studio-ml"), "start", str(ROOT / "services" / service),
-                   "--host", "127.0.0.1", "-p", str(self.port), "--log-level", "WARNING"]
-        self.env = {**os.environ, "MODEL_DIR": str(folder / "model_dir"), "LOCAL_FILES_DOCUMENT_ROOT": str(folder),
-                    "THREADS": "8", **env}
+        command = [
+            str(Path(sys.executable).parent / "label-studio-ml"),
+            "start",
+            str(ROOT / "services" / service),
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "--log-level",
+            "WARNING",
+        ]
+        self.env = {
+            **os.environ,
+            "MODEL_DIR": str(folder / "model_dir"),
+            "LOCAL_FILES_DOCUMENT_ROOT": str(folder),
+            "THREADS": "8",
+            **env,
+        }
         self.command = command
 
     def __enter__(self) -> Server:
@@ -124,8 +143,15 @@ class Server:
         return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
     def predict(self, config: str, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None) -> list[dict]:
-        reply = self.client.post("/predict", json={"tasks": tasks, "project": "1.1700000000", "label_config": config,
-                                                   "params": {"login": None, "password": None, "context": context}})
+        reply = self.client.post(
+            "/predict",
+            json={
+                "tasks": tasks,
+                "project": "1.1700000000",
+                "label_config": config,
+                "params": {"login": None, "password": None, "context": context},
+            },
+        )
         reply.raise_for_status()
         return reply.json()["results"]
 
@@ -138,8 +164,11 @@ def quality(pages: list[Page], results: list[dict[str, Any]], level: str) -> tup
     for page, prediction in zip(pages, results, strict=True):
         width, height = page.image.size
         shapes = {item["id"]: item for item in prediction["result"] if item["type"] != "textarea"}
-        found = [(item["value"]["text"][0], percent_box_to_pixels(shapes[item["id"]]["value"], width, height))
-                 for item in prediction["result"] if item["type"] == "textarea"]
+        found = [
+            (item["value"]["text"][0], percent_box_to_pixels(shapes[item["id"]]["value"], width, height))
+            for item in prediction["result"]
+            if item["type"] == "textarea"
+        ]
         references.append(page.text)
         hypotheses.append(" ".join(text for text, _ in found))
         if level == "word":
@@ -153,13 +182,21 @@ def quality(pages: list[Page], results: list[dict[str, Any]], level: str) -> tup
                 if not near:
                     missed += 1
                     continue
-                box = (min(b[0] for b in near), min(b[1] for b in near),
-                       max(b[2] for b in near), max(b[3] for b in near))
+                box = (
+                    min(b[0] for b in near),
+                    min(b[1] for b in near),
+                    max(b[2] for b in near),
+                    max(b[3] for b in near),
+                )
                 errors.append(max(abs(a - b) for a, b in zip(box, truth, strict=True)))
     rate = cer("\n".join(references), "\n".join(hypotheses))
     errors.sort()
-    return rate, errors[-1] if errors else float("nan"), errors[int(0.95 * (len(errors) - 1))] if errors else float(
-        "nan"), missed
+    return (
+        rate,
+        errors[-1] if errors else float("nan"),
+        errors[int(0.95 * (len(errors) - 1))] if errors else float("nan"),
+        missed,
+    )
 
 
 def tesseract(pages: list[Page], folder: Path, repeat: int) -> None:
@@ -182,19 +219,35 @@ def tesseract(pages: list[Page], folder: Path, repeat: int) -> None:
     with Server("tesseract", folder, server_env) as server, ThreadPoolExecutor(workers) as pool:
         one(paths[0])
         server.predict(CONFIGS["tesseract"], tasks[:1])
-        direct_par, service, results = alternate(lambda: list(pool.map(one, paths)),
-                                                 lambda: server.predict(CONFIGS["tesseract"], tasks), server, repeat)
+        direct_par, service, results = alternate(
+            lambda: list(pool.map(one, paths)), lambda: server.predict(CONFIGS["tesseract"], tasks), server, repeat
+        )
         direct_seq, _ = median_time(lambda: [one(p) for p in paths], 1)
         one_by_one, _ = median_time(lambda: [server.predict(CONFIGS["tesseract"], [t]) for t in tasks], 1)
         interactive_times, crop_times = [], []
         for i, page in enumerate(pages):
             width, height = page.image.size
             left, top, right, bottom = page.line_box(0)
-            value = {"x": 100 * (left - 10) / width, "y": 100 * (top - 10) / height, "rotation": 0,
-                     "width": 100 * (right - left + 20) / width, "height": 100 * (bottom - top + 20) / height}
-            context = {"result": [{"id": f"box{i}", "from_name": "bbox", "to_name": "image", "type": "rectanglelabels",
-                                   "original_width": width, "original_height": height,
-                                   "value": {**value, "rectanglelabels": ["Text"]}}]}
+            value = {
+                "x": 100 * (left - 10) / width,
+                "y": 100 * (top - 10) / height,
+                "rotation": 0,
+                "width": 100 * (right - left + 20) / width,
+                "height": 100 * (bottom - top + 20) / height,
+            }
+            context = {
+                "result": [
+                    {
+                        "id": f"box{i}",
+                        "from_name": "bbox",
+                        "to_name": "image",
+                        "type": "rectanglelabels",
+                        "original_width": width,
+                        "original_height": height,
+                        "value": {**value, "rectanglelabels": ["Text"]},
+                    }
+                ]
+            }
             started = time.perf_counter()
             answer = server.predict(CONFIGS["tesseract"], [tasks[i]], context)
             interactive_times.append(time.perf_counter() - started)
@@ -205,8 +258,10 @@ def tesseract(pages: list[Page], folder: Path, repeat: int) -> None:
             crop_times.append(time.perf_counter() - started)
     rate, worst, p95, missed = quality(pages, results, "word")
     words = sum(len(p.words) for p in pages)
-    print(f"tesseract {pytesseract.get_tesseract_version()}, eng, psm 3, word boxes, {workers} workers, "
-          f"{len(pages)} pages of {pages[0].image.size[0]}x{pages[0].image.size[1]} px, {words} words")
+    print(
+        f"tesseract {pytesseract.get_tesseract_version()}, eng, psm 3, word boxes, {workers} workers, "
+        f"{len(pages)} pages of {pages[0].image.size[0]}x{pages[0].image.size[1]} px, {words} words"
+    )
     print(f"  library direct, sequential (once)   {direct_seq:7.2f} s  ({1000 * direct_seq / len(pages):.0f} ms/page)")
     print(f"  library direct, {workers} threads             {direct_par:7.2f} s")
     print(f"  service, one /predict of {len(pages)} tasks    {service:7.2f} s")
@@ -214,10 +269,14 @@ def tesseract(pages: list[Page], folder: Path, repeat: int) -> None:
     print(f"  ratio service / direct (same parallelism)  {service / direct_par:.2f}x   (target <= 1.10)")
     print(f"  ratio service / direct sequential          {service / direct_seq:.2f}x")
     print(cpu_line())
-    print(f"  interactive, one drawn line: p50 {1000 * statistics.median(interactive_times):.0f} ms via /predict, "
-          f"p50 {1000 * statistics.median(crop_times):.0f} ms direct")
-    print(f"  CER {rate:.2%} (target <= 2%); box error max {worst:.1f} px, p95 {p95:.1f} px; "
-          f"words without a box {missed}/{words}")
+    print(
+        f"  interactive, one drawn line: p50 {1000 * statistics.median(interactive_times):.0f} ms via /predict, "
+        f"p50 {1000 * statistics.median(crop_times):.0f} ms direct"
+    )
+    print(
+        f"  CER {rate:.2%} (target <= 2%); box error max {worst:.1f} px, p95 {p95:.1f} px; "
+        f"words without a box {missed}/{words}"
+    )
 
 
 def easyocr_bench(pages: list[Page], folder: Path, repeat: int) -> None:
@@ -237,11 +296,17 @@ def easyocr_bench(pages: list[Page], folder: Path, repeat: int) -> None:
     with Server("easyocr", folder, env) as server:
         reader.readtext(paths[0])
         server.predict(CONFIGS["easyocr"], tasks[:1])
-        direct, service, results = alternate(lambda: [reader.readtext(p) for p in paths],
-                                             lambda: server.predict(CONFIGS["easyocr"], tasks), server, repeat)
-    print(f"easyocr {easyocr.__version__} on {reader.device} ({torch.get_num_threads()} CPU threads), en (CRAFT + "
-          f"english_g2), reader built in {load:.1f} s, {len(pages)} pages of {pages[0].image.size[0]}x"
-          f"{pages[0].image.size[1]} px")
+        direct, service, results = alternate(
+            lambda: [reader.readtext(p) for p in paths],
+            lambda: server.predict(CONFIGS["easyocr"], tasks),
+            server,
+            repeat,
+        )
+    print(
+        f"easyocr {easyocr.__version__} on {reader.device} ({torch.get_num_threads()} CPU threads), en (CRAFT + "
+        f"english_g2), reader built in {load:.1f} s, {len(pages)} pages of {pages[0].image.size[0]}x"
+        f"{pages[0].image.size[1]} px"
+    )
     print(f"  library direct, readtext per page   {direct:7.2f} s  ({1000 * direct / len(pages):.0f} ms/page)")
     rate, worst, p95, missed = quality(pages, results, "line")
     print(f"  service, one /predict of {len(pages)} tasks    {service:7.2f} s")

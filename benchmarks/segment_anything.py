@@ -50,9 +50,21 @@ def make_image(folder: Path, name: str, width: int, height: int, seed: int) -> P
 
 
 def click(x: float, y: float, width: int, height: int) -> dict:
-    return {"result": [{"id": "k", "from_name": "kp", "to_name": "image", "type": "keypointlabels",
-                        "original_width": width, "original_height": height, "image_rotation": 0,
-                        "is_positive": True, "value": {"x": x, "y": y, "width": 1, "keypointlabels": ["Object"]}}]}
+    return {
+        "result": [
+            {
+                "id": "k",
+                "from_name": "kp",
+                "to_name": "image",
+                "type": "keypointlabels",
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "is_positive": True,
+                "value": {"x": x, "y": y, "width": 1, "keypointlabels": ["Object"]},
+            }
+        ]
+    }
 
 
 def timed(fn, *args):  # type: ignore[no-untyped-def]
@@ -90,9 +102,14 @@ def main() -> None:
 
             # --- the service, through its HTTP app -----------------------------------------------
             def predict(name: str, x: float, y: float) -> None:
-                reply = client.post("/predict", json={
-                    "tasks": [{"id": 1, "data": {"image": f"/data/local-files/?d={name}"}}],
-                    "label_config": CONFIG, "params": {"context": click(x, y, width, height)}})
+                reply = client.post(
+                    "/predict",
+                    json={
+                        "tasks": [{"id": 1, "data": {"image": f"/data/local-files/?d={name}"}}],
+                        "label_config": CONFIG,
+                        "params": {"context": click(x, y, width, height)},
+                    },
+                )
                 assert reply.status_code == 200 and reply.json()["results"][0]["result"], reply.text
 
             # --- transformers directly -----------------------------------------------------------
@@ -113,7 +130,7 @@ def main() -> None:
                 with torch.inference_mode():
                     out = model(image_embeddings=embeddings, input_points=point, multimask_output=True)
                 best = int(out.iou_scores[0, 0].argmax())
-                masks = processor.post_process_masks(out.pred_masks[:, :, best:best + 1].cpu(), original, reshaped)
+                masks = processor.post_process_masks(out.pred_masks[:, :, best : best + 1].cpu(), original, reshaped)
                 return masks[0][0, 0].numpy()
 
             def first_click(path: Path) -> tuple:  # type: ignore[type-arg]
@@ -142,16 +159,20 @@ def main() -> None:
     sf, sn = statistics.median(service_first), statistics.median(service_next)
     df, dn = statistics.median(direct_first), statistics.median(direct_next)
     dr = statistics.median(d + r for d, r in zip(direct_next, rle, strict=True))
-    print(f"segment_anything on {device} ({torch.get_num_threads()} threads), image {width}x{height}, "
-          f"checkpoint {given or 'SAM ViT-B architecture, random weights'}; medians of {args.images} first "
-          f"and {args.images * args.clicks} further clicks")
+    print(
+        f"segment_anything on {device} ({torch.get_num_threads()} threads), image {width}x{height}, "
+        f"checkpoint {given or 'SAM ViT-B architecture, random weights'}; medians of {args.images} first "
+        f"and {args.images * args.clicks} further clicks"
+    )
     print(f"{'':34}{'service':>10}{'direct':>10}{'service/direct':>16}")
     print(f"{'first click (encoder)':34}{sf * 1000:>8.0f}ms{df * 1000:>8.0f}ms{sf / df:>15.2f}x")
     print(f"{'further click, cached embedding':34}{sn * 1000:>8.0f}ms{dn * 1000:>8.0f}ms{sn / dn:>15.2f}x")
     print(f"{'  direct + LS RLE encoding':34}{'':>10}{dr * 1000:>8.0f}ms{sn / dr:>15.2f}x")
-    print(f"LS RLE encoding alone: {statistics.median(rle) * 1000:.0f} ms for masks of "
-          f"{statistics.median(runs):.0f} runs (random weights give ragged masks; an object mask has a few "
-          f"thousand runs)")
+    print(
+        f"LS RLE encoding alone: {statistics.median(rle) * 1000:.0f} ms for masks of "
+        f"{statistics.median(runs):.0f} runs (random weights give ragged masks; an object mask has a few "
+        f"thousand runs)"
+    )
     print(f"first / further click: service {sf / sn:.1f}x faster, direct {df / dn:.1f}x")
 
 

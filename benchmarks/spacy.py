@@ -31,8 +31,9 @@ def direct(nlp: spacy.language.Language, texts: list[str], disable: list[str]) -
     started = time.perf_counter()
     docs = list(nlp.pipe(texts, batch_size=100, disable=disable))
     elapsed = time.perf_counter() - started
-    return elapsed, [[(e.start_char, e.end_char, MAPPING[e.label_]) for e in d.ents if e.label_ in MAPPING]
-                     for d in docs]
+    return elapsed, [
+        [(e.start_char, e.end_char, MAPPING[e.label_]) for e in d.ents if e.label_ in MAPPING] for d in docs
+    ]
 
 
 def main() -> None:

@@ -17,8 +17,10 @@ from typing import Any
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.testing import model_client
 
-CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
-          '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
+CONFIG = (
+    '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+    '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>'
+)
 HTML = {"Accept": "text/html"}
 
 
@@ -48,13 +50,18 @@ def main() -> None:
             ids = [f"{project:04d}{job:08d}" for job in range(20)]
             client.runtime.store.set(str(project), "jobs", ids)
             for job_id in ids:
-                client.runtime.store.set(str(project), f"job-{job_id}", {
-                    "id": job_id, "project": str(project), "state": "done", "progress": 1.0, "created_at": now})
+                client.runtime.store.set(
+                    str(project),
+                    f"job-{job_id}",
+                    {"id": job_id, "project": str(project), "state": "done", "progress": 1.0, "created_at": now},
+                )
         busy, busy_size = per_call_ms(client, "/?fragment=1", calls, HTML)
         health, _ = per_call_ms(client, "/health", calls)
     print(f"live part, no project:              {empty:6.1f} ms  {empty_size / 1024:5.1f} KiB")
-    print(f"live part, 40 projects, 800 jobs:   {busy:6.1f} ms  {busy_size / 1024:5.1f} KiB"
-          f"  ({busy / 2000:.1%} of a core per open tab at one refresh every 2 s)")
+    print(
+        f"live part, 40 projects, 800 jobs:   {busy:6.1f} ms  {busy_size / 1024:5.1f} KiB"
+        f"  ({busy / 2000:.1%} of a core per open tab at one refresh every 2 s)"
+    )
     print(f"/health, for scale:                 {health:6.1f} ms")
 
 

@@ -1,6 +1,6 @@
 """Webhook latency while a training runs, and time for a new version to reach a second replica.
 
-    python benchmarks/training.py      (needs redis-server on PATH for the replica figure)
+python benchmarks/training.py      (needs redis-server on PATH for the replica figure)
 """
 
 from __future__ import annotations
@@ -19,13 +19,20 @@ from label_studio_ml.testing import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "core" / "tests" / "models" / "trainable.py"
-CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
-          '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
+CONFIG = (
+    '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+    '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>'
+)
 
 
 def event(action: str, label: str = "Positive") -> dict:
-    return {"action": action, "project": {"id": 3, "label_config": CONFIG}, "label": label,
-            "annotation": {"id": 1}, "task": {"id": 1, "data": {"text": "x"}}}
+    return {
+        "action": action,
+        "project": {"id": 3, "label_config": CONFIG},
+        "label": label,
+        "annotation": {"id": 1},
+        "task": {"id": 1, "data": {"text": "x"}},
+    }
 
 
 def version(url: str) -> str:
@@ -46,9 +53,11 @@ def webhook_latency(tmp: Path) -> None:
             latencies.append(1000 * (time.perf_counter() - started))
         jobs = session.get(server.url + "/jobs?project=3", timeout=5).json()["jobs"]
     latencies.sort()
-    print(f"webhook during training: n=200 p50={statistics.median(latencies):.2f} ms "
-          f"p99={latencies[197]:.2f} ms max={latencies[-1]:.2f} ms (target < 100 ms); "
-          f"jobs after 201 events: {len(jobs)} ({[j['state'] for j in jobs]})")
+    print(
+        f"webhook during training: n=200 p50={statistics.median(latencies):.2f} ms "
+        f"p99={latencies[197]:.2f} ms max={latencies[-1]:.2f} ms (target < 100 ms); "
+        f"jobs after 201 events: {len(jobs)} ({[j['state'] for j in jobs]})"
+    )
 
 
 def replica_propagation(tmp: Path) -> None:
@@ -57,14 +66,15 @@ def replica_propagation(tmp: Path) -> None:
         print("replica propagation: skipped, redis-server not installed")
         return
     port = free_port()
-    redis = subprocess.Popen([binary, "--port", str(port), "--save", "", "--dir", str(tmp)],
-                             stdout=subprocess.DEVNULL)
+    redis = subprocess.Popen([binary, "--port", str(port), "--save", "", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
     time.sleep(0.5)
-    env = {"MODEL_DIR": str(tmp / "shared"), "REDIS_URL": f"redis://127.0.0.1:{port}/0",
-           "TRAINABLE_FIT_SECONDS": "0"}
+    env = {"MODEL_DIR": str(tmp / "shared"), "REDIS_URL": f"redis://127.0.0.1:{port}/0", "TRAINABLE_FIT_SECONDS": "0"}
     try:
-        with ServerProcess(TARGET, env=env) as one, ServerProcess(TARGET, env=env) as two, \
-                ServerProcess(TARGET, env=env, command="worker", wait_healthy=False):
+        with (
+            ServerProcess(TARGET, env=env) as one,
+            ServerProcess(TARGET, env=env) as two,
+            ServerProcess(TARGET, env=env, command="worker", wait_healthy=False),
+        ):
             time.sleep(2)  # worker loaded
             figures = []
             for label in ("Negative", "Positive", "Negative"):
@@ -74,8 +84,11 @@ def replica_propagation(tmp: Path) -> None:
                 while version(two.url) == old:
                     time.sleep(0.005)
                 figures.append(1000 * (time.perf_counter() - started))
-            print("new version visible on the second replica after: "
-                  + ", ".join(f"{f:.0f} ms" for f in figures) + " (webhook -> worker trains -> replica /setup)")
+            print(
+                "new version visible on the second replica after: "
+                + ", ".join(f"{f:.0f} ms" for f in figures)
+                + " (webhook -> worker trains -> replica /setup)"
+            )
     finally:
         redis.terminate()
 

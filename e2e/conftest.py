@@ -35,8 +35,9 @@ def ensure_label_studio() -> Path:
         return exe
     print(f"installing label-studio=={LS_VERSION} into {LS_VENV} ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(LS_VENV)], check=True)
-    subprocess.run([str(LS_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(LS_REQUIREMENTS)],
-                   check=True)
+    subprocess.run(
+        [str(LS_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(LS_REQUIREMENTS)], check=True
+    )
     stamp.write_text(LS_REQUIREMENTS.read_text())
     return exe
 
@@ -53,26 +54,34 @@ class LabelStudio:
         reply = self.http.request(method, self.url + path, timeout=120, **kwargs)
         expected = (expect,) if isinstance(expect, int) else expect
         assert reply.status_code in expected, f"{method} {path} -> {reply.status_code}: {reply.text[:500]}"
-        return reply.json() if reply.content and reply.headers.get("content-type", "").startswith(
-            "application/json") else None
+        return (
+            reply.json()
+            if reply.content and reply.headers.get("content-type", "").startswith("application/json")
+            else None
+        )
 
     def create_project(self, label_config: str, title: str = "e2e") -> int:
         return self.api("POST", "/api/projects/", json={"title": title, "label_config": label_config})["id"]
 
     def connect(self, project: int, backend_url: str, interactive: bool = False, **extra: Any) -> dict[str, Any]:
-        return self.api("POST", "/api/ml", json={"url": backend_url, "project": project, "title": "backend",
-                                                 "is_interactive": interactive, **extra})
+        return self.api(
+            "POST",
+            "/api/ml",
+            json={"url": backend_url, "project": project, "title": "backend", "is_interactive": interactive, **extra},
+        )
 
     def import_tasks(self, project: int, tasks: list[dict[str, Any]]) -> None:
         self.api("POST", f"/api/projects/{project}/import", json=tasks)
 
     def upload_files(self, project: int, files: dict[str, bytes]) -> None:
-        self.api("POST", f"/api/projects/{project}/import",
-                 files={name: (name, data) for name, data in files.items()})
+        self.api("POST", f"/api/projects/{project}/import", files={name: (name, data) for name, data in files.items()})
 
     def retrieve_predictions(self, project: int) -> None:
-        self.api("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
-                 json={"selectedItems": {"all": True, "excluded": []}})
+        self.api(
+            "POST",
+            f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+            json={"selectedItems": {"all": True, "excluded": []}},
+        )
 
     def tasks(self, project: int) -> list[dict[str, Any]]:
         reply = self.api("GET", f"/api/tasks/?project={project}&fields=all&page_size=100")
@@ -86,11 +95,20 @@ class LabelStudio:
         web = requests.Session()
         web.get(self.url + "/user/login/", timeout=30)
         csrf = web.cookies.get("csrftoken", "")
-        web.post(self.url + "/user/login/", data={"email": USER, "password": PASSWORD, "csrfmiddlewaretoken": csrf},
-                 headers={"Referer": self.url + "/user/login/"}, timeout=30, allow_redirects=False)
+        web.post(
+            self.url + "/user/login/",
+            data={"email": USER, "password": PASSWORD, "csrfmiddlewaretoken": csrf},
+            headers={"Referer": self.url + "/user/login/"},
+            timeout=30,
+            allow_redirects=False,
+        )
         headers = {"X-CSRFToken": web.cookies.get("csrftoken", csrf), "Referer": self.url + "/"}
-        web.post(self.url + "/api/jwt/settings", json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": True},
-                 headers=headers, timeout=30)
+        web.post(
+            self.url + "/api/jwt/settings",
+            json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": True},
+            headers=headers,
+            timeout=30,
+        )
         reply = web.post(self.url + "/api/token/", headers=headers, timeout=30)
         assert reply.status_code in (200, 201), reply.text[:300]
         return reply.json()["token"]
@@ -103,16 +121,39 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
     port = free_port()
     token = secrets.token_hex(20)
     log_path = data / "label-studio.log"
-    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data), "LABEL_STUDIO_USERNAME": USER,
-           "LABEL_STUDIO_PASSWORD": PASSWORD, "LABEL_STUDIO_USER_TOKEN": token,
-           "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true", "ML_BLOCK_LOCAL_IP": "false",
-           "SSRF_PROTECTION_ENABLED": "false", "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+        "LABEL_STUDIO_USERNAME": USER,
+        "LABEL_STUDIO_PASSWORD": PASSWORD,
+        "LABEL_STUDIO_USER_TOKEN": token,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "ML_BLOCK_LOCAL_IP": "false",
+        "SSRF_PROTECTION_ENABLED": "false",
+        "LATEST_VERSION_CHECK": "false",
+        "COLLECT_ANALYTICS": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
     started = time.monotonic()
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1",
-                                 "--host", f"http://127.0.0.1:{port}", "--port", str(port), "--data-dir", str(data)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                str(exe),
+                "start",
+                "--no-browser",
+                "--internal-host",
+                "127.0.0.1",
+                "--host",
+                f"http://127.0.0.1:{port}",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     ls = LabelStudio(f"http://127.0.0.1:{port}", token, log_path)
     try:
         while True:
@@ -143,10 +184,17 @@ def backend(label_studio: LabelStudio, tmp_path: Path) -> Iterator[Any]:
 
     def start(service: str | Path, api_key: str | None = None, **env: str) -> ServerProcess:
         folder = service if isinstance(service, Path) else ROOT / "services" / service
-        server = ServerProcess(folder, env={
-            "MODEL_DIR": str(tmp_path / f"{folder.name}-models"), "LABEL_STUDIO_URL": label_studio.url,
-            "LABEL_STUDIO_API_KEY": api_key or label_studio.token, "HF_HUB_OFFLINE": "1", **env},
-            log_path=tmp_path / f"{folder.name}.log")
+        server = ServerProcess(
+            folder,
+            env={
+                "MODEL_DIR": str(tmp_path / f"{folder.name}-models"),
+                "LABEL_STUDIO_URL": label_studio.url,
+                "LABEL_STUDIO_API_KEY": api_key or label_studio.token,
+                "HF_HUB_OFFLINE": "1",
+                **env,
+            },
+            log_path=tmp_path / f"{folder.name}.log",
+        )
         server.start()
         started.append(server)
         BACKENDS.append(server)

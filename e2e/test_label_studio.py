@@ -13,10 +13,14 @@ import pytest
 from label_studio_ml.label_config import LabelConfig
 from label_studio_ml.regions import RegionValidator
 
-CHOICES = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
-           '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
-SPANS = ('<View><Labels name="label" toName="text"><Label value="Fruit"/><Label value="Org"/></Labels>'
-         '<Text name="text" value="$text"/></View>')
+CHOICES = (
+    '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+    '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>'
+)
+SPANS = (
+    '<View><Labels name="label" toName="text"><Label value="Fruit"/><Label value="Org"/></Labels>'
+    '<Text name="text" value="$text"/></View>'
+)
 POSITIVE = ["I love this", "great product, love it", "wonderful and great", "so good, I love it"]
 NEGATIVE = ["I hate this", "terrible product, hate it", "awful and bad", "so bad, I hate it"]
 
@@ -31,8 +35,9 @@ def assert_predictions(ls, project: int, config: str, version: str, expect_regio
         kept, dropped = validator.validate(mine[0]["result"], task)
         assert not dropped, dropped
     if expect_regions is not None:
-        assert any(p["result"] for t in tasks for p in t["predictions"] if p["model_version"] == version) \
-            == expect_regions
+        assert (
+            any(p["result"] for t in tasks for p in t["predictions"] if p["model_version"] == version) == expect_regions
+        )
     return tasks
 
 
@@ -58,12 +63,22 @@ def test_substring_matching_batch_and_interactive(label_studio, backend):
     assert version == "substring_matching-0"
     tasks = assert_predictions(ls, project, SPANS, version, expect_regions=False)
     task = next(t for t in tasks if t["data"]["text"] == text)
-    context = {"result": [{"id": "u1", "from_name": "label", "to_name": "text", "type": "labels", "origin": "manual",
-                           "value": {"start": 0, "end": 5, "text": "apple", "labels": ["Fruit"]}}]}
+    context = {
+        "result": [
+            {
+                "id": "u1",
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+                "origin": "manual",
+                "value": {"start": 0, "end": 5, "text": "apple", "labels": ["Fruit"]},
+            }
+        ]
+    }
     reply = ls.api("POST", f"/api/ml/{ml['id']}/interactive-annotating", json={"task": task["id"], "context": context})
     spans = reply["data"]["result"]
     assert sorted(s["value"]["start"] for s in spans) == [17, 28]
-    assert all(text[s["value"]["start"]:s["value"]["end"]] == s["value"]["text"] for s in spans)
+    assert all(text[s["value"]["start"] : s["value"]["end"]] == s["value"]["text"] for s in spans)
     before = len(server.log_tail(500).splitlines())
     ls.retrieve_predictions(project)  # every task has this version's prediction: no /predict is sent
     assert "predicted" not in "\n".join(server.log_tail(500).splitlines()[before:])
@@ -95,8 +110,10 @@ def test_text_classifier_training_loop_through_label_studio(label_studio, backen
     ls.retrieve_predictions(project)
     tasks = assert_predictions(ls, project, CHOICES, v1, expect_regions=True)
     by_text = {t["data"]["text"]: t for t in tasks}
-    predicted = {text: prediction_of(by_text[text], v1)["result"][0]
-                 ["value"]["choices"][0] for text in ("love it, great", "hate it, bad")}
+    predicted = {
+        text: prediction_of(by_text[text], v1)["result"][0]["value"]["choices"][0]
+        for text in ("love it, great", "hate it, bad")
+    }
     assert predicted == {"love it, great": "Positive", "hate it, bad": "Negative"}
     ls.api("DELETE", f"/api/annotations/{annotation_ids[0]}/", expect=(200, 204))
     time.sleep(1)
@@ -104,12 +121,16 @@ def test_text_classifier_training_loop_through_label_studio(label_studio, backen
     assert "Traceback" not in server.log_tail(400)
 
 
-NER = ('<View><Labels name="ner" toName="text"><Label value="Person"/><Label value="Organization" '
-       'predicted_values="ORG"/><Label value="Place" predicted_values="GPE,LOC"/></Labels>'
-       '<Text name="text" value="$text"/></View>')
-OCR = ('<View><Image name="image" value="$ocr"/><RectangleLabels name="bbox" toName="image" smart="true">'
-       '<Label value="Text"/></RectangleLabels><TextArea name="transcription" toName="image" perRegion="true" '
-       'editable="true"/></View>')
+NER = (
+    '<View><Labels name="ner" toName="text"><Label value="Person"/><Label value="Organization" '
+    'predicted_values="ORG"/><Label value="Place" predicted_values="GPE,LOC"/></Labels>'
+    '<Text name="text" value="$text"/></View>'
+)
+OCR = (
+    '<View><Image name="image" value="$ocr"/><RectangleLabels name="bbox" toName="image" smart="true">'
+    '<Label value="Text"/></RectangleLabels><TextArea name="transcription" toName="image" perRegion="true" '
+    'editable="true"/></View>'
+)
 OCR_LINES = ["Invoice number 4217 paid", "Total amount due 98.50 euro"]
 
 
@@ -129,7 +150,7 @@ def test_spacy_entities_through_label_studio(label_studio, backend):
         text = task["data"]["text"]
         for region in prediction_of(task, version)["result"]:
             value = region["value"]
-            assert text[value["start"]:value["end"]] == value["text"], (text, value)
+            assert text[value["start"] : value["end"]] == value["text"], (text, value)
             spans[value["text"]] = value["labels"][0]
     assert spans["Barack Obama"] == "Person" and spans["Google"] == "Organization" and spans["Paris"] == "Place"
 
@@ -164,12 +185,27 @@ def test_tesseract_reads_images_uploaded_to_label_studio(label_studio, backend, 
 
     width, height = page.image.size
     left, top, right, bottom = page.line_box(1)
-    box = {"x": 100 * (left - 6) / width, "y": 100 * (top - 8) / height, "width": 100 * (right - left + 12) / width,
-           "height": 100 * (bottom - top + 16) / height, "rotation": 0, "rectanglelabels": ["Text"]}
-    drawn = {"id": "drawnBox1", "from_name": "bbox", "to_name": "image", "type": "rectanglelabels",
-             "origin": "manual", "original_width": width, "original_height": height, "value": box}
-    reply = ls.api("POST", f"/api/ml/{ml['id']}/interactive-annotating",
-                   json={"task": task["id"], "context": {"result": [drawn]}})
+    box = {
+        "x": 100 * (left - 6) / width,
+        "y": 100 * (top - 8) / height,
+        "width": 100 * (right - left + 12) / width,
+        "height": 100 * (bottom - top + 16) / height,
+        "rotation": 0,
+        "rectanglelabels": ["Text"],
+    }
+    drawn = {
+        "id": "drawnBox1",
+        "from_name": "bbox",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "origin": "manual",
+        "original_width": width,
+        "original_height": height,
+        "value": box,
+    }
+    reply = ls.api(
+        "POST", f"/api/ml/{ml['id']}/interactive-annotating", json={"task": task["id"], "context": {"result": [drawn]}}
+    )
     texts = [r["value"]["text"] for r in reply["data"]["result"] if r["type"] == "textarea"]
     assert texts == [[OCR_LINES[1]]], reply
     assert "Traceback" not in server.log_tail(400)
@@ -177,8 +213,12 @@ def test_tesseract_reads_images_uploaded_to_label_studio(label_studio, backend, 
 
 def test_a_backend_made_by_label_studio_ml_create_connects_and_predicts(label_studio, backend, tmp_path):
     """The seed's steps for a new user: create, start, connect in LS, retrieve predictions."""
-    created = subprocess.run([sys.executable, "-m", "label_studio_ml", "create", "my_backend",
-                              "--root-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    created = subprocess.run(
+        [sys.executable, "-m", "label_studio_ml", "create", "my_backend", "--root-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert created.returncode == 0, created.stderr
     ls = label_studio
     server = backend(tmp_path / "my_backend")

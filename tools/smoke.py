@@ -68,9 +68,17 @@ def main() -> int:
     if not args.no_build:
         build_args = {"BASE_IMAGE": args.base_image, **spec.get("build_args", {})}
         print(f"building {tag} ({', '.join(f'{k}={v}' for k, v in build_args.items())}) ...", flush=True)
-        client.images.build(path=str(ROOT), dockerfile=f"services/{args.model}/Dockerfile", tag=tag,
-                            target="production", buildargs=build_args, network_mode="host", rm=True, forcerm=True,
-                            nocache=args.no_cache)
+        client.images.build(
+            path=str(ROOT),
+            dockerfile=f"services/{args.model}/Dockerfile",
+            tag=tag,
+            target="production",
+            buildargs=build_args,
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            nocache=args.no_cache,
+        )
     build_seconds = time.monotonic() - started
     image = client.images.get(tag)
     port = free_port()
@@ -80,8 +88,9 @@ def main() -> int:
         if spec.get("files"):
             base_url, files_server = serve_files(ROOT / "services" / args.model / spec["files"])
             spec = json.loads(json.dumps(spec).replace("{media}", base_url))
-        container = client.containers.run(tag, detach=True, network_mode="host",
-                                          environment={"PORT": str(port), "LOG_LEVEL": "INFO"})
+        container = client.containers.run(
+            tag, detach=True, network_mode="host", environment={"PORT": str(port), "LOG_LEVEL": "INFO"}
+        )
         url = f"http://127.0.0.1:{port}"
         boot = time.monotonic()
         while True:
@@ -98,25 +107,42 @@ def main() -> int:
                 return 1
             time.sleep(0.5)
         healthy_after = time.monotonic() - boot
-        setup = requests.post(url + "/setup", json={"project": "1.1700000000", "schema": spec["label_config"]},
-                              timeout=10)
+        setup = requests.post(
+            url + "/setup", json={"project": "1.1700000000", "schema": spec["label_config"]}, timeout=10
+        )
         setup.raise_for_status()
         version = setup.json()["model_version"]
-        reply = requests.post(url + "/predict", timeout=120, json={
-            "tasks": spec["tasks"], "project": "1.1700000000", "label_config": spec["label_config"],
-            "params": {"login": None, "password": None, "context": spec.get("context")}})
-        results = reply.json().get("results") if reply.headers.get("content-type", "").startswith(
-            "application/json") else None
-        ok = reply.status_code == 200 and isinstance(results, list) and len(results) == len(spec["tasks"]) \
+        reply = requests.post(
+            url + "/predict",
+            timeout=120,
+            json={
+                "tasks": spec["tasks"],
+                "project": "1.1700000000",
+                "label_config": spec["label_config"],
+                "params": {"login": None, "password": None, "context": spec.get("context")},
+            },
+        )
+        results = (
+            reply.json().get("results")
+            if reply.headers.get("content-type", "").startswith("application/json")
+            else None
+        )
+        ok = (
+            reply.status_code == 200
+            and isinstance(results, list)
+            and len(results) == len(spec["tasks"])
             and all(r.get("model_version") == version for r in results)
+        )
         if ok and spec.get("expect_regions"):
             ok = any(r["result"] for r in results)
         if ok and spec.get("expect_texts"):
             found = json.dumps([r["result"] for r in results], ensure_ascii=False)
             ok = all(json.dumps(text, ensure_ascii=False) in found for text in spec["expect_texts"])
-        print(f"{args.model}: image {image.attrs['Size'] / 1e6:.0f} MB, build {build_seconds:.0f} s, "
-              f"healthy after {healthy_after:.1f} s, /predict {reply.status_code} with "
-              f"{sum(len(r['result']) for r in results or [])} region(s) for {len(spec['tasks'])} task(s)")
+        print(
+            f"{args.model}: image {image.attrs['Size'] / 1e6:.0f} MB, build {build_seconds:.0f} s, "
+            f"healthy after {healthy_after:.1f} s, /predict {reply.status_code} with "
+            f"{sum(len(r['result']) for r in results or [])} region(s) for {len(spec['tasks'])} task(s)"
+        )
         if not ok:
             print(container.logs().decode(errors="replace")[-3000:])
             print(f"FAIL: unexpected /predict reply: {reply.text[:500]}")

@@ -78,28 +78,36 @@ def ensure(packages: list[str], envs: list[str]) -> int:
         return 0
     command = f"apt-get install -y --no-install-recommends {' '.join(packages)}"
     if shutil.which("dpkg-query") is None or shutil.which("apt-get") is None:
-        print(f"system packages: this machine has no apt/dpkg; the tests of {', '.join(envs)} need the Debian "
-              f"packages {' '.join(packages)} (install their equivalents, then run with SYSTEM_PACKAGES=skip)",
-              file=sys.stderr)
+        print(
+            f"system packages: this machine has no apt/dpkg; the tests of {', '.join(envs)} need the Debian "
+            f"packages {' '.join(packages)} (install their equivalents, then run with SYSTEM_PACKAGES=skip)",
+            file=sys.stderr,
+        )
         return 2
     missing = [p for p in packages if not installed(p)]
     if not missing:
         return 0
     if os.geteuid() != 0:
-        print(f"system packages missing: {' '.join(missing)}; install them with: "
-              f"sudo apt-get update && sudo apt-get install -y --no-install-recommends {' '.join(missing)}",
-              file=sys.stderr)
+        print(
+            f"system packages missing: {' '.join(missing)}; install them with: "
+            f"sudo apt-get update && sudo apt-get install -y --no-install-recommends {' '.join(missing)}",
+            file=sys.stderr,
+        )
         return 2
     started = time.monotonic()
     print(f"system packages: installing {' '.join(missing)} (apt-get, as root) ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                                                  *missing]):
+    for step in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+    ):
         done = subprocess.run(step, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
             tail = " ".join(done.stderr.strip().splitlines()[-2:])
-            print(f"system packages: `{' '.join(step)}` failed (exit {done.returncode}): {tail}; "
-                  f"run `{command}` by hand", file=sys.stderr)
+            print(
+                f"system packages: `{' '.join(step)}` failed (exit {done.returncode}): {tail}; run `{command}` by hand",
+                file=sys.stderr,
+            )
             return 2
     print(f"system packages: installed {len(missing)} in {time.monotonic() - started:.0f} s", flush=True)
     return 0

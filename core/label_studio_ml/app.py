@@ -44,6 +44,7 @@ class JSONResponse(StarletteJSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=_ORJSON_OPTIONS)
 
+
 OPEN_PATHS = {"/", "/health", "/openapi.json"}
 REALM = 'Basic realm="label-studio-ml", charset="UTF-8"'
 
@@ -83,7 +84,7 @@ class ProtocolMiddleware:
             return
         path = scope["path"]
         if self.settings.root_path and path.startswith(self.settings.root_path):
-            path = path[len(self.settings.root_path):] or "/"
+            path = path[len(self.settings.root_path) :] or "/"
         started = time.perf_counter()
         status = [500]
 
@@ -111,7 +112,9 @@ class ProtocolMiddleware:
             series = self._series.get((label, status[0]))
             if series is None:
                 series = self._series[(label, status[0])] = (
-                    self.metrics.requests.labels(label, str(status[0])), self.metrics.latency.labels(label))
+                    self.metrics.requests.labels(label, str(status[0])),
+                    self.metrics.latency.labels(label),
+                )
             series[0].inc()
             series[1].observe(time.perf_counter() - started)
 
@@ -178,8 +181,13 @@ class MLBackendApp:
         self.metrics.predictions.inc(len(results))
         self.metrics.dropped.inc(self.runtime.stats["dropped_regions"] - before["dropped_regions"])
         self.metrics.failed_tasks.inc(self.runtime.stats["failed_tasks"] - before["failed_tasks"])
-        self.request_log.info("predicted %d task(s) for project %s in %.1f ms%s", len(results), parsed.project,
-                              1000 * (time.perf_counter() - started), " (interactive)" if parsed.context else "")
+        self.request_log.info(
+            "predicted %d task(s) for project %s in %.1f ms%s",
+            len(results),
+            parsed.project,
+            1000 * (time.perf_counter() - started),
+            " (interactive)" if parsed.context else "",
+        )
         return JSONResponse({"results": results})
 
     async def webhook(self, request: Request) -> Response:
@@ -190,8 +198,12 @@ class MLBackendApp:
                 raise Unauthorized("START_TRAINING needs the backend's basic-auth credentials")
             if self.settings.webhook_secret and not self._webhook_secret_ok(request):
                 raise Unauthorized("webhook secret missing or wrong (X-Webhook-Secret)")
-        elif (self.settings.webhook_secret and not self.settings.basic_auth_enabled
-              and event.action != "START_TRAINING" and not self._webhook_secret_ok(request)):
+        elif (
+            self.settings.webhook_secret
+            and not self.settings.basic_auth_enabled
+            and event.action != "START_TRAINING"
+            and not self._webhook_secret_ok(request)
+        ):
             # without basic auth every event is unauthenticated: WEBHOOK_SECRET must still apply
             raise Unauthorized("webhook secret missing or wrong (X-Webhook-Secret)")
         if event.project is not None and event.action != "START_TRAINING" and not authenticated:
@@ -259,8 +271,18 @@ class MLBackendApp:
         return JSONResponse(openapi_spec(self.runtime.model_class.__name__))
 
 
-KNOWN_PATHS = {"/", "/health", "/setup", "/predict", "/webhook", "/train", "/versions", "/metrics",
-               "/jobs", "/openapi.json"}
+KNOWN_PATHS = {
+    "/",
+    "/health",
+    "/setup",
+    "/predict",
+    "/webhook",
+    "/train",
+    "/versions",
+    "/metrics",
+    "/jobs",
+    "/openapi.json",
+}
 
 
 async def _ml_error(request: Request, exc: Exception) -> Response:
@@ -283,8 +305,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error; see the server log")
 
 
-def create_app(model_class: type[LabelStudioMLBase], settings: Settings | None = None,
-               store: Store | None = None, background_load: bool = True) -> Starlette:
+def create_app(
+    model_class: type[LabelStudioMLBase],
+    settings: Settings | None = None,
+    store: Store | None = None,
+    background_load: bool = True,
+) -> Starlette:
     """Build the app. Resources load at start-up: in a background thread (``/health`` is 503 until
     done) or, with ``background_load=False``, before the app accepts requests."""
     settings = settings or Settings.from_env()
@@ -321,8 +347,12 @@ def create_app(model_class: type[LabelStudioMLBase], settings: Settings | None =
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={MLBackendError: _ml_error, HTTPException: _http_error, Exception: _unexpected,
-                            StateUnavailable: _ml_error},
+        exception_handlers={
+            MLBackendError: _ml_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+            StateUnavailable: _ml_error,
+        },
     )
     app.add_middleware(ProtocolMiddleware, settings=settings, metrics=metrics)  # type: ignore[arg-type]
     app.state.runtime = runtime

@@ -94,7 +94,7 @@ def rle_to_values(rle: Sequence[int]) -> np.ndarray:
         if filled + length > total:
             raise ValueError("RLE run overflows the declared length")
         if repeat:
-            out[filled:filled + length] = reader.read(word_bits)
+            out[filled : filled + length] = reader.read(word_bits)
         else:
             for i in range(length):
                 out[filled + i] = reader.read(word_bits)

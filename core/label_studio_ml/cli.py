@@ -15,13 +15,15 @@ SUBCOMMANDS = (start, worker, scaffold, deploy)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
-        prog="label-studio-ml", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="label-studio-ml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve machine-learning models to Label Studio (LS) over its ML backend protocol.",
         epilog="a new backend in three steps:\n"
-               "  label-studio-ml create my_backend      # model.py, Dockerfile, compose, tests\n"
-               "  label-studio-ml start my_backend       # prints the URL to connect in LS\n"
-               "  pytest my_backend/test_api.py\n"
-               "`label-studio-ml COMMAND --help` tells more.")
+        "  label-studio-ml create my_backend      # model.py, Dockerfile, compose, tests\n"
+        "  label-studio-ml start my_backend       # prints the URL to connect in LS\n"
+        "  pytest my_backend/test_api.py\n"
+        "`label-studio-ml COMMAND --help` tells more.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMANDS:

@@ -24,8 +24,14 @@ DELETE_EVENTS = {"ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}
 ExampleOf = Callable[[dict[str, Any], dict[str, Any]], "dict[str, Any] | None"]
 
 
-def collect(model: LabelStudioMLBase, event: str, data: dict[str, Any], example_of: ExampleOf,
-            events: list[tuple[str, dict[str, Any]]] | None = None, key: str = "examples") -> dict[str, dict[str, Any]]:
+def collect(
+    model: LabelStudioMLBase,
+    event: str,
+    data: dict[str, Any],
+    example_of: ExampleOf,
+    events: list[tuple[str, dict[str, Any]]] | None = None,
+    key: str = "examples",
+) -> dict[str, dict[str, Any]]:
     """The project's examples after a training job: ``{task_id: example}``, saved under ``key``.
 
     With ``LABEL_STUDIO_URL`` set, any event other than an annotation webhook (``START_TRAINING``)
@@ -41,16 +47,18 @@ def collect(model: LabelStudioMLBase, event: str, data: dict[str, Any], example_
             if example is not None:
                 examples[str(task["id"])] = {**example, "annotation": annotation.get("id")}
     elif event == "START_TRAINING":
-        logger.warning("LABEL_STUDIO_URL is not set: training on the %d annotation(s) received by webhook",
-                       len(examples))
+        logger.warning(
+            "LABEL_STUDIO_URL is not set: training on the %d annotation(s) received by webhook", len(examples)
+        )
     for name, payload in events or [(event, data)]:
         apply_event(examples, name, payload, example_of)
     model.set(key, examples)
     return examples
 
 
-def apply_event(examples: dict[str, dict[str, Any]], event: str, payload: dict[str, Any],
-                example_of: ExampleOf) -> None:
+def apply_event(
+    examples: dict[str, dict[str, Any]], event: str, payload: dict[str, Any], example_of: ExampleOf
+) -> None:
     """Add, replace or remove the example an annotation webhook is about."""
     if event in ANNOTATION_EVENTS and isinstance(payload.get("task"), dict):
         annotation = payload.get("annotation") or {}
@@ -61,8 +69,9 @@ def apply_event(examples: dict[str, dict[str, Any]], event: str, payload: dict[s
         else:
             examples[key] = {**example, "annotation": annotation.get("id")}
     elif event in DELETE_EVENTS:
-        deleted = {a.get("id") for a in payload.get("annotations") or [payload.get("annotation") or {}]
-                   if isinstance(a, dict)}
+        deleted = {
+            a.get("id") for a in payload.get("annotations") or [payload.get("annotation") or {}] if isinstance(a, dict)
+        }
         deleted.discard(None)
         for key in [k for k, e in examples.items() if e.get("annotation") in deleted]:
             examples.pop(key)
@@ -80,8 +89,9 @@ def labeled_spans(pair: ControlPair, annotation: dict[str, Any], text: str) -> l
         if not labels or not isinstance(start, int) or not isinstance(end, int) or not 0 <= start < end <= len(text):
             continue
         if isinstance(value.get("text"), str) and text[start:end] != value["text"]:
-            logger.warning("annotation %s: span %d-%d does not match the task text; skipped",
-                           annotation.get("id"), start, end)
+            logger.warning(
+                "annotation %s: span %d-%d does not match the task text; skipped", annotation.get("id"), start, end
+            )
             continue
         spans.append((start, end, str(labels[0])))
     return sorted(spans)

@@ -7,8 +7,9 @@ def _clamp(value: float) -> float:
     return min(100.0, max(0.0, value))
 
 
-def to_percent(x_px: float, y_px: float, width_px: float, height_px: float,
-               image_width: int, image_height: int) -> dict[str, float]:
+def to_percent(
+    x_px: float, y_px: float, width_px: float, height_px: float, image_width: int, image_height: int
+) -> dict[str, float]:
     """A pixel box (top-left, size) as LS percent geometry, clamped to the image."""
     x = _clamp(100.0 * x_px / image_width)
     y = _clamp(100.0 * y_px / image_height)
@@ -30,8 +31,9 @@ def point_to_percent(x_px: float, y_px: float, image_width: int, image_height: i
     return [_clamp(100.0 * x_px / image_width), _clamp(100.0 * y_px / image_height)]
 
 
-def polygon_to_percent(points_px: list[tuple[float, float]] | list[list[float]],
-                       image_width: int, image_height: int) -> list[list[float]]:
+def polygon_to_percent(
+    points_px: list[tuple[float, float]] | list[list[float]], image_width: int, image_height: int
+) -> list[list[float]]:
     return [point_to_percent(float(x), float(y), image_width, image_height) for x, y in points_px]
 
 

@@ -41,5 +41,10 @@ def context_regions(context: dict[str, Any] | None, *types: str) -> list[dict[st
     if not isinstance(items, list):
         return []
     wanted = {t.lower() for t in types}
-    return [item for item in items if isinstance(item, dict) and isinstance(item.get("value"), dict)
-            and (not wanted or str(item.get("type", "")).lower() in wanted)]
+    return [
+        item
+        for item in items
+        if isinstance(item, dict)
+        and isinstance(item.get("value"), dict)
+        and (not wanted or str(item.get("type", "")).lower() in wanted)
+    ]

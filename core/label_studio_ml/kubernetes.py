@@ -69,8 +69,10 @@ class Options:
 def k8s_name(service: str, gpu: bool) -> str:
     name = re.sub(r"[^a-z0-9-]+", "-", service.lower()).strip("-") + ("-gpu" if gpu else "")
     if not re.match(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?\Z", name):
-        raise ManifestError(f"{service!r} does not make a Kubernetes name (lowercase letters, digits and -, "
-                            f"starting with a letter, at most 40 characters): rename the folder")
+        raise ManifestError(
+            f"{service!r} does not make a Kubernetes name (lowercase letters, digits and -, "
+            f"starting with a letter, at most 40 characters): rename the folder"
+        )
     return name
 
 
@@ -100,8 +102,11 @@ class Manifests:
 
     # --- names and labels ---------------------------------------------------------------------
     def labels(self, component: str) -> dict[str, str]:
-        return {"app.kubernetes.io/name": self.name, "app.kubernetes.io/component": component,
-                "app.kubernetes.io/part-of": "label-studio-ml"}
+        return {
+            "app.kubernetes.io/name": self.name,
+            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/part-of": "label-studio-ml",
+        }
 
     def selector(self, component: str) -> dict[str, str]:
         return {k: v for k, v in self.labels(component).items() if k != "app.kubernetes.io/part-of"}
@@ -128,8 +133,11 @@ class Manifests:
     # --- environment --------------------------------------------------------------------------
     def split_environment(self) -> None:
         in_cluster = f"redis://{self.redis_name}:6379/0"
-        redis = EnvVar("REDIS_URL", self.options.redis_url or in_cluster,
-                       "shared state and the training queue of every replica and the worker")
+        redis = EnvVar(
+            "REDIS_URL",
+            self.options.redis_url or in_cluster,
+            "shared state and the training queue of every replica and the worker",
+        )
         secrets = {v.name: v for v in ALWAYS_SECRET}
         config: dict[str, EnvVar] = {}
         for var in self.facts.environment:
@@ -143,8 +151,10 @@ class Manifests:
         self.config, self.secrets = list(config.values()), list(secrets.values())
 
     def container_env(self) -> list[dict[str, Any]]:
-        return [{"name": v.name, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": v.name}}}
-                for v in self.secrets]
+        return [
+            {"name": v.name, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": v.name}}}
+            for v in self.secrets
+        ]
 
     # --- pods ---------------------------------------------------------------------------------
     def resources(self) -> dict[str, Any]:
@@ -158,9 +168,15 @@ class Manifests:
         if self.facts.home:
             mounts.append({"name": "home", "mountPath": self.facts.home})
         return {
-            "name": name, "image": self.facts.image, "command": command, **probes,
-            "envFrom": [{"configMapRef": {"name": self.config_name}}], "env": self.container_env(),
-            "resources": self.resources(), "securityContext": restricted_container(), "volumeMounts": mounts,
+            "name": name,
+            "image": self.facts.image,
+            "command": command,
+            **probes,
+            "envFrom": [{"configMapRef": {"name": self.config_name}}],
+            "env": self.container_env(),
+            "resources": self.resources(),
+            "securityContext": restricted_container(),
+            "volumeMounts": mounts,
         }
 
     def pod_spec(self, container: dict[str, Any], grace: int) -> dict[str, Any]:
@@ -172,7 +188,9 @@ class Manifests:
             volumes.append({"name": "home", "emptyDir": {"sizeLimit": "1Gi"}})
         spec: dict[str, Any] = {
             "securityContext": restricted_pod(self.facts.uid, self.facts.uid),
-            "terminationGracePeriodSeconds": grace, "containers": [container], "volumes": volumes,
+            "terminationGracePeriodSeconds": grace,
+            "containers": [container],
+            "volumes": volumes,
         }
         if self.facts.gpu:
             selector = GPU_NODE_SELECTOR if self.options.node_selector is None else self.options.node_selector
@@ -186,18 +204,31 @@ class Manifests:
     def server(self) -> dict[str, Any]:
         health = {"path": self.facts.health_path, "port": "http"}
         container = self.container(
-            "server", list(self.facts.command), ports=[{"name": "http", "containerPort": self.facts.port}],
+            "server",
+            list(self.facts.command),
+            ports=[{"name": "http", "containerPort": self.facts.port}],
             # /health is 503 until the model is loaded (a download on the first start): the startup
             # probe allows three times the image's start period before the kubelet restarts the pod
-            startupProbe={"httpGet": health, "periodSeconds": 10, "timeoutSeconds": 3,
-                          "failureThreshold": max(30, math.ceil(3 * self.facts.start_period / 10))},
+            startupProbe={
+                "httpGet": health,
+                "periodSeconds": 10,
+                "timeoutSeconds": 3,
+                "failureThreshold": max(30, math.ceil(3 * self.facts.start_period / 10)),
+            },
             readinessProbe={"httpGet": health, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3},
             # liveness asks only whether the process answers: a Redis outage makes /health 503 too,
             # and restarting every replica for it would not help
-            livenessProbe={"tcpSocket": {"port": "http"}, "periodSeconds": 20, "timeoutSeconds": 3,
-                           "failureThreshold": 3})
+            livenessProbe={
+                "tcpSocket": {"port": "http"},
+                "periodSeconds": 20,
+                "timeoutSeconds": 3,
+                "failureThreshold": 3,
+            },
+        )
         return {
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": self.metadata(self.name, "server"),
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": self.metadata(self.name, "server"),
             # no spec.replicas: the HorizontalPodAutoscaler owns it (server-hpa.yaml)
             "spec": {
                 "selector": {"matchLabels": self.selector("server")},
@@ -209,83 +240,131 @@ class Manifests:
     def worker(self) -> dict[str, Any]:
         command = [self.facts.command[0], "worker", *self.facts.command[2:]]
         return {
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": self.metadata(f"{self.name}-worker", "worker"),
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": self.metadata(f"{self.name}-worker", "worker"),
             "spec": {
                 "replicas": 1,
                 # one training at a time per GPU; a running job gets the grace period to finish
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": self.selector("worker")},
-                "template": {"metadata": {"labels": self.labels("worker")},
-                             "spec": self.pod_spec(self.container("worker", command), 600)},
+                "template": {
+                    "metadata": {"labels": self.labels("worker")},
+                    "spec": self.pod_spec(self.container("worker", command), 600),
+                },
             },
         }
 
     def service(self) -> dict[str, Any]:
         return {
-            "apiVersion": "v1", "kind": "Service", "metadata": self.metadata(self.name, "server"),
-            "spec": {"selector": self.selector("server"),
-                     "ports": [{"name": "http", "port": self.facts.port, "targetPort": "http"}]},
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": self.metadata(self.name, "server"),
+            "spec": {
+                "selector": self.selector("server"),
+                "ports": [{"name": "http", "port": self.facts.port, "targetPort": "http"}],
+            },
         }
 
     def claim(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {"accessModes": ["ReadWriteMany"],
-                                "resources": {"requests": {"storage": self.options.storage}}}
+        spec: dict[str, Any] = {
+            "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": self.options.storage}},
+        }
         if self.options.storage_class:
             spec["storageClassName"] = self.options.storage_class
-        return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": self.metadata(self.claim_name, "model-data"), "spec": spec}
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": self.metadata(self.claim_name, "model-data"),
+            "spec": spec,
+        }
 
     def autoscaler(self) -> dict[str, Any]:
         return {
-            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": self.metadata(self.name, "server"),
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": self.metadata(self.name, "server"),
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
                 "minReplicas": self.options.replicas,
                 "maxReplicas": self.options.max_replicas or 3 * self.options.replicas,
-                "metrics": [{"type": "Resource", "resource": {
-                    "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                    }
+                ],
             },
         }
 
     def disruption_budget(self) -> dict[str, Any]:
-        return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": self.metadata(self.name, "server"),
-                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": self.selector("server")}}}
+        return {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": self.metadata(self.name, "server"),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": self.selector("server")}},
+        }
 
     # --- redis --------------------------------------------------------------------------------
     def redis(self) -> dict[str, Any]:
         container = {
-            "name": "redis", "image": REDIS_IMAGE, "args": ["--appendonly", "yes", "--dir", "/data"],
+            "name": "redis",
+            "image": REDIS_IMAGE,
+            "args": ["--appendonly", "yes", "--dir", "/data"],
             "ports": [{"name": "redis", "containerPort": 6379}],
             "readinessProbe": {"exec": {"command": ["redis-cli", "ping"]}, "periodSeconds": 5, "timeoutSeconds": 3},
             "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 20, "timeoutSeconds": 3},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-            "securityContext": restricted_container(), "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            "securityContext": restricted_container(),
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
         }
         return {
-            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": self.metadata(self.redis_name, "redis"),
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": self.metadata(self.redis_name, "redis"),
             "spec": {
-                "serviceName": self.redis_name, "replicas": 1,
+                "serviceName": self.redis_name,
+                "replicas": 1,
                 "selector": {"matchLabels": self.selector("redis")},
-                "template": {"metadata": {"labels": self.labels("redis")},
-                             "spec": {"securityContext": restricted_pod(REDIS_UID, REDIS_GID),
-                                      "containers": [container]}},
-                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
-                    "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
+                "template": {
+                    "metadata": {"labels": self.labels("redis")},
+                    "spec": {"securityContext": restricted_pod(REDIS_UID, REDIS_GID), "containers": [container]},
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                    }
+                ],
             },
         }
 
     def redis_service(self) -> dict[str, Any]:
-        return {"apiVersion": "v1", "kind": "Service", "metadata": self.metadata(self.redis_name, "redis"),
-                "spec": {"clusterIP": "None", "selector": self.selector("redis"),
-                         "ports": [{"name": "redis", "port": 6379, "targetPort": "redis"}]}}
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": self.metadata(self.redis_name, "redis"),
+            "spec": {
+                "clusterIP": "None",
+                "selector": self.selector("redis"),
+                "ports": [{"name": "redis", "port": 6379, "targetPort": "redis"}],
+            },
+        }
 
     def redis_policy(self) -> dict[str, Any]:
         """Redis has no password here: only this service's server and worker pods may reach it."""
         peers = [{"podSelector": {"matchLabels": self.selector(component)}} for component in ("server", "worker")]
-        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": self.metadata(self.redis_name, "redis"),
-                "spec": {"podSelector": {"matchLabels": self.selector("redis")}, "policyTypes": ["Ingress"],
-                         "ingress": [{"from": peers, "ports": [{"port": "redis", "protocol": "TCP"}]}]}}
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": self.metadata(self.redis_name, "redis"),
+            "spec": {
+                "podSelector": {"matchLabels": self.selector("redis")},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": peers, "ports": [{"port": "redis", "protocol": "TCP"}]}],
+            },
+        }
 
     # --- the folder ---------------------------------------------------------------------------
     def build(self) -> None:
@@ -299,8 +378,13 @@ class Manifests:
             "worker-deployment.yaml": self.worker(),
         }
         if not self.options.redis_url:
-            self.files.update({"redis-statefulset.yaml": self.redis(), "redis-service.yaml": self.redis_service(),
-                               "redis-networkpolicy.yaml": self.redis_policy()})
+            self.files.update(
+                {
+                    "redis-statefulset.yaml": self.redis(),
+                    "redis-service.yaml": self.redis_service(),
+                    "redis-networkpolicy.yaml": self.redis_policy(),
+                }
+            )
 
     def kustomization(self) -> dict[str, Any]:
         name, tag = split_image(self.facts.image)
@@ -313,15 +397,19 @@ class Manifests:
         kustomization: dict[str, Any] = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
         if self.options.namespace:
             kustomization["namespace"] = self.options.namespace
-        kustomization.update({
-            "resources": list(self.files),
-            "configMapGenerator": [{"name": self.config_name, "envs": ["config.env"],
-                                    "options": {"labels": self.labels("server")}}],
-            "secretGenerator": [{"name": self.secret_name, "envs": ["secrets.env"],
-                                 "options": {"labels": self.labels("server")}}],
-            # the image the cluster pulls: push the one `make build` tags and name it here
-            "images": [image],
-        })
+        kustomization.update(
+            {
+                "resources": list(self.files),
+                "configMapGenerator": [
+                    {"name": self.config_name, "envs": ["config.env"], "options": {"labels": self.labels("server")}}
+                ],
+                "secretGenerator": [
+                    {"name": self.secret_name, "envs": ["secrets.env"], "options": {"labels": self.labels("server")}}
+                ],
+                # the image the cluster pulls: push the one `make build` tags and name it here
+                "images": [image],
+            }
+        )
         return kustomization
 
 
@@ -336,8 +424,14 @@ def split_image(reference: str) -> tuple[str, str]:
 
 def restricted_pod(uid: int, gid: int) -> dict[str, Any]:
     # OnRootMismatch: a volume full of downloaded weights is not chown-ed again at every start
-    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": gid, "fsGroup": gid,
-            "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "fsGroup": gid,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def restricted_container() -> dict[str, Any]:
@@ -389,9 +483,12 @@ def write_manifests(manifests: Manifests, output: Path, source: str) -> list[Pat
     texts["kustomization.yaml"] = dump(manifests.kustomization(), header)
     forced = {"REDIS_URL"}  # the command's --redis / --with-redis decides it
     texts["config.env"] = env_file(
-        manifests.config, f"Settings of {manifests.name}'s server and worker: kustomize makes a ConfigMap of them.\n"
-                          f"Edit values here: `label-studio-ml deploy k8s` keeps them when it runs again.",
-        read_env_file(output / "config.env"), forced)
+        manifests.config,
+        f"Settings of {manifests.name}'s server and worker: kustomize makes a ConfigMap of them.\n"
+        f"Edit values here: `label-studio-ml deploy k8s` keeps them when it runs again.",
+        read_env_file(output / "config.env"),
+        forced,
+    )
     for stale in output.glob("*.yaml"):
         if stale.name not in texts and stale.read_text(encoding="utf-8").startswith(GENERATED):
             stale.unlink()
@@ -401,9 +498,14 @@ def write_manifests(manifests: Manifests, output: Path, source: str) -> list[Pat
         written.append(output / name)
     secrets = output / "secrets.env"
     kept = read_env_file(secrets)
-    text = env_file(manifests.secrets, f"Secrets of {manifests.name}: kustomize makes a Secret of them, which the pods "
-                                       f"read by secretKeyRef.\nFill them in your copy and never commit them; "
-                                       f"`label-studio-ml deploy k8s` keeps them when it runs again.", kept, forced)
+    text = env_file(
+        manifests.secrets,
+        f"Secrets of {manifests.name}: kustomize makes a Secret of them, which the pods "
+        f"read by secretKeyRef.\nFill them in your copy and never commit them; "
+        f"`label-studio-ml deploy k8s` keeps them when it runs again.",
+        kept,
+        forced,
+    )
     fd = os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)

@@ -51,8 +51,7 @@ def _parse_cached(config: str) -> dict[str, dict[str, Any]]:
                 if any(var in name for name in info["to_name"]):
                     info.setdefault("regex", {})[var] = ".*"
             if el.get("perRegion") == "true":
-                for attr, kind in (("whenTagName", "tag"), ("whenLabelValue", "label"),
-                                   ("whenChoiceValue", "choice")):
+                for attr, kind in (("whenTagName", "tag"), ("whenLabelValue", "label"), ("whenChoiceValue", "choice")):
                     if el.get(attr):
                         info["conditionals"] = {"type": kind, "name": el.attrib[attr]}
                         break
@@ -128,12 +127,10 @@ class LabelConfig:
         required: bool = True,
     ) -> ControlPair | None:
         """The first control (document order) of a wanted type on an object of a wanted type."""
-        wanted = {control_types.lower()} if isinstance(control_types, str) else {
-            t.lower() for t in control_types}
+        wanted = {control_types.lower()} if isinstance(control_types, str) else {t.lower() for t in control_types}
         objects = None
         if object_types is not None:
-            objects = {object_types.lower()} if isinstance(object_types, str) else {
-                t.lower() for t in object_types}
+            objects = {object_types.lower()} if isinstance(object_types, str) else {t.lower() for t in object_types}
         for name, info in self.controls.items():
             if info["type"].lower() not in wanted:
                 continue
@@ -144,8 +141,12 @@ class LabelConfig:
                 if obj is None or (objects is not None and obj[0].lower() not in objects):
                     continue
                 return ControlPair(
-                    from_name=name, to_name=to_name, type=info["type"], object_type=obj[0],
-                    data_key=obj[1], labels=tuple(info["labels"]),
+                    from_name=name,
+                    to_name=to_name,
+                    type=info["type"],
+                    object_type=obj[0],
+                    data_key=obj[1],
+                    labels=tuple(info["labels"]),
                     labels_attrs=info["labels_attrs"],
                 )
         if required:
@@ -155,8 +156,7 @@ class LabelConfig:
         return None
 
     def find_all(self, control_types: str | Iterable[str]) -> list[ControlPair]:
-        wanted = {control_types.lower()} if isinstance(control_types, str) else {
-            t.lower() for t in control_types}
+        wanted = {control_types.lower()} if isinstance(control_types, str) else {t.lower() for t in control_types}
         pairs = []
         for name, info in self.controls.items():
             if info["type"].lower() in wanted:
@@ -175,8 +175,9 @@ def _object_types(xml: str) -> dict[str, tuple[str, str]]:
     return found
 
 
-def map_label(model_label: str, labels: Iterable[str],
-              labels_attrs: dict[str, dict[str, str]] | None = None) -> str | None:
+def map_label(
+    model_label: str, labels: Iterable[str], labels_attrs: dict[str, dict[str, str]] | None = None
+) -> str | None:
     """Map a model's class name onto a config label: predicted_values, exact, then case-insensitive."""
     labels = list(labels)
     attrs = labels_attrs or {}

@@ -15,9 +15,13 @@ class ModelClassError(Exception):
 
 
 def model_candidates(module: object) -> list[type[LabelStudioMLBase]]:
-    return [obj for _, obj in inspect.getmembers(module, inspect.isclass)
-            if issubclass(obj, LabelStudioMLBase) and obj is not LabelStudioMLBase
-            and obj.__module__ == getattr(module, "__name__", None)]
+    return [
+        obj
+        for _, obj in inspect.getmembers(module, inspect.isclass)
+        if issubclass(obj, LabelStudioMLBase)
+        and obj is not LabelStudioMLBase
+        and obj.__module__ == getattr(module, "__name__", None)
+    ]
 
 
 def split_target(target: str | Path) -> tuple[str, str | None]:
@@ -51,8 +55,10 @@ def load_model_class(target: str | Path) -> type[LabelStudioMLBase]:
         for cls in candidates:
             if cls.__name__ == class_name:
                 return cls
-        raise ModelClassError(f"{path} has no LabelStudioMLBase subclass named {class_name!r}; "
-                              f"found: {', '.join(c.__name__ for c in candidates) or 'none'}")
+        raise ModelClassError(
+            f"{path} has no LabelStudioMLBase subclass named {class_name!r}; "
+            f"found: {', '.join(c.__name__ for c in candidates) or 'none'}"
+        )
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:

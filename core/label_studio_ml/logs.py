@@ -50,8 +50,15 @@ class RecentErrors(logging.Handler):
             exception = record.exc_text.strip().splitlines()[-1]
         elif record.exc_info and record.exc_info[1] is not None:
             exception = self.redaction.redact(traceback.format_exception_only(record.exc_info[1])[-1].strip())
-        self._records.append({"time": record.created, "level": record.levelname, "logger": record.name,
-                              "message": record.getMessage(), "exception": exception})
+        self._records.append(
+            {
+                "time": record.created,
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+                "exception": exception,
+            }
+        )
 
     def recent(self) -> list[dict[str, Any]]:
         """Newest first."""

@@ -61,8 +61,9 @@ class LabelStudioClient:
         return origin(url) == origin(self.url)
 
     def _refresh_access(self) -> str:
-        reply = self.session.post(f"{self.url}/api/token/refresh/", json={"refresh": self.token},
-                                  timeout=self.timeout, verify=self.verify)
+        reply = self.session.post(
+            f"{self.url}/api/token/refresh/", json={"refresh": self.token}, timeout=self.timeout, verify=self.verify
+        )
         if reply.status_code != 200:
             raise PermissionError(f"personal access token refresh failed with HTTP {reply.status_code}")
         access = reply.json()["access"]
@@ -114,8 +115,7 @@ def labeled_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     clean = []
     for task in tasks:
-        good = [a for a in task.get("annotations") or []
-                if not a.get("was_cancelled") and a.get("result")]
+        good = [a for a in task.get("annotations") or [] if not a.get("was_cancelled") and a.get("result")]
         if good:
             clean.append({**task, "annotations": good})
     return clean

@@ -34,9 +34,17 @@ def is_media_reference(value: object) -> bool:
 
 
 class MediaFetcher:
-    def __init__(self, cache_dir: Path, ls_url: str = "", ls_token: str = "", verify: bool = True,
-                 document_root: str = "", max_bytes: int = 200 * 1024 * 1024, timeout: float = 30.0,
-                 allowed_hosts: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        ls_url: str = "",
+        ls_token: str = "",
+        verify: bool = True,
+        document_root: str = "",
+        max_bytes: int = 200 * 1024 * 1024,
+        timeout: float = 30.0,
+        allowed_hosts: tuple[str, ...] = (),
+    ) -> None:
         self.cache_dir = Path(cache_dir)
         self.verify = verify
         self.document_root = Path(document_root).resolve() if document_root else None
@@ -81,8 +89,9 @@ class MediaFetcher:
         data = self._download(target, client)
         # keyed by the original URL or cloud URI, never by a presigned URL (those expire)
         atomic_write(cache_path, data)
-        logger.info("fetched media %s (%d bytes, %.0f ms)", _redact(url), len(data),
-                    1000 * (time.monotonic() - started))
+        logger.info(
+            "fetched media %s (%d bytes, %.0f ms)", _redact(url), len(data), 1000 * (time.monotonic() - started)
+        )
         return cache_path
 
     def _cache_path(self, url: str) -> Path:
@@ -147,8 +156,9 @@ class MediaFetcher:
                 if client is not None and client.owns(url):
                     reply = client.request("GET", url, stream=True, timeout=self.timeout)
                 else:
-                    reply = self.session.get(url, stream=True, timeout=self.timeout, verify=self.verify,
-                                             allow_redirects=False)
+                    reply = self.session.get(
+                        url, stream=True, timeout=self.timeout, verify=self.verify, allow_redirects=False
+                    )
             except requests.RequestException as exc:
                 raise MediaError(f"cannot reach {_redact(url)}: {type(exc).__name__}") from None
             except (PermissionError, ValueError) as exc:

@@ -75,10 +75,16 @@ class ModelContext:
     def standalone(cls, settings: Settings | None = None, project_id: str | None = None) -> ModelContext:
         settings = settings or Settings.from_env()
         store: Store = FileStore(settings.model_dir) if project_id else _MemoryStore()
-        fetcher = MediaFetcher(settings.model_dir / ".file-cache", settings.label_studio_url,
-                               settings.label_studio_api_key, settings.verify_ssl,
-                               settings.local_files_document_root, settings.media_max_bytes,
-                               settings.media_timeout, settings.media_allowed_hosts)
+        fetcher = MediaFetcher(
+            settings.model_dir / ".file-cache",
+            settings.label_studio_url,
+            settings.label_studio_api_key,
+            settings.verify_ssl,
+            settings.local_files_document_root,
+            settings.media_max_bytes,
+            settings.media_timeout,
+            settings.media_allowed_hosts,
+        )
         return cls(settings=settings, store=store, fetcher=fetcher)
 
 
@@ -122,8 +128,9 @@ class LabelStudioMLBase:
     def setup(self) -> None:
         """Per-project set-up after the label config is known (cheap; no weights)."""
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> ModelResponse | list[Any]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> ModelResponse | list[Any]:
         return ModelResponse(predictions=[])
 
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> Any:
@@ -135,13 +142,21 @@ class LabelStudioMLBase:
     def config(self) -> LabelConfig:
         return LabelConfig(self.label_config)
 
-    def find_control(self, control_types: str | list[str], object_types: str | list[str] | None = None,
-                     name_filter: str | None = None) -> ControlPair:
+    def find_control(
+        self,
+        control_types: str | list[str],
+        object_types: str | list[str] | None = None,
+        name_filter: str | None = None,
+    ) -> ControlPair:
         return self.config.find(control_types, object_types, name_filter)  # type: ignore[return-value]
 
-    def get_first_tag_occurence(self, control_type: str | tuple[str, ...], object_type: str | tuple[str, ...],
-                                name_filter: Callable[[str], bool] | None = None,
-                                to_name_filter: Callable[[str], bool] | None = None) -> tuple[str, str, str]:
+    def get_first_tag_occurence(
+        self,
+        control_type: str | tuple[str, ...],
+        object_type: str | tuple[str, ...],
+        name_filter: Callable[[str], bool] | None = None,
+        to_name_filter: Callable[[str], bool] | None = None,
+    ) -> tuple[str, str, str]:
         """Seed-compatible lookup: ``(from_name, to_name, data_key)`` of the first matching pair."""
         controls = [control_type] if isinstance(control_type, str) else list(control_type)
         objects = [object_type] if isinstance(object_type, str) else list(object_type)
@@ -227,9 +242,16 @@ class LabelStudioMLBase:
         return labeled_tasks(client.export_tasks(self.project_id))
 
     # --- media ---------------------------------------------------------------------------------
-    def get_local_path(self, url: str, project_dir: str | None = None, ls_host: str | None = None,
-                       ls_access_token: str | None = None, task_id: int | None = None,
-                       *args: Any, **kwargs: Any) -> str:
+    def get_local_path(
+        self,
+        url: str,
+        project_dir: str | None = None,
+        ls_host: str | None = None,
+        ls_access_token: str | None = None,
+        task_id: int | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> str:
         """A local file path for a task's media URL (LS uploads, local files, cloud URIs, http)."""
         host = ls_host or self.get("hostname") or ""
         token = ls_access_token or self.get("access_token") or ""

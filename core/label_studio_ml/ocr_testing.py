@@ -10,10 +10,12 @@ from typing import Any
 
 DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
-WORDS = ("label studio reads every page while annotators draw boxes around words and lines "
-         "models suggest regions quickly then people correct the text before export the quick "
-         "brown fox jumps over lazy dogs near river banks during bright summer mornings invoice "
-         "number total amount due date customer address payment received thank you").split()
+WORDS = (
+    "label studio reads every page while annotators draw boxes around words and lines "
+    "models suggest regions quickly then people correct the text before export the quick "
+    "brown fox jumps over lazy dogs near river banks during bright summer mornings invoice "
+    "number total amount due date customer address payment received thank you"
+).split()
 
 
 @dataclass
@@ -41,12 +43,17 @@ class Page:
 
     def line_box(self, line: int) -> tuple[int, int, int, int]:
         boxes = [w.box for w in self.words if w.line == line]
-        return (min(b[0] for b in boxes), min(b[1] for b in boxes),
-                max(b[2] for b in boxes), max(b[3] for b in boxes))
+        return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
-def render_page(lines: Sequence[str], font_size: int = 28, margin: int = 40, line_spacing: float = 1.8,
-                width: int | None = None, font_path: str = DEJAVU) -> Page:
+def render_page(
+    lines: Sequence[str],
+    font_size: int = 28,
+    margin: int = 40,
+    line_spacing: float = 1.8,
+    width: int | None = None,
+    font_path: str = DEJAVU,
+) -> Page:
     """Black text on white, one line per string; each word's ink box is measured from its pixels."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -117,8 +124,10 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def match_words(page: Page, found: list[tuple[str, tuple[float, float, float, float]]],
-                ) -> list[tuple[Word, str, float]]:
+def match_words(
+    page: Page,
+    found: list[tuple[str, tuple[float, float, float, float]]],
+) -> list[tuple[Word, str, float]]:
     """Pair each rendered word with the found box overlapping it most: (word, found text, box error).
     Words no found box overlaps are left out (count them as misses)."""
     pairs = []

@@ -111,8 +111,7 @@ class SetupRequest:
         return cls(
             project=parse_project(body.get("project")),
             schema=schema or None,
-            hostname=hostname if isinstance(hostname, str) and hostname.startswith(("http://", "https://"))
-            else None,
+            hostname=hostname if isinstance(hostname, str) and hostname.startswith(("http://", "https://")) else None,
             access_token=token if isinstance(token, str) and token else None,
             extra_params=parse_extra_params(body.get("extra_params")),
         )
@@ -149,10 +148,10 @@ class PredictRequest:
             raise InvalidShape("params.context must be an object or null")
         project = parse_project(body.get("project"))
         if project is None:
-            project = parse_project(tasks[0].get("project")) if isinstance(
-                tasks[0].get("project"), (int, str)) else None
-        return cls(tasks=tasks, project=project, label_config=label_config or None, context=context,
-                   params=params)
+            project = (
+                parse_project(tasks[0].get("project")) if isinstance(tasks[0].get("project"), (int, str)) else None
+            )
+        return cls(tasks=tasks, project=project, label_config=label_config or None, context=context, params=params)
 
 
 @dataclass
@@ -170,5 +169,9 @@ class WebhookEvent:
             raise InvalidShape("webhook body has no 'action'")
         project_obj = body.get("project")
         label_config = project_obj.get("label_config") if isinstance(project_obj, dict) else None
-        return cls(action=action, project=parse_project(project_obj),
-                   label_config=label_config if isinstance(label_config, str) else None, data=body)
+        return cls(
+            action=action,
+            project=parse_project(project_obj),
+            label_config=label_config if isinstance(label_config, str) else None,
+            data=body,
+        )

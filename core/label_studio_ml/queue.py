@@ -68,13 +68,15 @@ class RedisTrainingQueue:
         job = Job(project=project, event=event)
         payload = json.dumps([event, data])
         prefix = self.store.prefix
-        job_id, created = self.store._call(self._submit, [f"{prefix}:{project}:queued", f"{prefix}:payloads:"],
-                                           [job.id, payload])
+        job_id, created = self.store._call(
+            self._submit, [f"{prefix}:{project}:queued", f"{prefix}:payloads:"], [job.id, payload]
+        )
         job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
         if created:
             save_job(self.store, job, new=True)
-            self.store._call(lambda: self.queue.enqueue(run_job, project, job_id,
-                                                        job_id=f"lsml-{job_id}", job_timeout=24 * 3600))
+            self.store._call(
+                lambda: self.queue.enqueue(run_job, project, job_id, job_id=f"lsml-{job_id}", job_timeout=24 * 3600)
+            )
             logger.info("training job %s for project %s queued in Redis (%s)", job_id, project, event)
         return job_id
 
@@ -105,9 +107,14 @@ def run_job(project: str, job_id: str) -> str | None:
         raw = start(keys=[f"{prefix}:{project}:queued", f"{prefix}:payloads:{job_id}"], args=[job_id])
         payloads = [tuple(json.loads(item)) for item in raw]
         record = store.get(project, f"job-{job_id}") or {}
-        job = Job(project=project, event=payloads[-1][0] if payloads else record.get("event", "START_TRAINING"),
-                  id=job_id, created_at=record.get("created_at", time.time()), events=len(payloads),
-                  payloads=payloads)  # type: ignore[arg-type]
+        job = Job(
+            project=project,
+            event=payloads[-1][0] if payloads else record.get("event", "START_TRAINING"),
+            id=job_id,
+            created_at=record.get("created_at", time.time()),
+            events=len(payloads),
+            payloads=payloads,
+        )  # type: ignore[arg-type]
         job.state, job.started_at = "running", time.time()
         save_job(store, job)
         last = [0.0]

@@ -16,8 +16,18 @@ logger = logging.getLogger(__name__)
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 _LABEL_KEYS = {"choices", "taxonomy"}
-_IMAGE_TYPES = {"rectanglelabels", "rectangle", "polygonlabels", "polygon", "keypointlabels",
-                "keypoint", "brushlabels", "brush", "ellipselabels", "ellipse"}
+_IMAGE_TYPES = {
+    "rectanglelabels",
+    "rectangle",
+    "polygonlabels",
+    "polygon",
+    "keypointlabels",
+    "keypoint",
+    "brushlabels",
+    "brush",
+    "ellipselabels",
+    "ellipse",
+}
 
 
 def region_id() -> str:
@@ -35,18 +45,25 @@ def _image_extras(width: int, height: int, rotation: float = 0) -> dict[str, Any
 
 
 def choices(pair: ControlPair, labels: Iterable[str], score: float | None = None) -> dict[str, Any]:
-    item: dict[str, Any] = {"from_name": pair.from_name, "to_name": pair.to_name, "type": "choices",
-                            "value": {"choices": list(labels)}}
+    item: dict[str, Any] = {
+        "from_name": pair.from_name,
+        "to_name": pair.to_name,
+        "type": "choices",
+        "value": {"choices": list(labels)},
+    }
     if score is not None:
         item["score"] = float(score)
     return item
 
 
-def span(pair: ControlPair, text: str, start: int, end: int, label: str,
-         score: float | None = None, id: str | None = None) -> dict[str, Any]:
+def span(
+    pair: ControlPair, text: str, start: int, end: int, label: str, score: float | None = None, id: str | None = None
+) -> dict[str, Any]:
     """A text span; ``text[start:end]`` is the value's text by construction."""
     item: dict[str, Any] = {
-        "id": id or region_id(), "from_name": pair.from_name, "to_name": pair.to_name,
+        "id": id or region_id(),
+        "from_name": pair.from_name,
+        "to_name": pair.to_name,
         "type": pair.result_type,
         "value": {"start": int(start), "end": int(end), "text": text[start:end], pair.result_type: [label]},
     }
@@ -55,8 +72,13 @@ def span(pair: ControlPair, text: str, start: int, end: int, label: str,
     return item
 
 
-def textarea(pair: ControlPair, texts: str | Iterable[str], id: str | None = None,
-             geometry: dict[str, Any] | None = None, score: float | None = None) -> dict[str, Any]:
+def textarea(
+    pair: ControlPair,
+    texts: str | Iterable[str],
+    id: str | None = None,
+    geometry: dict[str, Any] | None = None,
+    score: float | None = None,
+) -> dict[str, Any]:
     """A TextArea value: global, or per region when ``geometry`` (value keys + image extras) is given."""
     value: dict[str, Any] = {"text": [texts] if isinstance(texts, str) else list(texts)}
     item: dict[str, Any] = {"from_name": pair.from_name, "to_name": pair.to_name, "type": "textarea"}
@@ -71,46 +93,84 @@ def textarea(pair: ControlPair, texts: str | Iterable[str], id: str | None = Non
     return item
 
 
-def rectangle(pair: ControlPair, box: dict[str, float], width: int, height: int,
-              label: str | None = None, score: float | None = None, id: str | None = None,
-              rotation: float = 0) -> dict[str, Any]:
+def rectangle(
+    pair: ControlPair,
+    box: dict[str, float],
+    width: int,
+    height: int,
+    label: str | None = None,
+    score: float | None = None,
+    id: str | None = None,
+    rotation: float = 0,
+) -> dict[str, Any]:
     """A rectangle from percent geometry ``box`` (x, y, width, height)."""
     value = {"x": box["x"], "y": box["y"], "width": box["width"], "height": box["height"], "rotation": rotation}
     return _image_shape(pair, value, width, height, label, score, id)
 
 
-def polygon(pair: ControlPair, points: list[list[float]], width: int, height: int,
-            label: str | None = None, score: float | None = None, id: str | None = None) -> dict[str, Any]:
+def polygon(
+    pair: ControlPair,
+    points: list[list[float]],
+    width: int,
+    height: int,
+    label: str | None = None,
+    score: float | None = None,
+    id: str | None = None,
+) -> dict[str, Any]:
     return _image_shape(pair, {"points": points}, width, height, label, score, id)
 
 
-def _image_shape(pair: ControlPair, value: dict[str, Any], width: int, height: int, label: str | None,
-                 score: float | None, id: str | None) -> dict[str, Any]:
+def _image_shape(
+    pair: ControlPair,
+    value: dict[str, Any],
+    width: int,
+    height: int,
+    label: str | None,
+    score: float | None,
+    id: str | None,
+) -> dict[str, Any]:
     """A shape region of the pair's type; the label goes into the value when the control has labels."""
     if label is not None and pair.result_type.endswith("labels"):
         value[pair.result_type] = [label]
-    item: dict[str, Any] = {"id": id or region_id(), "from_name": pair.from_name, "to_name": pair.to_name,
-                            "type": pair.result_type, **_image_extras(width, height), "value": value}
+    item: dict[str, Any] = {
+        "id": id or region_id(),
+        "from_name": pair.from_name,
+        "to_name": pair.to_name,
+        "type": pair.result_type,
+        **_image_extras(width, height),
+        "value": value,
+    }
     if score is not None:
         item["score"] = float(score)
     return item
 
 
-def brush(pair: ControlPair, rle: list[int], width: int, height: int, label: str | None = None,
-          score: float | None = None, id: str | None = None) -> dict[str, Any]:
+def brush(
+    pair: ControlPair,
+    rle: list[int],
+    width: int,
+    height: int,
+    label: str | None = None,
+    score: float | None = None,
+    id: str | None = None,
+) -> dict[str, Any]:
     value: dict[str, Any] = {"format": "rle", "rle": rle}
     if label is not None:
         value["brushlabels"] = [label]
-    item: dict[str, Any] = {"id": id or region_id(), "from_name": pair.from_name, "to_name": pair.to_name,
-                            "type": "brushlabels" if label is not None else "brush",
-                            **_image_extras(width, height), "value": value}
+    item: dict[str, Any] = {
+        "id": id or region_id(),
+        "from_name": pair.from_name,
+        "to_name": pair.to_name,
+        "type": "brushlabels" if label is not None else "brush",
+        **_image_extras(width, height),
+        "value": value,
+    }
     if score is not None:
         item["score"] = float(score)
     return item
 
 
-def find_all_spans(text: str, needle: str, whole_word: bool = False,
-                   ignore_case: bool = True) -> list[tuple[int, int]]:
+def find_all_spans(text: str, needle: str, whole_word: bool = False, ignore_case: bool = True) -> list[tuple[int, int]]:
     """Every (start, end) of the literal ``needle`` in ``text`` (no regex semantics)."""
     if not needle:
         return []
@@ -131,9 +191,13 @@ class RegionValidator:
         for name, info in config.controls.items():
             kind = info["type"].lower()
             self._controls[name] = (
-                kind, kind[:-6] if kind.endswith("labels") else None, frozenset(info["to_name"]),
-                frozenset(info["labels"]), next((i.get("value") for i in info["inputs"]), None),
-                bool(info.get("dynamic_labels")))
+                kind,
+                kind[:-6] if kind.endswith("labels") else None,
+                frozenset(info["to_name"]),
+                frozenset(info["labels"]),
+                next((i.get("value") for i in info["inputs"]), None),
+                bool(info.get("dynamic_labels")),
+            )
 
     def validate(self, items: list[Any], task: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
         kept: list[dict[str, Any]] = []
@@ -147,8 +211,11 @@ class RegionValidator:
             if reason is None and isinstance(item, dict) and item.get("id") is not None:
                 shape = _geometry(item)
                 first = ids.setdefault(str(item["id"]), item)
-                if first is not item and first.get("from_name") == item.get("from_name") and \
-                        first.get("type") == item.get("type"):
+                if (
+                    first is not item
+                    and first.get("from_name") == item.get("from_name")
+                    and first.get("type") == item.get("type")
+                ):
                     reason = f"duplicate region id {item['id']!r}"
                 elif first is not item and shape and _geometry(first) and shape != _geometry(first):
                     reason = f"region id {item['id']!r} reused with other geometry"
@@ -176,8 +243,7 @@ class RegionValidator:
         value = item.get("value")
         if not isinstance(value, dict):
             return "value is not an object"
-        if labels_key in value and labels_key in _LABEL_KEYS or (
-                labels_key in value and labels_key.endswith("labels")):
+        if labels_key in value and labels_key in _LABEL_KEYS or (labels_key in value and labels_key.endswith("labels")):
             allowed = labels | _dynamic_labels(task) if dynamic else labels
             unknown = [v for v in value[labels_key] if not isinstance(v, str) or v not in allowed]
             if labels_key == "taxonomy":
@@ -187,8 +253,11 @@ class RegionValidator:
         if "start" in value and "end" in value and isinstance(value.get("text"), str):
             source = (task.get("data") or {}).get(data_key) if data_key else None
             # a Text given as a URL is checked by the model, which reads the fetched text
-            if isinstance(source, str) and not is_media_reference(source) and \
-                    source[value["start"]:value["end"]] != value["text"]:
+            if (
+                isinstance(source, str)
+                and not is_media_reference(source)
+                and source[value["start"] : value["end"]] != value["text"]
+            ):
                 return "span text does not match data[start:end]"
         if labels_key in _IMAGE_TYPES or "original_width" in item:
             return _image_problem(item, value)

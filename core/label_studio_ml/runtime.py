@@ -33,18 +33,29 @@ class PredictionCountError(RuntimeError):
 
 
 class ModelRuntime:
-    def __init__(self, model_class: type[LabelStudioMLBase], settings: Settings | None = None,
-                 store: Store | None = None) -> None:
+    def __init__(
+        self, model_class: type[LabelStudioMLBase], settings: Settings | None = None, store: Store | None = None
+    ) -> None:
         self.model_class = model_class
         self.settings = settings or Settings.from_env()
         self.store = store or make_store(self.settings.model_dir, self.settings.redis_url)
         self.fetcher = MediaFetcher(
-            self.settings.model_dir / ".file-cache", self.settings.label_studio_url,
-            self.settings.label_studio_api_key, self.settings.verify_ssl,
-            self.settings.local_files_document_root, self.settings.media_max_bytes,
-            self.settings.media_timeout, self.settings.media_allowed_hosts)
-        self.versions = Versions(self.store, self.settings.model_dir, model_class.version_prefix(),
-                                 model_class.initial_version(), self.settings.keep_versions)
+            self.settings.model_dir / ".file-cache",
+            self.settings.label_studio_url,
+            self.settings.label_studio_api_key,
+            self.settings.verify_ssl,
+            self.settings.local_files_document_root,
+            self.settings.media_max_bytes,
+            self.settings.media_timeout,
+            self.settings.media_allowed_hosts,
+        )
+        self.versions = Versions(
+            self.store,
+            self.settings.model_dir,
+            model_class.version_prefix(),
+            model_class.initial_version(),
+            self.settings.keep_versions,
+        )
         self.state = "loading"
         self.error: str | None = None
         self.started_at = time.time()
@@ -94,9 +105,14 @@ class ModelRuntime:
     # --- instances -----------------------------------------------------------------------------
     def _context(self, project: str | None) -> ModelContext:
         store = self.store if project is not None else ModelContext.standalone(self.settings).store
-        return ModelContext(settings=self.settings, store=store, fetcher=self.fetcher,
-                            resources=self.resources, initial_version=self.versions.initial,
-                            version_dir=self.versions.active_dir(project))
+        return ModelContext(
+            settings=self.settings,
+            store=store,
+            fetcher=self.fetcher,
+            resources=self.resources,
+            initial_version=self.versions.initial,
+            version_dir=self.versions.active_dir(project),
+        )
 
     def _build(self, project: str | None, label_config: str, ctx: ModelContext) -> LabelStudioMLBase:
         model = self.model_class.__new__(self.model_class)
@@ -109,11 +125,17 @@ class ModelRuntime:
         """Whether this request may run on the event loop: a batch (interactive calls often do the slow
         work a batch skips, and one person waits for them anyway), the policy allows it, and the
         project's instance is built already (building one runs the model's own set-up code)."""
-        if request.context or request.project is None or not request.label_config \
-                or not self.scheduling.inline(len(request.tasks)):
+        if (
+            request.context
+            or request.project is None
+            or not request.label_config
+            or not self.scheduling.inline(len(request.tasks))
+        ):
             return False
-        return self._cached_instance(request.project, *self._instance_key(request.project,
-                                                                         request.label_config)) is not None
+        return (
+            self._cached_instance(request.project, *self._instance_key(request.project, request.label_config))
+            is not None
+        )
 
     def _instance_key(self, project: str, label_config: str) -> tuple[str, str]:
         """What a project's cached instance must match: its label config (hashed) and active version."""
@@ -177,8 +199,12 @@ class ModelRuntime:
         except Exception as exc:
             if len(request.tasks) == 1 or isinstance(exc, (LabelConfigError, PredictionCountError)):
                 raise
-            logger.warning("batch predict failed (%s: %s); predicting %d tasks one by one",
-                           type(exc).__name__, exc, len(request.tasks))
+            logger.warning(
+                "batch predict failed (%s: %s); predicting %d tasks one by one",
+                type(exc).__name__,
+                exc,
+                len(request.tasks),
+            )
             predictions = self._predict_one_by_one(model, request)
         validator = RegionValidator(config)
         out = []
@@ -188,14 +214,25 @@ class ModelRuntime:
                 logger.warning("task %s: dropped a region: %s", task.get("id"), reason)
             self.stats["dropped_regions"] += len(dropped)
             score = prediction.get("score")
-            out.append({**prediction, "result": kept, "score": float(score) if score is not None else None,
-                        "model_version": version})
+            out.append(
+                {
+                    **prediction,
+                    "result": kept,
+                    "score": float(score) if score is not None else None,
+                    "model_version": version,
+                }
+            )
         self.stats["predictions"] += len(out)
         self.scheduling.record(time.perf_counter() - started, time.thread_time() - started_cpu, len(out), inline)
         return out
 
-    def _run_predict(self, model: LabelStudioMLBase, tasks: list[dict[str, Any]],
-                     context: dict[str, Any] | None, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _run_predict(
+        self,
+        model: LabelStudioMLBase,
+        tasks: list[dict[str, Any]],
+        context: dict[str, Any] | None,
+        params: dict[str, Any],
+    ) -> list[dict[str, Any]]:
         raw = model.predict(tasks, context=context, **params)
         items = raw.predictions if isinstance(raw, ModelResponse) else raw
         if items is None:
@@ -203,9 +240,16 @@ class ModelRuntime:
         items = list(items)
         if len(items) != len(tasks):
             raise PredictionCountError(
-                f"{type(model).__name__}.predict returned {len(items)} predictions for {len(tasks)} tasks")
-        return [normalize_prediction(item[0] if isinstance(item, list) and item and isinstance(
-            item[0], dict) and "result" in item[0] else item) for item in items]
+                f"{type(model).__name__}.predict returned {len(items)} predictions for {len(tasks)} tasks"
+            )
+        return [
+            normalize_prediction(
+                item[0]
+                if isinstance(item, list) and item and isinstance(item[0], dict) and "result" in item[0]
+                else item
+            )
+            for item in items
+        ]
 
     def _predict_one_by_one(self, model: LabelStudioMLBase, request: PredictRequest) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -215,8 +259,12 @@ class ModelRuntime:
                 out.extend(self._run_predict(model, [task], request.context, request.params))
             except Exception as exc:
                 failed += 1
-                logger.error("task %s: prediction failed, answering an empty result: %s: %s",
-                             task.get("id"), type(exc).__name__, exc)
+                logger.error(
+                    "task %s: prediction failed, answering an empty result: %s: %s",
+                    task.get("id"),
+                    type(exc).__name__,
+                    exc,
+                )
                 out.append({"result": [], "score": None})
         self.stats["failed_tasks"] += failed
         if failed == len(request.tasks):
@@ -256,5 +304,7 @@ class ModelRuntime:
             shutil.rmtree(staging, ignore_errors=True)
 
     def health(self) -> dict[str, Any]:
-        return {"status": "UP" if self.state == "ready" else self.state.upper(),
-                "model_class": self.model_class.__name__}
+        return {
+            "status": "UP" if self.state == "ready" else self.state.upper(),
+            "model_class": self.model_class.__name__,
+        }

@@ -25,8 +25,9 @@ from .loader import split_target
 
 TEMPLATES = Path(__file__).parent / "templates"
 NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
-SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".tox", ".venv*",
-                              "*.egg-info", ".git", "model_dir")
+SKIP = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".tox", ".venv*", "*.egg-info", ".git", "model_dir"
+)
 SIBLINGS = ("requirements.txt", "requirements-test.txt", "README.md")
 SDK_LINE = re.compile(r"^\s*label[-_.]studio[-_.]ml\b", re.IGNORECASE)
 TEMPLATE_CONFIG = """Paste into *Project → Settings → Labeling Interface → Code*:
@@ -113,20 +114,25 @@ def resolve_source(spec: str | None) -> Source:
     found, classes = model_classes(model_file)
     if class_name:
         if class_name not in classes:
-            raise ScaffoldError(f"{model_file} has no class {class_name!r}; "
-                                f"model classes there: {', '.join(found) or 'none'}")
+            raise ScaffoldError(
+                f"{model_file} has no class {class_name!r}; model classes there: {', '.join(found) or 'none'}"
+            )
     elif len(found) == 1:
         class_name = found[0]
     elif not found:
-        raise ScaffoldError(f"{model_file} defines no LabelStudioMLBase subclass; "
-                            f"name the class with --from {text}:<Class>")
+        raise ScaffoldError(
+            f"{model_file} defines no LabelStudioMLBase subclass; name the class with --from {text}:<Class>"
+        )
     else:
-        raise ScaffoldError(f"{model_file} defines several model classes ({', '.join(found)}); "
-                            f"pick one with --from {text}:<Class>")
+        raise ScaffoldError(
+            f"{model_file} defines several model classes ({', '.join(found)}); pick one with --from {text}:<Class>"
+        )
     several = len(set(found) | {class_name}) > 1
     if several and path.is_dir():
-        raise ScaffoldError(f"{model_file} defines several model classes ({', '.join(found)}) and a service "
-                            f"serves one: copy the file instead, --from {model_file}:{class_name}")
+        raise ScaffoldError(
+            f"{model_file} defines several model classes ({', '.join(found)}) and a service "
+            f"serves one: copy the file instead, --from {model_file}:{class_name}"
+        )
     return Source(path=path, class_name=class_name, model_file=model_file, several=several)
 
 
@@ -134,8 +140,11 @@ def resolve_source(spec: str | None) -> Source:
 def repository_of(root: Path) -> Path | None:
     """The repository root when ``root`` is this repository's ``services/`` folder."""
     root = root.resolve()
-    if root.name == "services" and (root.parent / "core" / "pyproject.toml").is_file() \
-            and (root.parent / "compose").is_dir():
+    if (
+        root.name == "services"
+        and (root.parent / "core" / "pyproject.toml").is_file()
+        and (root.parent / "compose").is_dir()
+    ):
         return root.parent
     return None
 
@@ -180,8 +189,13 @@ def rename(text: str, old: str, new: str) -> str:
 
 def without_sdk_pin(requirements: str) -> str:
     """Comment out a label-studio-ml line: the Dockerfile installs the SDK (another one would win)."""
-    return "\n".join(f"# {line}  # installed by the Dockerfile (LABEL_STUDIO_ML_SPEC)"
-                     if SDK_LINE.match(line) else line for line in requirements.splitlines()) + "\n"
+    return (
+        "\n".join(
+            f"# {line}  # installed by the Dockerfile (LABEL_STUDIO_ML_SPEC)" if SDK_LINE.match(line) else line
+            for line in requirements.splitlines()
+        )
+        + "\n"
+    )
 
 
 # --- the SDK wheel for standalone images -------------------------------------------------------
@@ -208,40 +222,48 @@ def sdk_wheel(dest: Path) -> Path:
 
         for path in sorted(package.rglob("*")):
             relative = path.relative_to(package)
-            if path.is_file() and path.suffix != ".pyc" and not any(p.startswith((".", "__pycache__"))
-                                                                     for p in relative.parts):
+            if (
+                path.is_file()
+                and path.suffix != ".pyc"
+                and not any(p.startswith((".", "__pycache__")) for p in relative.parts)
+            ):
                 add(f"label_studio_ml/{relative.as_posix()}", path.read_bytes())
         info = f"{stem}.dist-info"
         add(f"{info}/METADATA", (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").encode())
-        add(f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: label-studio-ml create\n"
-                             b"Root-Is-Purelib: true\nTag: py3-none-any\n")
+        add(
+            f"{info}/WHEEL",
+            b"Wheel-Version: 1.0\nGenerator: label-studio-ml create\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         add(f"{info}/entry_points.txt", (dist.read_text("entry_points.txt") or "").encode())
         record.append(f"{info}/RECORD,,")
-        archive.writestr(zipfile.ZipInfo(f"{info}/RECORD", date_time=(1980, 1, 1, 0, 0, 0)),
-                         "\n".join(record) + "\n")
+        archive.writestr(zipfile.ZipInfo(f"{info}/RECORD", date_time=(1980, 1, 1, 0, 0, 0)), "\n".join(record) + "\n")
     return wheel
 
 
 # --- create -----------------------------------------------------------------------------------
 def create(name: str, source_spec: str | None = None, root_dir: str | Path = ".", force: bool = False) -> Project:
     if not NAME.match(name):
-        raise ScaffoldError(f"invalid NAME {name!r}: use lowercase letters, digits, '_' or '-', starting with a "
-                            f"letter (it names the folder, the image and the compose service)")
+        raise ScaffoldError(
+            f"invalid NAME {name!r}: use lowercase letters, digits, '_' or '-', starting with a "
+            f"letter (it names the folder, the image and the compose service)"
+        )
     root = Path(root_dir)
     if root.exists() and not root.is_dir():
         raise ScaffoldError(f"--root-dir {root} is a file, not a folder")
     source = resolve_source(source_spec)
     project = Project(name=name, folder=root / name, repo=repository_of(root))
     compose = project.repo / "compose" / f"{name}.yml" if project.repo else None
-    taken = [p for p in (project.folder, compose) if p is not None and p.exists()
-             and (p.is_file() or any(p.iterdir()))]
+    taken = [p for p in (project.folder, compose) if p is not None and p.exists() and (p.is_file() or any(p.iterdir()))]
     if taken and not force:
         raise ScaffoldError(f"{taken[0]} already exists; pass --force to overwrite it")
     if source.path is not None and project.folder.resolve() == source.path.resolve():
         raise ScaffoldError(f"--from {source.path} is the folder to create; pick another NAME or --root-dir")
     project.folder.mkdir(parents=True, exist_ok=True)
-    values = {"name": name, "class_name": source.class_name or class_name_for(name),
-              "label_config_section": TEMPLATE_CONFIG if source.path is None else FROM_CONFIG}
+    values = {
+        "name": name,
+        "class_name": source.class_name or class_name_for(name),
+        "label_config_section": TEMPLATE_CONFIG if source.path is None else FROM_CONFIG,
+    }
     copy_source(project, source, values)
     for relative in ("requirements.txt", "requirements-test.txt"):
         if not provided(project, source, force, relative):
@@ -281,9 +303,13 @@ def copy_source(project: Project, source: Source, values: dict[str, str]) -> Non
         write(project, kept, source.model_file.read_text(encoding="utf-8"))
         if source.several:  # model.py serves the picked class: the loader finds exactly one model class there
             cls = values["class_name"]
-            write(project, "model.py", f'"""Serves {cls} of {kept}, which defines several model classes."""\n\n'
-                                       f"from {kept[:-3]} import {cls} as _Picked\n\n\n"
-                                       f"class {cls}(_Picked):\n    pass\n")
+            write(
+                project,
+                "model.py",
+                f'"""Serves {cls} of {kept}, which defines several model classes."""\n\n'
+                f"from {kept[:-3]} import {cls} as _Picked\n\n\n"
+                f"class {cls}(_Picked):\n    pass\n",
+            )
         for sibling in SIBLINGS:
             if (source.model_file.parent / sibling).is_file():
                 text = (source.model_file.parent / sibling).read_text(encoding="utf-8")
@@ -306,14 +332,17 @@ def copied_dockerfile(project: Project, source: Source) -> str:
 
 def apt_steps(project: Project, src: str) -> dict[str, str]:
     """Dockerfile steps installing the project's apt lists (``src``: their folder in the build context)."""
-    return {key: APT_INSTALL.format(src=src, name=name) if (project.folder / name).is_file() else ""
-            for key, name in APT_LISTS}
+    return {
+        key: APT_INSTALL.format(src=src, name=name) if (project.folder / name).is_file() else ""
+        for key, name in APT_LISTS
+    }
 
 
 def installs_unlisted_packages(project: Project, source: Source) -> bool:
     """The copied Dockerfile installs Debian packages that no apt list carries into the template."""
     return "apt-get" in copied_dockerfile(project, source) and not any(
-        (project.folder / name).is_file() for _, name in APT_LISTS)
+        (project.folder / name).is_file() for _, name in APT_LISTS
+    )
 
 
 def service_layout(project: Project, source: Source, force: bool, values: dict[str, str]) -> None:
@@ -323,16 +352,22 @@ def service_layout(project: Project, source: Source, force: bool, values: dict[s
         write(project, "README.md", render("README.repo.md.tmpl", **values))
     if f"services/{project.name}/" not in copied_dockerfile(project, source):  # keep a copied service's own
         project.replaced_dockerfile = installs_unlisted_packages(project, source)
-        write(project, "Dockerfile", render("Dockerfile.repo.tmpl", **values,
-                                            **apt_steps(project, f"services/{project.name}/")))
+        write(
+            project,
+            "Dockerfile",
+            render("Dockerfile.repo.tmpl", **values, **apt_steps(project, f"services/{project.name}/")),
+        )
     if not (source.is_folder and (project.folder / "tests").is_dir()):
         write(project, "tests/conftest.py", render("conftest.py.tmpl", **values))
         write(project, "tests/test_api.py", render(api_test_template(source), **values))
     original = None
     if source.is_folder and source.path is not None:
         original = source.path.resolve().parent.parent / "compose" / f"{source.path.resolve().name}.yml"
-    compose_text = (rename(original.read_text(encoding="utf-8"), original.stem, project.name)
-                    if original is not None and original.is_file() else render("compose.repo.yml.tmpl", **values))
+    compose_text = (
+        rename(original.read_text(encoding="utf-8"), original.stem, project.name)
+        if original is not None and original.is_file()
+        else render("compose.repo.yml.tmpl", **values)
+    )
     write(project, f"compose/{project.name}.yml", compose_text, repo_relative=True)
 
 
@@ -363,40 +398,53 @@ def cmd_create(args: argparse.Namespace) -> int:
     where = project.folder
     print(f"Created {where}/: {', '.join(sorted(p.name for p in where.iterdir()))}")
     if project.replaced_dockerfile:
-        print(f"Note: the Dockerfile of {args.source} builds another way and was replaced by the template: "
-              f"list the system packages it installs (apt-get) in apt.txt, which the new Dockerfile installs.")
+        print(
+            f"Note: the Dockerfile of {args.source} builds another way and was replaced by the template: "
+            f"list the system packages it installs (apt-get) in apt.txt, which the new Dockerfile installs."
+        )
     if project.repo is not None:
-        print(f"Created {project.repo / 'compose' / (project.name + '.yml')}\n"
-              f"Next, from {project.repo}:\n"
-              f"  make run MODEL={project.name}                # serve it on http://localhost:9090\n"
-              f"  .venv-tools/bin/tox run -e {project.name}    # its tests\n"
-              f"  make up MODEL={project.name}                 # in Docker")
+        print(
+            f"Created {project.repo / 'compose' / (project.name + '.yml')}\n"
+            f"Next, from {project.repo}:\n"
+            f"  make run MODEL={project.name}                # serve it on http://localhost:9090\n"
+            f"  .venv-tools/bin/tox run -e {project.name}    # its tests\n"
+            f"  make up MODEL={project.name}                 # in Docker"
+        )
     else:
-        print(f"Next:\n"
-              f"  label-studio-ml start {where}    # serve it; connect the URL it prints in Label Studio\n"
-              f"  pytest {where / 'test_api.py'}\n"
-              f"  docker compose -f {where / 'docker-compose.yml'} up --build")
+        print(
+            f"Next:\n"
+            f"  label-studio-ml start {where}    # serve it; connect the URL it prints in Label Studio\n"
+            f"  pytest {where / 'test_api.py'}\n"
+            f"  docker compose -f {where / 'docker-compose.yml'} up --build"
+        )
     return 0
 
 
 def add_command(sub: Subcommands) -> None:
     create_parser = sub.add_parser(
-        "create", help="make a new backend project (model.py, Dockerfile, compose, tests)",
+        "create",
+        help="make a new backend project (model.py, Dockerfile, compose, tests)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Make NAME/ with model.py, _wsgi.py, requirements.txt, requirements-test.txt,\n"
-                    "test_api.py, README.md, Dockerfile, docker-compose.yml and wheels/ (the SDK the image\n"
-                    "installs). Refuses to overwrite an existing NAME/ without --force.\n"
-                    "In this repository's services/ folder it makes a service instead: a Dockerfile that\n"
-                    "builds from the repository root, compose/NAME.yml and tests/.",
+        "test_api.py, README.md, Dockerfile, docker-compose.yml and wheels/ (the SDK the image\n"
+        "installs). Refuses to overwrite an existing NAME/ without --force.\n"
+        "In this repository's services/ folder it makes a service instead: a Dockerfile that\n"
+        "builds from the repository root, compose/NAME.yml and tests/.",
         epilog="examples:\n"
-               "  label-studio-ml create my_backend                       # a starter text classifier\n"
-               "  label-studio-ml create my_backend --from ~/code/my_model.py:MyModel\n"
-               "  label-studio-ml create my_model --from services/substring_matching --root-dir services")
+        "  label-studio-ml create my_backend                       # a starter text classifier\n"
+        "  label-studio-ml create my_backend --from ~/code/my_model.py:MyModel\n"
+        "  label-studio-ml create my_model --from services/substring_matching --root-dir services",
+    )
     create_parser.add_argument("name", metavar="NAME", help="project folder name: lowercase letters, digits, _ or -")
-    create_parser.add_argument("--from", dest="source", metavar="FILE[:Class]",
-                               help="start from your model file (its requirements.txt and README.md next to it "
-                                    "come along) or a service folder; Class picks one of several model classes")
-    create_parser.add_argument("--root-dir", default=".", metavar="DIR",
-                               help="where to make NAME/ (default: the current folder)")
+    create_parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE[:Class]",
+        help="start from your model file (its requirements.txt and README.md next to it "
+        "come along) or a service folder; Class picks one of several model classes",
+    )
+    create_parser.add_argument(
+        "--root-dir", default=".", metavar="DIR", help="where to make NAME/ (default: the current folder)"
+    )
     create_parser.add_argument("--force", action="store_true", help="overwrite an existing NAME/")
     create_parser.set_defaults(func=cmd_create)

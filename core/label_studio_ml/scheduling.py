@@ -49,12 +49,19 @@ class InlinePolicy:
         if self.declared is not None:
             return self.declared
         expected_cpu = max(self.fastest_cpu, self.fastest_cpu_per_task * max(tasks, 1))
-        inline = (self.allowed and not self.demoted and self.calls >= WARMUP_CALLS
-                  and self.fastest_wall < INLINE_BUDGET_S and expected_cpu < INLINE_BUDGET_S)
+        inline = (
+            self.allowed
+            and not self.demoted
+            and self.calls >= WARMUP_CALLS
+            and self.fastest_wall < INLINE_BUDGET_S
+            and expected_cpu < INLINE_BUDGET_S
+        )
         if inline and not self.announced:
             self.announced = True
-            logger.info("predict measured at %.2f ms: batches run on the event loop from now on (see "
-                        "inline_predict)", 1000 * max(self.fastest_wall, expected_cpu))
+            logger.info(
+                "predict measured at %.2f ms: batches run on the event loop from now on (see inline_predict)",
+                1000 * max(self.fastest_wall, expected_cpu),
+            )
         return inline
 
     def record(self, wall: float, cpu: float, tasks: int, inline: bool) -> None:
@@ -68,5 +75,6 @@ class InlinePolicy:
             self.fastest_cpu_per_task = min(self.fastest_cpu_per_task, cpu / max(tasks, 1))
             if inline and wall > DEMOTE_AFTER_S and not self.demoted:
                 self.demoted = True
-                logger.info("predict took %.1f ms on the event loop: it runs in worker threads from now on",
-                            1000 * wall)
+                logger.info(
+                    "predict took %.1f ms on the event loop: it runs in worker threads from now on", 1000 * wall
+                )

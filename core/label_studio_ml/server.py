@@ -22,18 +22,35 @@ def app_factory():  # type: ignore[no-untyped-def]
     return create_app(load_model_class(os.environ[APP_DIR_ENV]), settings)
 
 
-def serve(target: str | Path, host: str = "0.0.0.0", port: int = 9090, workers: int = 1,
-          reload: bool = False, log_level: str | None = None) -> None:
+def serve(
+    target: str | Path,
+    host: str = "0.0.0.0",
+    port: int = 9090,
+    workers: int = 1,
+    reload: bool = False,
+    log_level: str | None = None,
+) -> None:
     settings = Settings.from_env()
     configure_logging(log_level or settings.log_level, settings.secrets)
     os.environ[APP_DIR_ENV] = str(Path(target).resolve()) if ":" not in str(target) else str(target)
-    common = dict(host=host, port=port, log_level=(log_level or settings.log_level).lower(),
-                  root_path=settings.root_path, log_config=None, timeout_graceful_shutdown=5,
-                  access_log=False)  # uvicorn would re-enable its access log at log_level; /predict logs its own line
+    common = dict(
+        host=host,
+        port=port,
+        log_level=(log_level or settings.log_level).lower(),
+        root_path=settings.root_path,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+        access_log=False,
+    )  # uvicorn would re-enable its access log at log_level; /predict logs its own line
     if workers > 1 or reload:
         path = Path(str(target).rsplit(":", 1)[0] if ":" in str(target) and not Path(target).exists() else target)
-        uvicorn.run("label_studio_ml.server:app_factory", factory=True, workers=workers, reload=reload,
-                    reload_dirs=[str(path.resolve().parent if path.is_file() else path)]
-                    if reload else None, **common)  # type: ignore[arg-type]
+        uvicorn.run(
+            "label_studio_ml.server:app_factory",
+            factory=True,
+            workers=workers,
+            reload=reload,
+            reload_dirs=[str(path.resolve().parent if path.is_file() else path)] if reload else None,
+            **common,
+        )  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(load_model_class(target), settings), **common)  # type: ignore[arg-type]

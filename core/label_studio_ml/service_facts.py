@@ -140,8 +140,9 @@ def read_dockerfile(path: Path) -> Dockerfile:
             try:
                 command = tuple(json.loads(args))
             except ValueError:
-                raise ServiceError(f"{path}: CMD must be in exec form, e.g. "
-                                   f'CMD ["label-studio-ml", "start", "/app"]') from None
+                raise ServiceError(
+                    f'{path}: CMD must be in exec form, e.g. CMD ["label-studio-ml", "start", "/app"]'
+                ) from None
         elif instruction == "HEALTHCHECK":
             found_path = URL_PATH.search(args)
             health_path = found_path.group(1) if found_path else health_path
@@ -211,8 +212,10 @@ def env_comments(text: str) -> dict[str, str]:
 def read_service(folder: Path, gpu: bool = False) -> ServiceFacts:
     folder = Path(folder)
     if not (folder / "model.py").is_file():
-        raise ServiceError(f"{folder} has no model.py: pass a service folder (services/<name>) or a project "
-                           f"made with `label-studio-ml create`")
+        raise ServiceError(
+            f"{folder} has no model.py: pass a service folder (services/<name>) or a project "
+            f"made with `label-studio-ml create`"
+        )
     if not (folder / "Dockerfile").is_file():
         raise ServiceError(f"{folder} has no Dockerfile: the cluster runs the image it builds")
     name = folder.resolve().name
@@ -224,24 +227,38 @@ def read_service(folder: Path, gpu: bool = False) -> ServiceFacts:
     if not image:
         raise ServiceError(f"{compose_path}: the service {name!r} names no image")
     if docker.uid is None or docker.uid == 0:
-        raise ServiceError(f"{folder / 'Dockerfile'} runs as root (no `useradd --uid N` and USER): the pods run "
-                           f"as a non-root user and need its uid")
+        raise ServiceError(
+            f"{folder / 'Dockerfile'} runs as root (no `useradd --uid N` and USER): the pods run "
+            f"as a non-root user and need its uid"
+        )
     port = int(docker.env.get("PORT") or (docker.exposed[0] if docker.exposed else 0))
     if not port:
         raise ServiceError(f"{folder / 'Dockerfile'} sets no PORT and exposes no port")
     if len(docker.command) < 3 or docker.command[1] != "start":
-        raise ServiceError(f"{folder / 'Dockerfile'}: CMD should be [\"label-studio-ml\", \"start\", DIR], "
-                           f"not {list(docker.command)}")
+        raise ServiceError(
+            f'{folder / "Dockerfile"}: CMD should be ["label-studio-ml", "start", DIR], not {list(docker.command)}'
+        )
     healthcheck = service.get("healthcheck") or {}
-    test = " ".join(healthcheck.get("test") or []) if isinstance(healthcheck.get("test"), list) \
+    test = (
+        " ".join(healthcheck.get("test") or [])
+        if isinstance(healthcheck.get("test"), list)
         else str(healthcheck.get("test") or "")
+    )
     found = URL_PATH.search(test)
     health_path = found.group(1) if found else docker.health_path or "/health"
     start_period = healthcheck.get("start_period")
     start = seconds(start_period) if start_period is not None else docker.start_period or 30
     return ServiceFacts(
-        name=name, image=image, port=port, model_dir=docker.env.get("MODEL_DIR", "/data/models"),
-        uid=docker.uid, home=f"/home/{docker.user}" if docker.creates_home and not docker.user.isdigit() else None,
-        command=docker.command, health_path=health_path, start_period=start,
+        name=name,
+        image=image,
+        port=port,
+        model_dir=docker.env.get("MODEL_DIR", "/data/models"),
+        uid=docker.uid,
+        home=f"/home/{docker.user}" if docker.creates_home and not docker.user.isdigit() else None,
+        command=docker.command,
+        health_path=health_path,
+        start_period=start,
         environment=environment(service, env_comments(compose_path.read_text(encoding="utf-8"))),
-        gpu=gpu, has_gpu_variant=gpu_service is not None)
+        gpu=gpu,
+        has_gpu_variant=gpu_service is not None,
+    )

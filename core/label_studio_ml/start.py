@@ -25,56 +25,90 @@ def cmd_start(args: argparse.Namespace) -> int:
         os.environ["BASIC_AUTH_PASS"] = args.basic_auth_pass
     settings = Settings.from_env()
     if bool(settings.basic_auth_user) != bool(settings.basic_auth_pass):  # half of it would serve without auth
-        return fail("basic auth needs a user and a password: pass --basic-auth-user and --basic-auth-pass "
-                    "(or set BASIC_AUTH_USER and BASIC_AUTH_PASS)")
+        return fail(
+            "basic auth needs a user and a password: pass --basic-auth-user and --basic-auth-pass "
+            "(or set BASIC_AUTH_USER and BASIC_AUTH_PASS)"
+        )
     try:
         model_class = load_model_class(args.target)
     except ModelClassError as exc:
         return fail(str(exc))
     except Exception as exc:  # an import error in the user's model file
-        return fail(f"cannot import the model from {args.target}: {type(exc).__name__}: {exc}{where(exc)}; "
-                    f"install its requirements or fix the file")
+        return fail(
+            f"cannot import the model from {args.target}: {type(exc).__name__}: {exc}{where(exc)}; "
+            f"install its requirements or fix the file"
+        )
     if not port_free(args.host, args.port):
         return fail(f"port {args.port} on {args.host} is already in use; pick another with -p PORT")
     shown = "localhost" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"Serving {model_class.__name__} from {args.target}\n"
-          f"Connect it in Label Studio (Settings -> Model -> Connect Model) with URL: http://{shown}:{args.port}",
-          flush=True)
-    serve(args.target, host=args.host, port=args.port, workers=args.workers, reload=args.reload,
-          log_level=args.log_level)
+    print(
+        f"Serving {model_class.__name__} from {args.target}\n"
+        f"Connect it in Label Studio (Settings -> Model -> Connect Model) with URL: http://{shown}:{args.port}",
+        flush=True,
+    )
+    serve(
+        args.target, host=args.host, port=args.port, workers=args.workers, reload=args.reload, log_level=args.log_level
+    )
     return 0
 
 
 def add_arguments(start: argparse.ArgumentParser) -> None:
     start.add_argument("target", metavar="TARGET", help="a folder holding model.py, a FILE.py, or FILE.py:Class")
-    start.add_argument("-p", "--port", type=int, default=int(os.environ.get("PORT", "9090")),
-                       help="port to listen on (default: $PORT or 9090)")
-    start.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"),
-                       help="address to bind (default: $HOST or 0.0.0.0, all interfaces)")
-    start.add_argument("--basic-auth-user", metavar="U", default=os.environ.get("ML_SERVER_BASIC_AUTH_USER"),
-                       help="require HTTP basic auth with this user; give the same in the LS connection "
-                            "(env: BASIC_AUTH_USER)")
-    start.add_argument("--basic-auth-pass", metavar="P", default=os.environ.get("ML_SERVER_BASIC_AUTH_PASS"),
-                       help="password for basic auth (env: BASIC_AUTH_PASS, which keeps it out of `ps`)")
-    start.add_argument("--log-level", default=None, type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                       help="log level (default: $LOG_LEVEL or INFO)")
-    start.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")), metavar="N",
-                       help="server processes, each loading the model (default: $WORKERS or 1)")
+    start.add_argument(
+        "-p",
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "9090")),
+        help="port to listen on (default: $PORT or 9090)",
+    )
+    start.add_argument(
+        "--host",
+        default=os.environ.get("HOST", "0.0.0.0"),
+        help="address to bind (default: $HOST or 0.0.0.0, all interfaces)",
+    )
+    start.add_argument(
+        "--basic-auth-user",
+        metavar="U",
+        default=os.environ.get("ML_SERVER_BASIC_AUTH_USER"),
+        help="require HTTP basic auth with this user; give the same in the LS connection (env: BASIC_AUTH_USER)",
+    )
+    start.add_argument(
+        "--basic-auth-pass",
+        metavar="P",
+        default=os.environ.get("ML_SERVER_BASIC_AUTH_PASS"),
+        help="password for basic auth (env: BASIC_AUTH_PASS, which keeps it out of `ps`)",
+    )
+    start.add_argument(
+        "--log-level",
+        default=None,
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (default: $LOG_LEVEL or INFO)",
+    )
+    start.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WORKERS", "1")),
+        metavar="N",
+        help="server processes, each loading the model (default: $WORKERS or 1)",
+    )
     start.add_argument("--reload", action="store_true", help="restart when the model's files change (development)")
     start.set_defaults(func=cmd_start)
 
 
 def add_command(sub: Subcommands) -> None:
     start = sub.add_parser(
-        "start", help="serve a model folder (model.py) on HTTP for Label Studio",
+        "start",
+        help="serve a model folder (model.py) on HTTP for Label Studio",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve a model with uvicorn and print the URL to connect in Label Studio\n"
-                    "(Project -> Settings -> Model -> Connect Model). The model loads in the background;\n"
-                    "/health answers 503 until it is ready, and with the reason if loading failed.",
+        "(Project -> Settings -> Model -> Connect Model). The model loads in the background;\n"
+        "/health answers 503 until it is ready, and with the reason if loading failed.",
         epilog="examples:\n"
-               "  label-studio-ml start my_backend\n"
-               "  label-studio-ml start services/substring_matching -p 9091 --host 127.0.0.1\n"
-               "  label-studio-ml start my_models.py:SentimentModel --basic-auth-user ls --basic-auth-pass S3cret")
+        "  label-studio-ml start my_backend\n"
+        "  label-studio-ml start services/substring_matching -p 9091 --host 127.0.0.1\n"
+        "  label-studio-ml start my_models.py:SentimentModel --basic-auth-user ls --basic-auth-pass S3cret",
+    )
     add_arguments(start)
 
 

@@ -37,8 +37,10 @@ TEMPLATES = Path(__file__).parent / "status"
 REFRESH_SECONDS = 2
 MAX_PROJECTS = 25
 MAX_JOBS = 20
-CSP = ("default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self'; "
-       "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self'; "
+    "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 class Sources(Protocol):
@@ -83,13 +85,35 @@ def config_summary(xml: str | None) -> list[dict[str, Any]]:
         controls = parse_config(xml)
     except LabelConfigError as exc:
         return [{"error": exc.reason}]
-    return [{"name": name, "type": info["type"], "to": info["to_name"],
-             "objects": sorted({i["type"] for i in info["inputs"]}), "labels": len(info["labels"])}
-            for name, info in controls.items()]
+    return [
+        {
+            "name": name,
+            "type": info["type"],
+            "to": info["to_name"],
+            "objects": sorted({i["type"] for i in info["inputs"]}),
+            "labels": len(info["labels"]),
+        }
+        for name, info in controls.items()
+    ]
 
 
-_JOB_FIELDS = {"id", "kind", "project", "state", "progress", "message", "error", "version", "created_at",
-               "started_at", "ended_at", "event", "events", "pid", "owner"}
+_JOB_FIELDS = {
+    "id",
+    "kind",
+    "project",
+    "state",
+    "progress",
+    "message",
+    "error",
+    "version",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "event",
+    "events",
+    "pid",
+    "owner",
+}
 
 
 def job_view(record: dict[str, Any], redact: Callable[[str], str] = str) -> dict[str, Any]:
@@ -97,15 +121,26 @@ def job_view(record: dict[str, Any], redact: Callable[[str], str] = str) -> dict
     other plain fields are kept as extras. Texts pass through ``redact`` (errors may quote secrets)."""
     progress = record.get("progress")
     error = record.get("error")
-    return {"id": record.get("id", "?"), "kind": record.get("kind") or "training",
-            "project": record.get("project", ""), "state": record.get("state", "unknown"),
-            "progress": min(1.0, max(0.0, float(progress))) if isinstance(progress, (int, float)) else None,
-            "message": redact(str(record.get("message") or "")), "error": redact(str(error)) if error else None,
-            "version": record.get("version"),
-            "created_at": record.get("created_at"), "started_at": record.get("started_at"),
-            "ended_at": record.get("ended_at"), "event": record.get("event"), "events": record.get("events") or 1,
-            "extra": {k: redact(v) if isinstance(v, str) else v for k, v in record.items()
-                      if k not in _JOB_FIELDS and isinstance(v, (str, int, float)) and v != ""}}
+    return {
+        "id": record.get("id", "?"),
+        "kind": record.get("kind") or "training",
+        "project": record.get("project", ""),
+        "state": record.get("state", "unknown"),
+        "progress": min(1.0, max(0.0, float(progress))) if isinstance(progress, (int, float)) else None,
+        "message": redact(str(record.get("message") or "")),
+        "error": redact(str(error)) if error else None,
+        "version": record.get("version"),
+        "created_at": record.get("created_at"),
+        "started_at": record.get("started_at"),
+        "ended_at": record.get("ended_at"),
+        "event": record.get("event"),
+        "events": record.get("events") or 1,
+        "extra": {
+            k: redact(v) if isinstance(v, str) else v
+            for k, v in record.items()
+            if k not in _JOB_FIELDS and isinstance(v, (str, int, float)) and v != ""
+        },
+    }
 
 
 def _without_userinfo(url: str) -> str:
@@ -132,18 +167,23 @@ class Traffic:
     def sample(self, now: float | None = None) -> None:
         get = self.metrics.registry.get_sample_value
         predict = {"path": "/predict"}
-        self.samples.append((time.time() if now is None else now,
-                             get("lsml_request_seconds_count", predict) or 0.0,
-                             get("lsml_request_seconds_sum", predict) or 0.0,
-                             get("lsml_predictions_total") or 0.0))
+        self.samples.append(
+            (
+                time.time() if now is None else now,
+                get("lsml_request_seconds_count", predict) or 0.0,
+                get("lsml_request_seconds_sum", predict) or 0.0,
+                get("lsml_predictions_total") or 0.0,
+            )
+        )
 
     def series(self) -> list[dict[str, Any]]:
         """Per interval: its end time, predictions per second, mean /predict latency (None: no request)."""
         out = []
         for (t0, n0, s0, p0), (t1, n1, s1, p1) in zip(self.samples, list(self.samples)[1:]):
             span = max(t1 - t0, 1e-9)
-            out.append({"time": t1, "rate": (p1 - p0) / span,
-                        "mean_ms": 1000 * (s1 - s0) / (n1 - n0) if n1 > n0 else None})
+            out.append(
+                {"time": t1, "rate": (p1 - p0) / span, "mean_ms": 1000 * (s1 - s0) / (n1 - n0) if n1 > n0 else None}
+            )
         return out
 
     def chart(self, width: int = 600, height: int = 240) -> dict[str, Any]:
@@ -158,8 +198,9 @@ class Traffic:
             x = left + i * step
             if point["rate"] > 0:
                 h = height * point["rate"] / max_rate
-                bars.append({"x": round(x, 1), "y": round(height - h, 1), "w": round(max(step - 1, 1), 1),
-                             "h": round(h, 1)})
+                bars.append(
+                    {"x": round(x, 1), "y": round(height - h, 1), "w": round(max(step - 1, 1), 1), "h": round(h, 1)}
+                )
             if point["mean_ms"] is None:
                 if line:
                     lines.append(" ".join(line))
@@ -170,10 +211,19 @@ class Traffic:
                 dots.append({"x": round(x + step / 2, 1), "y": round(y, 1)})
         if line:
             lines.append(" ".join(line))
-        return {"width": width, "height": height, "bars": bars, "lines": lines, "dots": dots, "max_rate": max_rate,
-                "max_ms": max_ms, "span_s": self.interval * max(len(series), 30), "interval": self.interval,
-                "intervals": len(series),
-                "latest": series[-1] if series else None}
+        return {
+            "width": width,
+            "height": height,
+            "bars": bars,
+            "lines": lines,
+            "dots": dots,
+            "max_rate": max_rate,
+            "max_ms": max_ms,
+            "span_s": self.interval * max(len(series), 30),
+            "interval": self.interval,
+            "intervals": len(series),
+            "latest": series[-1] if series else None,
+        }
 
     async def run(self) -> None:
         while True:
@@ -185,8 +235,13 @@ class Traffic:
 def _templates() -> Any:
     import jinja2  # imported on the first page view: the protocol endpoints never need it
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(ago=_ago, duration=_duration, clock=_clock, ms=_ms, count=_count)
     return env
 
@@ -255,37 +310,59 @@ class StatusPage:
         nonce = secrets.token_urlsafe(16)
         template = "live.html" if "fragment" in request.query_params else "page.html"
         html = _templates().get_template(template).render(nonce=nonce, refresh_seconds=REFRESH_SECONDS, **data)
-        return HTMLResponse(html, headers={"Cache-Control": "no-store", "Vary": "Accept",
-                                           "Content-Security-Policy": CSP.format(nonce=nonce)})
+        return HTMLResponse(
+            html,
+            headers={"Cache-Control": "no-store", "Vary": "Accept", "Content-Security-Policy": CSP.format(nonce=nonce)},
+        )
 
     def snapshot(self, health: tuple[dict[str, Any], int]) -> dict[str, Any]:
         """The page's data; reads the store, so it runs in a worker thread."""
         runtime, settings = self.sources.runtime, self.sources.settings
         redact = self.errors.redaction.redact
-        names = sorted(runtime.projects(), key=lambda p: (p.isdigit(), int(p) if p.isdigit() else 0, p),
-                       reverse=True)
+        names = sorted(runtime.projects(), key=lambda p: (p.isdigit(), int(p) if p.isdigit() else 0, p), reverse=True)
         projects, jobs = [], []
         for project in names[:MAX_PROJECTS]:
             report = self.sources.job_report(project)
-            projects.append({"id": project, "model_version": report["model_version"],
-                             "versions": self.sources.version_list([project]),
-                             "controls": config_summary(runtime.store.get(project, "label_config"))})
+            projects.append(
+                {
+                    "id": project,
+                    "model_version": report["model_version"],
+                    "versions": self.sources.version_list([project]),
+                    "controls": config_summary(runtime.store.get(project, "label_config")),
+                }
+            )
             jobs += [job_view(record, redact) for record in report["jobs"]]
         jobs.sort(key=lambda job: job.get("created_at") or 0, reverse=True)
         body, status_code = health
         if "reason" in body:
             body = {**body, "reason": redact(body["reason"])}
         return {
-            "now": time.time(), "model_class": runtime.model_class.__name__,
-            "service_name": runtime.model_class.version_prefix(), "model_file": _source_file(runtime.model_class),
-            "pid": os.getpid(), "health": body, "health_code": status_code, "state": runtime.state,
-            "load_seconds": runtime.load_seconds, "started_at": runtime.started_at,
-            "settings": {"threads": settings.threads, "basic_auth": settings.basic_auth_enabled,
-                         "redis": bool(settings.redis_url), "train_on_annotation": settings.train_on_annotation,
-                         "label_studio_url": _without_userinfo(settings.label_studio_url),
-                         "api_key": bool(settings.label_studio_api_key), "keep_versions": settings.keep_versions},
-            "projects": projects, "project_count": len(names), "versions": self.sources.version_list(None),
-            "jobs": jobs[:MAX_JOBS], "job_count": len(jobs), "errors": self.errors.recent(),
-            "metrics": self.sources.current_metrics().summary(), "chart": self.traffic.chart(),
+            "now": time.time(),
+            "model_class": runtime.model_class.__name__,
+            "service_name": runtime.model_class.version_prefix(),
+            "model_file": _source_file(runtime.model_class),
+            "pid": os.getpid(),
+            "health": body,
+            "health_code": status_code,
+            "state": runtime.state,
+            "load_seconds": runtime.load_seconds,
+            "started_at": runtime.started_at,
+            "settings": {
+                "threads": settings.threads,
+                "basic_auth": settings.basic_auth_enabled,
+                "redis": bool(settings.redis_url),
+                "train_on_annotation": settings.train_on_annotation,
+                "label_studio_url": _without_userinfo(settings.label_studio_url),
+                "api_key": bool(settings.label_studio_api_key),
+                "keep_versions": settings.keep_versions,
+            },
+            "projects": projects,
+            "project_count": len(names),
+            "versions": self.sources.version_list(None),
+            "jobs": jobs[:MAX_JOBS],
+            "job_count": len(jobs),
+            "errors": self.errors.recent(),
+            "metrics": self.sources.current_metrics().summary(),
+            "chart": self.traffic.chart(),
             "stats": dict(runtime.stats),
         }

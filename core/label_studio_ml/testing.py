@@ -24,8 +24,7 @@ from .regions import RegionValidator
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def recorded_requests(name: str = "ls-1.23.2-text-choices.jsonl",
-                      path: str | None = None) -> list[dict[str, Any]]:
+def recorded_requests(name: str = "ls-1.23.2-text-choices.jsonl", path: str | None = None) -> list[dict[str, Any]]:
     """Requests a real LS sent to a backend, one dict each (``method``, ``path``, ``headers``, ``body``)."""
     target = FIXTURES / name if path is None else Path(path) / name
     return [json.loads(line) for line in target.read_text().splitlines() if line.strip()]
@@ -36,15 +35,13 @@ def recorded(path: str, name: str = "ls-1.23.2-text-choices.jsonl") -> list[dict
 
 
 @contextmanager
-def model_client(model_class: type[LabelStudioMLBase], model_dir: Path,
-                 **settings: Any) -> Iterator[Any]:
+def model_client(model_class: type[LabelStudioMLBase], model_dir: Path, **settings: Any) -> Iterator[Any]:
     """A Starlette TestClient for ``model_class``; resources loaded before the first request."""
     from starlette.testclient import TestClient
 
     from .app import create_app
 
-    app = create_app(model_class, Settings.from_dict({"model_dir": model_dir, **settings}),
-                     background_load=False)
+    app = create_app(model_class, Settings.from_dict({"model_dir": model_dir, **settings}), background_load=False)
     with TestClient(app, raise_server_exceptions=False) as client:
         client.runtime = app.state.runtime  # type: ignore[attr-defined]
         yield client
@@ -66,9 +63,14 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         ctx.__exit__(None, None, None)
 
 
-def assert_conformant(client: Any, label_config: str, tasks: list[dict[str, Any]],
-                      context: dict[str, Any] | None = None, project: str = "1.1700000000",
-                      expect_regions: bool | None = None) -> list[dict[str, Any]]:
+def assert_conformant(
+    client: Any,
+    label_config: str,
+    tasks: list[dict[str, Any]],
+    context: dict[str, Any] | None = None,
+    project: str = "1.1700000000",
+    expect_regions: bool | None = None,
+) -> list[dict[str, Any]]:
     """Drive ``/health``, ``/setup`` and ``/predict`` as LS does and check the protocol's promises.
 
     Returns the predictions so a test can assert on content too.
@@ -76,14 +78,23 @@ def assert_conformant(client: Any, label_config: str, tasks: list[dict[str, Any]
     health = client.get("/health")
     assert health.status_code == 200, f"/health answered {health.status_code}: {health.text}"
     assert health.json()["status"] == "UP"
-    setup = client.post("/setup", json={"project": project, "schema": label_config,
-                                        "hostname": "http://localhost:8080", "extra_params": None})
+    setup = client.post(
+        "/setup",
+        json={"project": project, "schema": label_config, "hostname": "http://localhost:8080", "extra_params": None},
+    )
     assert setup.status_code == 200, setup.text
     version = setup.json()["model_version"]
     assert isinstance(version, str) and version
     dropped_before = client.runtime.stats["dropped_regions"]
-    reply = client.post("/predict", json={"tasks": tasks, "project": project, "label_config": label_config,
-                                          "params": {"login": None, "password": None, "context": context}})
+    reply = client.post(
+        "/predict",
+        json={
+            "tasks": tasks,
+            "project": project,
+            "label_config": label_config,
+            "params": {"login": None, "password": None, "context": context},
+        },
+    )
     assert reply.status_code == 200, reply.text
     results = reply.json()["results"]
     assert len(results) == len(tasks), "one prediction per task, in order"
@@ -120,9 +131,14 @@ class FakeLabelStudio:
     """A real HTTP server on loopback that answers the LS endpoints a backend calls: uploads,
     export, PAT refresh and presign (303 to ``redirect_to``). Records every request it gets."""
 
-    def __init__(self, legacy_token: str = "legacy-token-0123456789", pat: str | None = None,
-                 files: dict[str, bytes] | None = None, tasks: dict[int, list[dict[str, Any]]] | None = None,
-                 redirect_to: str = "") -> None:
+    def __init__(
+        self,
+        legacy_token: str = "legacy-token-0123456789",
+        pat: str | None = None,
+        files: dict[str, bytes] | None = None,
+        tasks: dict[int, list[dict[str, Any]]] | None = None,
+        redirect_to: str = "",
+    ) -> None:
         import base64 as b64
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,8 +162,13 @@ class FakeLabelStudio:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _reply(self, status: int, body: bytes = b"", ctype: str = "application/json",
-                       headers: dict[str, str] | None = None) -> None:
+            def _reply(
+                self,
+                status: int,
+                body: bytes = b"",
+                ctype: str = "application/json",
+                headers: dict[str, str] | None = None,
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -201,8 +222,9 @@ class FakeLabelStudio:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)  # a short poll: shutdown() returns at once
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )  # a short poll: shutdown() returns at once
 
     def __enter__(self) -> FakeLabelStudio:
         self._thread.start()
@@ -235,9 +257,23 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import redis
 
     client = redis.Redis(port=port)
@@ -264,8 +300,15 @@ class ServerProcess:
     Use as a context manager: waits for ``/health`` to answer 200, always stops the process.
     """
 
-    def __init__(self, target: str | Path, env: dict[str, str] | None = None, log_path: Path | None = None,
-                 port: int | None = None, command: str = "start", wait_healthy: bool = True) -> None:
+    def __init__(
+        self,
+        target: str | Path,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        port: int | None = None,
+        command: str = "start",
+        wait_healthy: bool = True,
+    ) -> None:
         import os
         import sys
         import tempfile

@@ -15,8 +15,14 @@ from .storage import Store
 
 logger = logging.getLogger(__name__)
 
-TRAIN_EVENTS = {"START_TRAINING", "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED",
-                "ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}
+TRAIN_EVENTS = {
+    "START_TRAINING",
+    "ANNOTATION_CREATED",
+    "ANNOTATION_UPDATED",
+    "ANNOTATIONS_CREATED",
+    "ANNOTATIONS_DELETED",
+    "ANNOTATION_DELETED",
+}
 KEEP_JOBS = 20
 PROCESS_TOKEN = uuid.uuid4().hex  # tells this process's jobs from a previous one with the same pid
 
@@ -89,8 +95,7 @@ class TrainingManager:
             self._queued[project] = job
             self._save(job, new=True)
             if project not in self._threads:
-                thread = threading.Thread(target=self._loop, args=(project,), name=f"train-{project}",
-                                          daemon=True)
+                thread = threading.Thread(target=self._loop, args=(project,), name=f"train-{project}", daemon=True)
                 self._threads[project] = thread
                 thread.start()
             return job
@@ -109,8 +114,9 @@ class TrainingManager:
     def _run(self, job: Job) -> None:
         job.state, job.started_at = "running", time.time()
         self._save(job)
-        logger.info("training job %s for project %s started (%d event(s), last %s)",
-                    job.id, job.project, job.events, job.event)
+        logger.info(
+            "training job %s for project %s started (%d event(s), last %s)", job.id, job.project, job.events, job.event
+        )
         last_saved = [0.0]
 
         def progress(fraction: float, message: str = "") -> None:
@@ -127,13 +133,19 @@ class TrainingManager:
             job.message = f"new version {job.version}" if job.version else "no change: version kept"
         except Exception as exc:  # the job fails, the server and the served version stay
             job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
-            logger.exception("training job %s for project %s failed; previous version keeps serving",
-                             job.id, job.project)
+            logger.exception(
+                "training job %s for project %s failed; previous version keeps serving", job.id, job.project
+            )
         job.ended_at = time.time()
         job.payloads = []
         self._save(job)
-        logger.info("training job %s %s in %.2f s: %s", job.id, job.state,
-                    job.ended_at - (job.started_at or job.ended_at), job.message or job.error)
+        logger.info(
+            "training job %s %s in %.2f s: %s",
+            job.id,
+            job.state,
+            job.ended_at - (job.started_at or job.ended_at),
+            job.message or job.error,
+        )
         if self.on_finish is not None:
             self.on_finish(job)
 
@@ -157,15 +169,16 @@ class TrainingManager:
     def recover(self, projects: list[str], resubmit: Callable[[str, str], None]) -> None:
         """Jobs left queued/running by a dead process are marked failed and trained again."""
         for project in projects:
-            lost = [r for r in load_jobs(self.store, project)
-                    if r.get("state") in ("queued", "running") and not _alive(r)]
+            lost = [
+                r for r in load_jobs(self.store, project) if r.get("state") in ("queued", "running") and not _alive(r)
+            ]
             for record in lost:
-                record.update(state="failed", error="interrupted: the process ended during the job",
-                              ended_at=time.time())
+                record.update(
+                    state="failed", error="interrupted: the process ended during the job", ended_at=time.time()
+                )
                 self.store.set(project, f"job-{record['id']}", record)
             if lost:
-                logger.warning("project %s: %d training job(s) were interrupted; training again",
-                               project, len(lost))
+                logger.warning("project %s: %d training job(s) were interrupted; training again", project, len(lost))
                 resubmit(project, lost[0].get("event") or "START_TRAINING")
 
     def wait_idle(self, timeout: float = 60.0) -> bool:

@@ -85,7 +85,7 @@ class Versions:
         self.store.set(project, "model_version_hash", digest)
         self.store.set(project, "versions", history[: self.keep])
         self.store.set(project, "model_version", version)  # the switch: written last
-        for old in history[self.keep:]:
+        for old in history[self.keep :]:
             shutil.rmtree(self.project_dir(project) / "versions" / safe_name(old), ignore_errors=True)
         logger.info("project %s now serves model version %s", project, version)
         return version

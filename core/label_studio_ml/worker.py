@@ -22,7 +22,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: Subcommands) -> None:
-    worker = sub.add_parser("worker", help="run training jobs from Redis (needs REDIS_URL)",
-                            description="Run the RQ training worker for a model folder.")
+    worker = sub.add_parser(
+        "worker",
+        help="run training jobs from Redis (needs REDIS_URL)",
+        description="Run the RQ training worker for a model folder.",
+    )
     worker.add_argument("target", metavar="TARGET")
     worker.set_defaults(func=cmd_worker)

@@ -20,8 +20,10 @@ seen: list[dict[str, Any]] = []
 
 
 def choice(label: str = "Positive", score: float = 0.9) -> dict[str, Any]:
-    return {"result": [{"from_name": "label", "to_name": "text", "type": "choices",
-                        "value": {"choices": [label]}}], "score": score}
+    return {
+        "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}],
+        "score": score,
+    }
 
 
 class Echo(LabelStudioMLBase):
@@ -37,8 +39,9 @@ class Echo(LabelStudioMLBase):
     def setup(self) -> None:
         calls["setup"] += 1
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         calls["predict"] += 1
         if self.pause:
             time.sleep(self.pause)
@@ -47,9 +50,18 @@ class Echo(LabelStudioMLBase):
             on_loop = True
         except RuntimeError:
             on_loop = False
-        seen.append({"on_loop": on_loop, "project": self.project_id, "tasks": len(tasks), "context": context,
-                     "kwargs": kwargs, "resources": self.resources, "extra_params": self.extra_params,
-                     "label_config": self.label_config})
+        seen.append(
+            {
+                "on_loop": on_loop,
+                "project": self.project_id,
+                "tasks": len(tasks),
+                "context": context,
+                "kwargs": kwargs,
+                "resources": self.resources,
+                "extra_params": self.extra_params,
+                "label_config": self.label_config,
+            }
+        )
         return [choice("Positive" if "good" in t["data"].get("text", "") else "Negative") for t in tasks]
 
 
@@ -60,8 +72,9 @@ class Slow(Echo):
     peak = 0
     lock = threading.Lock()
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         cls = type(self)
         with cls.lock:
             cls.running += 1
@@ -96,25 +109,29 @@ class Broken(Echo):
 class BoomOnSome(Echo):
     """Raises for the whole batch when any task says 'boom' (core retries task by task)."""
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         if any(t["data"].get("text") == "boom" for t in tasks):
             raise ValueError("cannot handle 'boom'")
         return super().predict(tasks, context, **kwargs)
 
 
 class WrongCount(Echo):
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         return super().predict(tasks, context, **kwargs)[:-1]
 
 
 class InvalidRegions(Echo):
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         out = super().predict(tasks, context, **kwargs)
-        out[0]["result"].append({"from_name": "label", "to_name": "text", "type": "choices",
-                                 "value": {"choices": ["Maybe"]}})
+        out[0]["result"].append(
+            {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Maybe"]}}
+        )
         return out
 
 
@@ -126,9 +143,15 @@ class SeedModelResponse(LabelStudioMLBase):
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> ModelResponse:
         from_name, to_name, value = self.get_first_tag_occurence("Choices", "Text")
-        predictions = [PredictionValue(result=[{"from_name": from_name, "to_name": to_name, "type": "choices",
-                                                "value": {"choices": ["Negative"]}}], score=0.25)
-                       for _ in tasks]
+        predictions = [
+            PredictionValue(
+                result=[
+                    {"from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": ["Negative"]}}
+                ],
+                score=0.25,
+            )
+            for _ in tasks
+        ]
         return ModelResponse(predictions=predictions)
 
 
@@ -136,8 +159,14 @@ class SeedDicts(LabelStudioMLBase):
     """Seed-era: a list of dicts, one per task, without model_version or score."""
 
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
-        return [{"result": [{"from_name": "label", "to_name": "text", "type": "choices",
-                             "value": {"choices": ["Positive"]}}]} for _ in tasks]
+        return [
+            {
+                "result": [
+                    {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}
+                ]
+            }
+            for _ in tasks
+        ]
 
 
 class SeedResultLists(LabelStudioMLBase):

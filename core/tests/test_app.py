@@ -25,8 +25,12 @@ from label_studio_ml.testing import recorded_requests
 TASKS = [{"id": 1, "data": {"text": "good film"}}, {"id": 2, "data": {"text": "bad film"}}]
 
 
-def predict_body(tasks: list[dict[str, Any]] = TASKS, project: str | None = "1.1700000000",
-                 config: str | None = CONFIG, **params: Any) -> dict[str, Any]:
+def predict_body(
+    tasks: list[dict[str, Any]] = TASKS,
+    project: str | None = "1.1700000000",
+    config: str | None = CONFIG,
+    **params: Any,
+) -> dict[str, Any]:
     body: dict[str, Any] = {"tasks": tasks, "params": {"login": None, "password": None, "context": None, **params}}
     if project is not None:
         body["project"] = project
@@ -60,6 +64,7 @@ def metric(client: Any, name: str, **labels: str) -> float:
 
 # --- endpoints ---------------------------------------------------------------------------------------
 
+
 def test_health_and_root(client: Any) -> None:
     for path in ("/", "/health"):
         reply = client.get(path)
@@ -68,9 +73,16 @@ def test_health_and_root(client: Any) -> None:
 
 
 def test_setup_predict_round_trip(client: Any) -> None:
-    setup = client.post("/setup", json={"project": "1.1700000000", "schema": CONFIG,
-                                        "hostname": "http://localhost:8080", "access_token": "abc",
-                                        "extra_params": {"threshold": 0.3}})
+    setup = client.post(
+        "/setup",
+        json={
+            "project": "1.1700000000",
+            "schema": CONFIG,
+            "hostname": "http://localhost:8080",
+            "access_token": "abc",
+            "extra_params": {"threshold": 0.3},
+        },
+    )
     assert setup.status_code == 200 and setup.json() == {"model_version": "Echo-0"}
     reply = client.post("/predict", json=predict_body())
     assert reply.status_code == 200
@@ -137,6 +149,7 @@ def test_request_body_limit(make_client: Any) -> None:
 
 # --- model contract --------------------------------------------------------------------------------
 
+
 def test_load_once_and_one_instance_per_project(client: Any) -> None:
     for i in range(100):
         project = f"{i % 3 + 1}.1700000000"
@@ -164,8 +177,12 @@ def test_setup_never_loads_or_predicts(client: Any) -> None:
 
 def test_params_reach_predict_as_kwargs_and_context_is_passed(client: Any) -> None:
     client.post("/predict", json=predict_body(hostname="http://ls:8080", custom={"k": 1}))
-    assert fakes.seen[-1]["kwargs"] == {"login": None, "password": None, "hostname": "http://ls:8080",
-                                         "custom": {"k": 1}}
+    assert fakes.seen[-1]["kwargs"] == {
+        "login": None,
+        "password": None,
+        "hostname": "http://ls:8080",
+        "custom": {"k": 1},
+    }
     assert fakes.seen[-1]["context"] is None
     context = {"result": [{"type": "labels", "value": {"start": 0, "end": 4, "text": "good"}}], "user_id": 1}
     body = predict_body(TASKS[:1])
@@ -192,7 +209,7 @@ def test_a_fast_model_moves_onto_the_event_loop_after_its_first_predicts(make_cl
     client = make_client(fakes.Echo)
     for _ in range(WARMUP_CALLS + 3):
         assert client.post("/predict", json=predict_body()).status_code == 200
-    on_loop = [s["on_loop"] for s in fakes.seen[-(WARMUP_CALLS + 3):]]
+    on_loop = [s["on_loop"] for s in fakes.seen[-(WARMUP_CALLS + 3) :]]
     assert on_loop == [False] * WARMUP_CALLS + [True] * 3
     interactive = predict_body(TASKS[:1], context={"result": []})
     assert client.post("/predict", json=interactive).status_code == 200
@@ -241,8 +258,11 @@ def test_missing_label_config_uses_the_stored_one(client: Any) -> None:
 
 def test_one_failing_task_gets_an_empty_result(make_client: Any) -> None:
     client = make_client(fakes.BoomOnSome)
-    tasks = [{"id": 1, "data": {"text": "good"}}, {"id": 2, "data": {"text": "boom"}},
-             {"id": 3, "data": {"text": "bad"}}]
+    tasks = [
+        {"id": 1, "data": {"text": "good"}},
+        {"id": 2, "data": {"text": "boom"}},
+        {"id": 3, "data": {"text": "bad"}},
+    ]
     reply = client.post("/predict", json=predict_body(tasks))
     assert reply.status_code == 200
     results = reply.json()["results"]
@@ -256,8 +276,9 @@ def test_one_failing_task_gets_an_empty_result(make_client: Any) -> None:
 
 
 class NumpyValues(fakes.Echo):
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         import numpy as np
 
         out = super().predict(tasks, context, **kwargs)
@@ -280,10 +301,14 @@ def test_wrong_prediction_count_is_a_500(make_client: Any, caplog: pytest.LogCap
     assert "returned 1 predictions for 2 tasks" in caplog.text
 
 
-@pytest.mark.parametrize("model_class, label, score", [
-    (fakes.SeedModelResponse, "Negative", 0.25), (fakes.SeedDicts, "Positive", None),
-    (fakes.SeedResultLists, "Positive", None),
-])
+@pytest.mark.parametrize(
+    "model_class, label, score",
+    [
+        (fakes.SeedModelResponse, "Negative", 0.25),
+        (fakes.SeedDicts, "Positive", None),
+        (fakes.SeedResultLists, "Positive", None),
+    ],
+)
 def test_seed_api_models_run_unchanged(make_client: Any, model_class: type, label: str, score: float | None) -> None:
     client = make_client(model_class)
     client.post("/setup", json={"project": "3.1", "schema": CONFIG})
@@ -300,6 +325,7 @@ def test_seed_api_models_run_unchanged(make_client: Any, model_class: type, labe
 
 
 # --- health truthfulness -----------------------------------------------------------------------------
+
 
 def _wait_health(client: Any, predicate: Any, timeout: float = 5.0) -> Any:
     deadline = time.monotonic() + timeout
@@ -351,16 +377,19 @@ def test_health_stays_fast_during_a_slow_predict(tmp_path: Path) -> None:
     app = create_app(fakes.Slow, Settings.from_dict({"model_dir": tmp_path, "threads": 2}), background_load=False)
     with LiveServer(app) as server, requests.Session() as http:
         replies: list[Any] = []
-        worker = threading.Thread(target=lambda: replies.append(
-            requests.post(server.url + "/predict", json=predict_body(), timeout=10)))
+        worker = threading.Thread(
+            target=lambda: replies.append(requests.post(server.url + "/predict", json=predict_body(), timeout=10))
+        )
         worker.start()
         assert fakes.Slow.started.wait(5)
         timings = []
         for _ in range(10):
             started = time.perf_counter()
             assert http.get(server.url + "/health", timeout=5).status_code == 200
-            assert http.post(server.url + "/setup", json={"project": "2.1", "schema": CONFIG},
-                             timeout=5).status_code == 200
+            assert (
+                http.post(server.url + "/setup", json={"project": "2.1", "schema": CONFIG}, timeout=5).status_code
+                == 200
+            )
             timings.append(time.perf_counter() - started)
         assert worker.is_alive(), "predict was still running while /health answered"
         assert max(timings) < 1.0, timings
@@ -371,9 +400,9 @@ def test_health_stays_fast_during_a_slow_predict(tmp_path: Path) -> None:
 def test_threads_limit_bounds_concurrent_predicts(tmp_path: Path) -> None:
     fakes.Slow.delay = 0.3
     try:
-        app = create_app(fakes.Slow, Settings.from_dict({"model_dir": tmp_path, "threads": 2}),
-                         background_load=False)
+        app = create_app(fakes.Slow, Settings.from_dict({"model_dir": tmp_path, "threads": 2}), background_load=False)
         with LiveServer(app) as server:
+
             def call() -> None:
                 assert requests.post(server.url + "/predict", json=predict_body(), timeout=10).status_code == 200
 
@@ -404,15 +433,29 @@ def auth_client(make_client: Any) -> Any:
     return make_client(fakes.Echo, basic_auth_user=USER, basic_auth_pass=PASSWORD)
 
 
-@pytest.mark.parametrize("headers", [
-    {}, basic(f"{USER}:wrong".encode()), basic(f"other:{PASSWORD}".encode()), basic(USER.encode()),
-    basic(f"{USER}:pa".encode()), basic(b"ml-user:\xff\xfe"), {"Authorization": "Basic !!!notbase64"},
-    {"Authorization": "Basic"}, {"Authorization": "Bearer " + base64.b64encode(b"ml-user:x").decode()},
-    {"Authorization": GOOD["Authorization"].replace("Basic ", "Digest ")},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        basic(f"{USER}:wrong".encode()),
+        basic(f"other:{PASSWORD}".encode()),
+        basic(USER.encode()),
+        basic(f"{USER}:pa".encode()),
+        basic(b"ml-user:\xff\xfe"),
+        {"Authorization": "Basic !!!notbase64"},
+        {"Authorization": "Basic"},
+        {"Authorization": "Bearer " + base64.b64encode(b"ml-user:x").decode()},
+        {"Authorization": GOOD["Authorization"].replace("Basic ", "Digest ")},
+    ],
+)
 def test_basic_auth_refusals(auth_client: Any, headers: dict[str, str]) -> None:
-    for method, path in (("POST", "/predict"), ("POST", "/setup"), ("GET", "/versions"), ("GET", "/metrics"),
-                         ("GET", "/jobs")):
+    for method, path in (
+        ("POST", "/predict"),
+        ("POST", "/setup"),
+        ("GET", "/versions"),
+        ("GET", "/metrics"),
+        ("GET", "/jobs"),
+    ):
         reply = auth_client.request(method, path, json=predict_body(), headers=headers)
         assert_json_error(reply, 401)
         assert reply.headers["WWW-Authenticate"].startswith("Basic realm=")
@@ -434,22 +477,31 @@ def test_auth_needs_both_user_and_password(make_client: Any) -> None:
 
 # --- webhook ---------------------------------------------------------------------------------------------
 
+
 def event(action: str, project: int = 2, **extra: Any) -> dict[str, Any]:
-    return {"action": action, "project": {"id": project, "label_config": CONFIG, "token": "project-secret"},
-            **extra}
+    return {"action": action, "project": {"id": project, "label_config": CONFIG, "token": "project-secret"}, **extra}
 
 
-ANNOTATION = {"annotation": {"id": 1, "result": [{"from_name": "label", "to_name": "text", "type": "choices",
-                                                   "value": {"choices": ["Positive"]}}]},
-              "task": {"id": 1, "data": {"text": "good"}}}
+ANNOTATION = {
+    "annotation": {
+        "id": 1,
+        "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}],
+    },
+    "task": {"id": 1, "data": {"text": "good"}},
+}
 
 
 def test_webhook_without_auth_accepts_every_event(client: Any) -> None:
     for action in ("TASKS_CREATED", "PROJECT_UPDATED", "SOMETHING_NEW"):
         reply = client.post("/webhook", json=event(action))
         assert reply.status_code == 200 and reply.json()["status"] == "ignored"
-    for action in ("START_TRAINING", "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED",
-                   "ANNOTATIONS_DELETED"):
+    for action in (
+        "START_TRAINING",
+        "ANNOTATION_CREATED",
+        "ANNOTATION_UPDATED",
+        "ANNOTATIONS_CREATED",
+        "ANNOTATIONS_DELETED",
+    ):
         reply = client.post("/webhook", json=event(action, **ANNOTATION))
         assert reply.status_code == 200 and reply.json()["status"] == "ok" and reply.json()["job"]
     assert client.runtime.trainer.wait_idle(10)
@@ -477,10 +529,13 @@ def test_webhook_secret_with_auth_on(make_client: Any) -> None:
     client = make_client(fakes.Echo, basic_auth_user=USER, basic_auth_pass=PASSWORD, webhook_secret="hook-s3cret")
     client.post("/setup", json={"project": "2.1", "schema": CONFIG}, headers=GOOD)
     assert_json_error(client.post("/webhook", json=event("ANNOTATION_CREATED", **ANNOTATION)), 401)
-    assert_json_error(client.post("/webhook", json=event("ANNOTATION_CREATED", **ANNOTATION),
-                                  headers={"X-Webhook-Secret": "wrong"}), 401)
-    reply = client.post("/webhook", json=event("ANNOTATION_CREATED", **ANNOTATION),
-                        headers={"X-Webhook-Secret": "hook-s3cret"})
+    assert_json_error(
+        client.post("/webhook", json=event("ANNOTATION_CREATED", **ANNOTATION), headers={"X-Webhook-Secret": "wrong"}),
+        401,
+    )
+    reply = client.post(
+        "/webhook", json=event("ANNOTATION_CREATED", **ANNOTATION), headers={"X-Webhook-Secret": "hook-s3cret"}
+    )
     assert reply.json()["status"] == "ok"
     assert client.post("/webhook", json=event("START_TRAINING"), headers=GOOD).json()["status"] == "ok"
     assert client.runtime.trainer.wait_idle(10)
@@ -489,8 +544,10 @@ def test_webhook_secret_with_auth_on(make_client: Any) -> None:
 def test_webhook_secret_applies_without_basic_auth(make_client: Any) -> None:
     client = make_client(fakes.Echo, webhook_secret="hook-s3cret")
     assert_json_error(client.post("/webhook", json=event("ANNOTATION_CREATED", **ANNOTATION)), 401)
-    assert client.post("/webhook", json=event("TASKS_CREATED"),
-                       headers={"X-Webhook-Secret": "hook-s3cret"}).status_code == 200
+    assert (
+        client.post("/webhook", json=event("TASKS_CREATED"), headers={"X-Webhook-Secret": "hook-s3cret"}).status_code
+        == 200
+    )
     # START_TRAINING from LS's connector cannot carry the header; with auth off it stays accepted
     assert client.post("/webhook", json=event("START_TRAINING")).json()["status"] == "ok"
     assert client.runtime.trainer.wait_idle(10)
@@ -505,6 +562,7 @@ def test_legacy_train_endpoint(client: Any) -> None:
 
 
 # --- recorded LS traffic -----------------------------------------------------------------------------
+
 
 def test_recorded_ls_requests_replay(client: Any) -> None:
     recorded = recorded_requests()

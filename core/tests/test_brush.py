@@ -51,8 +51,10 @@ def test_bool_and_01_masks_encode_as_255() -> None:
     assert mask_to_rle(mask.astype(int)) == mask_to_rle(mask)
 
 
-@pytest.mark.parametrize("length", [65535, 65536, 65537, 65536 + 2, 65536 + 200, 65536 + 256, 65536 + 257,
-                                    2 * 65536, 2 * 65536 + 1, 3 * 65536 + 9])
+@pytest.mark.parametrize(
+    "length",
+    [65535, 65536, 65537, 65536 + 2, 65536 + 200, 65536 + 256, 65536 + 257, 2 * 65536, 2 * 65536 + 1, 3 * 65536 + 9],
+)
 def test_long_runs_byte_exact(length: int) -> None:
     values = np.concatenate([np.full(length, 255, dtype=np.uint8), [0, 7]]).astype(np.uint8)  # a long run, then two
     assert values_to_rle(values) == encode_rle(values)
@@ -78,7 +80,7 @@ def test_decoder_reads_literal_runs_and_alpha_only() -> None:
     bits = f"{len(values):032b}" + "00111" + "0010" + "0011" + "0111" + "1111"
     bits += "0" + "00" + f"{len(values) - 1:03b}" + "".join(f"{v:08b}" for v in values)
     bits += "0" * (8 - len(bits) % 8)
-    rle = [int(bits[i:i + 8], 2) for i in range(0, len(bits), 8)]
+    rle = [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
     assert rle_to_values(rle).tolist() == values == decode_rle(rle).tolist()
     assert rle_to_mask(rle, 1, 2).tolist() == [[False, True]]
 

@@ -36,17 +36,19 @@ from label_studio_ml.scaffold import rename
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "label_studio_ml"]
 KEY = "ls-api-key-0123456789abcdef"
-PREDICT = {"tasks": [{"id": 1, "data": {"text": "x"}}],
-           "label_config": '<View><Text name="text" value="$text"/></View>'}
+PREDICT = {
+    "tasks": [{"id": 1, "data": {"text": "x"}}],
+    "label_config": '<View><Text name="text" value="$text"/></View>',
+}
 
-ECHO_MODEL = '''
+ECHO_MODEL = """
 from label_studio_ml import LabelStudioMLBase
 
 
 class Echo(LabelStudioMLBase):
     def predict(self, tasks, context=None, **kwargs):
         return [{"result": [], "score": None} for _ in tasks]
-'''
+"""
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -57,8 +59,9 @@ def free_port() -> int:
 
 
 def http(url: str, body: dict[str, Any] | None = None, auth: tuple[str, str] | None = None) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=None if body is None else json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     if auth:
         request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
     try:
@@ -112,12 +115,19 @@ def serve(tmp_path: Path) -> Iterator[Any]:
     every group is stopped after the test."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(args: list[str], port: int, command: list[str] | None = None, cwd: Path | None = None,
-              **env: str) -> Server:
+    def start(
+        args: list[str], port: int, command: list[str] | None = None, cwd: Path | None = None, **env: str
+    ) -> Server:
         out, err = tmp_path / f"out-{len(started)}.log", tmp_path / f"err-{len(started)}.log"
         with out.open("wb") as o, err.open("wb") as e:
-            process = subprocess.Popen((command or CLI) + args, stdout=o, stderr=e, cwd=cwd,
-                                       env=env_for(tmp_path, **env), start_new_session=True)
+            process = subprocess.Popen(
+                (command or CLI) + args,
+                stdout=o,
+                stderr=e,
+                cwd=cwd,
+                env=env_for(tmp_path, **env),
+                start_new_session=True,
+            )
         started.append(process)
         return Server(process, out, err, port)
 
@@ -132,8 +142,9 @@ def serve(tmp_path: Path) -> Iterator[Any]:
                 process.wait()
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(CLI + list(args), capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
@@ -178,12 +189,18 @@ def test_every_command_explains_itself(command, capsys):
         assert "example" in text or "steps" in text
 
 
-@pytest.mark.parametrize("args, says", [
-    (["start"], "label-studio-ml start: error: the following arguments are required: TARGET; "
-                "see label-studio-ml start --help"),
-    (["bogus"], "invalid choice: 'bogus'"),
-    (["deploy", "gcp", "x", "--gcp-project-id", "p"], "required: --label-studio-host"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (
+            ["start"],
+            "label-studio-ml start: error: the following arguments are required: TARGET; "
+            "see label-studio-ml start --help",
+        ),
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["deploy", "gcp", "x", "--gcp-project-id", "p"], "required: --label-studio-host"),
+    ],
+)
 def test_usage_errors_are_one_line_saying_where_to_look(args, says):
     code, out, err = invoke(*args)
     assert code == 2 and out == ""
@@ -191,8 +208,17 @@ def test_usage_errors_are_one_line_saying_where_to_look(args, says):
 
 
 def test_a_mistyped_option_does_not_echo_its_value():
-    code, _, err = invoke("deploy", "gcp", "x", "--gcp-project-id", "p", "--label-studio-host", "https://ls.example.com",
-                          "--label-studio-apikey", KEY)
+    code, _, err = invoke(
+        "deploy",
+        "gcp",
+        "x",
+        "--gcp-project-id",
+        "p",
+        "--label-studio-host",
+        "https://ls.example.com",
+        "--label-studio-apikey",
+        KEY,
+    )
     assert code == 2 and "--label-studio-apikey" in err and KEY not in err
 
 
@@ -243,11 +269,15 @@ def test_start_without_a_model_says_what_to_pass(tmp_path):
 
 
 def test_a_model_that_fails_to_load_says_why_on_health_and_in_the_log(tmp_path, serve):
-    folder = write_model(tmp_path / "failing", ECHO_MODEL + '''
+    folder = write_model(
+        tmp_path / "failing",
+        ECHO_MODEL
+        + """
     @classmethod
     def load(cls):
         raise RuntimeError("weights not found at /nowhere/weights.bin")
-''')
+""",
+    )
     port = free_port()
     server = serve(["start", str(folder), "-p", str(port), "--host", "127.0.0.1"], port)
     body = server.wait(status=503)
@@ -280,8 +310,21 @@ def test_two_workers_each_load_the_model_through_the_app_factory(tmp_path, serve
 def test_basic_auth_flags_are_enforced(tmp_path, serve):
     folder = write_model(tmp_path / "echo")
     port = free_port()
-    server = serve(["start", str(folder), "-p", str(port), "--host", "127.0.0.1",
-                    "--basic-auth-user", "ls", "--basic-auth-pass", "s3cret-pass"], port)
+    server = serve(
+        [
+            "start",
+            str(folder),
+            "-p",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--basic-auth-user",
+            "ls",
+            "--basic-auth-pass",
+            "s3cret-pass",
+        ],
+        port,
+    )
     server.wait()  # /health stays open for container probes
     body = PREDICT
     assert http(server.url + "/predict", body)[0] == 401
@@ -303,8 +346,9 @@ def test_basic_auth_user_without_a_password_is_refused(tmp_path):
 def test_reload_watches_the_folder_of_a_file_target(tmp_path, serve):
     folder = write_model(tmp_path / "code", name="mine.py")
     port = free_port()
-    server = serve(["start", f"{folder / 'mine.py'}:Echo", "-p", str(port), "--host", "127.0.0.1", "--reload"],
-                   port, cwd=tmp_path)
+    server = serve(
+        ["start", f"{folder / 'mine.py'}:Echo", "-p", str(port), "--host", "127.0.0.1", "--reload"], port, cwd=tmp_path
+    )
     server.wait()
     assert f"Will watch for changes in these directories: ['{folder}']" in server.stderr()
 
@@ -314,21 +358,36 @@ def test_create_makes_a_project_that_serves_and_passes_its_tests(tmp_path, serve
     result = run_cli("create", "my_backend", cwd=tmp_path, env=env_for(tmp_path))
     assert result.returncode == 0, result.stderr
     project = tmp_path / "my_backend"
-    listed = {"Dockerfile", "docker-compose.yml", "model.py", "_wsgi.py", "README.md", "requirements.txt",
-              "test_api.py"}
+    listed = {
+        "Dockerfile",
+        "docker-compose.yml",
+        "model.py",
+        "_wsgi.py",
+        "README.md",
+        "requirements.txt",
+        "test_api.py",
+    }
     assert listed <= {p.name for p in project.iterdir()}
     assert "label-studio-ml start" in result.stdout
 
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "my_backend/test_api.py"],
-                           capture_output=True, text=True, cwd=tmp_path, env=env_for(tmp_path), timeout=120)
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "my_backend/test_api.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+        timeout=120,
+    )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "3 passed" in tests.stdout
 
     port = free_port()
     server = serve(["start", "my_backend", "-p", str(port), "--host", "127.0.0.1"], port, cwd=tmp_path)
     assert server.wait() == {"status": "UP", "model_class": "MyBackend"}
-    config = ('<View><Text name="text" value="$text"/><Choices name="c" toName="text">'
-              '<Choice value="Spam"/><Choice value="Ham"/></Choices></View>')
+    config = (
+        '<View><Text name="text" value="$text"/><Choices name="c" toName="text">'
+        '<Choice value="Spam"/><Choice value="Ham"/></Choices></View>'
+    )
     assert http(server.url + "/setup", {"project": "3.1", "schema": config})[0] == 200
     status, body = http(server.url + "/predict", {"project": "3.1", "tasks": [{"id": 1, "data": {"text": "spam!"}}]})
     assert status == 200
@@ -338,12 +397,21 @@ def test_create_makes_a_project_that_serves_and_passes_its_tests(tmp_path, serve
 def test_wsgi_is_three_lines_that_hand_the_class_to_core(tmp_path, serve):
     assert invoke("create", "wsgi_demo", cwd=tmp_path)[0] == 0
     project = tmp_path / "wsgi_demo"
-    code = [line for line in (project / "_wsgi.py").read_text().splitlines()
-            if line.strip() and not line.startswith('"""')]
-    assert code == ["from label_studio_ml.start import entry_point", "from model import WsgiDemo",
-                    "app = entry_point(WsgiDemo, __name__)"]
-    imported = subprocess.run([sys.executable, "-c", "import _wsgi; print(type(_wsgi.app).__name__)"],
-                              capture_output=True, text=True, cwd=project, env=env_for(tmp_path))
+    code = [
+        line for line in (project / "_wsgi.py").read_text().splitlines() if line.strip() and not line.startswith('"""')
+    ]
+    assert code == [
+        "from label_studio_ml.start import entry_point",
+        "from model import WsgiDemo",
+        "app = entry_point(WsgiDemo, __name__)",
+    ]
+    imported = subprocess.run(
+        [sys.executable, "-c", "import _wsgi; print(type(_wsgi.app).__name__)"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env=env_for(tmp_path),
+    )
     assert imported.stdout.strip() == "Starlette", imported.stderr
     port = free_port()  # run as a script it takes the flags of `start`
     server = serve(["_wsgi.py", "-p", str(port), "--host", "127.0.0.1"], port, command=[sys.executable], cwd=project)
@@ -400,8 +468,9 @@ def test_create_from_a_file_with_several_classes_names_them_and_serves_the_picke
     server = serve(["start", "picked", "-p", str(port), "--host", "127.0.0.1"], port, cwd=tmp_path)
     assert server.wait()["model_class"] == "Other"
 
-    assert "Echo, Other" in one_line_error(invoke("create", "nope", "--from", f"{user / 'models.py'}:Missing",
-                                                  cwd=tmp_path)[2])
+    assert "Echo, Other" in one_line_error(
+        invoke("create", "nope", "--from", f"{user / 'models.py'}:Missing", cwd=tmp_path)[2]
+    )
 
 
 def test_create_from_a_service_folder_makes_a_standalone_project(tmp_path):
@@ -412,8 +481,14 @@ def test_create_from_a_service_folder_makes_a_standalone_project(tmp_path):
     assert (project / "tests" / "test_model.py").is_file()
     dockerfile = (project / "Dockerfile").read_text()
     assert "services/" not in dockerfile and "COPY core" not in dockerfile  # builds from its own folder
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "keywords"],
-                           capture_output=True, text=True, cwd=tmp_path, env=env_for(tmp_path), timeout=120)
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "keywords"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+        timeout=120,
+    )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert re.search(r"\b6 passed, 1 skipped\b", tests.stdout), tests.stdout
 
@@ -430,45 +505,85 @@ def test_the_sdk_wheel_installs_with_its_templates_and_command(tmp_path):
     assert "label_studio_ml/templates/Dockerfile.tmpl" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     target = tmp_path / "site"
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                              "--target", str(target), str(wheels[0])], capture_output=True, text=True, timeout=120)
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(target),
+            str(wheels[0]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert install.returncode == 0, install.stderr
     assert (target / "label_studio_ml" / "cli.py").read_bytes() == Path(cli.__file__).read_bytes()
-    assert "label-studio-ml" in (target / "bin" / "label-studio-ml").read_text() or \
-        "label_studio_ml.cli" in (target / "bin" / "label-studio-ml").read_text()
+    assert (
+        "label-studio-ml" in (target / "bin" / "label-studio-ml").read_text()
+        or "label_studio_ml.cli" in (target / "bin" / "label-studio-ml").read_text()
+    )
 
 
 def test_the_generated_container_files_pass_the_repository_lint(tmp_path):
-    tools = [shutil.which(t, path=f"{tools_bin() or ''}{os.pathsep}{os.environ.get('PATH', '')}")
-             for t in ("hadolint", "docker-compose")]
+    tools = [
+        shutil.which(t, path=f"{tools_bin() or ''}{os.pathsep}{os.environ.get('PATH', '')}")
+        for t in ("hadolint", "docker-compose")
+    ]
     if None in tools:
         pytest.skip("hadolint and docker-compose are not installed here (make lint installs them)")
     assert invoke("create", "lint_demo", cwd=tmp_path)[0] == 0
     project = tmp_path / "lint_demo"
-    hadolint = subprocess.run([tools[0], "--config", str(REPO / ".hadolint.yaml"), "Dockerfile"], cwd=project,
-                              capture_output=True, text=True)
+    hadolint = subprocess.run(
+        [tools[0], "--config", str(REPO / ".hadolint.yaml"), "Dockerfile"], cwd=project, capture_output=True, text=True
+    )
     assert hadolint.returncode == 0, hadolint.stdout
-    compose = subprocess.run([tools[1], "-f", "docker-compose.yml", "config", "--quiet"], cwd=project,
-                             capture_output=True, text=True)
+    compose = subprocess.run(
+        [tools[1], "-f", "docker-compose.yml", "config", "--quiet"], cwd=project, capture_output=True, text=True
+    )
     assert compose.returncode == 0, compose.stderr
     dockerfile = (project / "Dockerfile").read_text()
-    for marker in ("ARG BASE_IMAGE=", "FROM ${BASE_IMAGE} AS base", " AS test", " AS production", "USER app",
-                   "EXPOSE 9090", "HEALTHCHECK", 'CMD ["label-studio-ml", "start", "/app"]'):
+    for marker in (
+        "ARG BASE_IMAGE=",
+        "FROM ${BASE_IMAGE} AS base",
+        " AS test",
+        " AS production",
+        "USER app",
+        "EXPOSE 9090",
+        "HEALTHCHECK",
+        'CMD ["label-studio-ml", "start", "/app"]',
+    ):
         assert marker in dockerfile
 
 
-@pytest.mark.skipif(not os.environ.get("LSML_DOCKER_BASE_IMAGE"),
-                    reason="set LSML_DOCKER_BASE_IMAGE (a python:3.11-slim or stand-in) to build the image")
+@pytest.mark.skipif(
+    not os.environ.get("LSML_DOCKER_BASE_IMAGE"),
+    reason="set LSML_DOCKER_BASE_IMAGE (a python:3.11-slim or stand-in) to build the image",
+)
 def test_the_generated_dockerfile_builds_and_serves(tmp_path):
     assert invoke("create", "docker_demo", cwd=tmp_path)[0] == 0
     base = ["--network", "host", "--build-arg", f"BASE_IMAGE={os.environ['LSML_DOCKER_BASE_IMAGE']}"]
     for target, tag in (("test", "lsml-docker-demo:test"), ("production", "lsml-docker-demo:latest")):
-        build = subprocess.run(["docker", "build", *base, "--target", target, "-t", tag, "."], capture_output=True,
-                               text=True, cwd=tmp_path / "docker_demo", timeout=900)
+        build = subprocess.run(
+            ["docker", "build", *base, "--target", target, "-t", tag, "."],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path / "docker_demo",
+            timeout=900,
+        )
         assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     port = free_port()
-    container = subprocess.run(["docker", "run", "-d", "--rm", "--network", "host", "-e", f"PORT={port}",
-                                "lsml-docker-demo:latest"], capture_output=True, text=True, check=True).stdout.strip()
+    container = subprocess.run(
+        ["docker", "run", "-d", "--rm", "--network", "host", "-e", f"PORT={port}", "lsml-docker-demo:latest"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     try:
         deadline, body = time.monotonic() + 60, None
         while time.monotonic() < deadline:
@@ -514,17 +629,23 @@ def lint_problems(root: Path, service: str) -> list[str]:
     env = dict(os.environ)
     if tools_bin():
         env["PATH"] = f"{tools_bin()}{os.pathsep}{env.get('PATH', '')}"
-    result = subprocess.run([sys.executable, "tools/lint_containers.py"], capture_output=True, text=True,
-                            cwd=root, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "tools/lint_containers.py"], capture_output=True, text=True, cwd=root, env=env, timeout=300
+    )
     assert "checked" in result.stdout, result.stdout + result.stderr
     return [line for line in result.stdout.splitlines() if service in line]
 
 
 def service_tests(root: Path, service: str) -> subprocess.CompletedProcess[str]:
     """The service's tests as tox runs them: from its folder, `pytest tests`."""
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-                          capture_output=True, text=True, cwd=root / "services" / service, timeout=180,
-                          env={**os.environ, "PYTHONPATH": str(root / "services" / service)})
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        capture_output=True,
+        text=True,
+        cwd=root / "services" / service,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(root / "services" / service)},
+    )
 
 
 def test_cp_r_of_a_service_is_picked_up_and_lint_says_what_to_rename(repo_copy):
@@ -532,8 +653,10 @@ def test_cp_r_of_a_service_is_picked_up_and_lint_says_what_to_rename(repo_copy):
     assert "my_model" in discovered(repo_copy)
     assert service_tests(repo_copy, "my_model").returncode == 0
     problems = lint_problems(repo_copy, "my_model")
-    assert ("services/my_model/Dockerfile: names services/substring_matching/ (copied from it?): "
-            "change it to services/my_model/") in problems
+    assert (
+        "services/my_model/Dockerfile: names services/substring_matching/ (copied from it?): "
+        "change it to services/my_model/"
+    ) in problems
     assert any(p.startswith("compose/my_model.yml is missing") for p in problems), problems
 
     # the edits the README lists for `cp -r`, and lint is content
@@ -545,8 +668,9 @@ def test_cp_r_of_a_service_is_picked_up_and_lint_says_what_to_rename(repo_copy):
 
 
 def test_create_from_a_service_in_services_makes_a_service_with_no_other_edit(repo_copy):
-    code, _, err = invoke("create", "my_model", "--from", "services/substring_matching", "--root-dir", "services",
-                          cwd=repo_copy)
+    code, _, err = invoke(
+        "create", "my_model", "--from", "services/substring_matching", "--root-dir", "services", cwd=repo_copy
+    )
     assert code == 0, err
     service = repo_copy / "services" / "my_model"
     assert "my_model" in discovered(repo_copy)
@@ -560,8 +684,9 @@ def test_create_from_a_service_in_services_makes_a_service_with_no_other_edit(re
     assert 'service_name = "my_model"' in (service / "model.py").read_text()
     tests = service_tests(repo_copy, "my_model")
     assert tests.returncode == 0 and "5 passed" in tests.stdout, tests.stdout + tests.stderr
-    again = invoke("create", "my_model", "--from", "services/substring_matching", "--root-dir", "services",
-                   cwd=repo_copy)
+    again = invoke(
+        "create", "my_model", "--from", "services/substring_matching", "--root-dir", "services", cwd=repo_copy
+    )
     assert "--force" in one_line_error(again[2])
 
 
@@ -592,18 +717,26 @@ def test_create_from_the_template_in_services_makes_a_service(repo_copy):
 @pytest.mark.skipif(tools_bin() is None, reason="tox is not installed here (make test installs it in .venv-tools)")
 def test_tox_discovers_a_copied_service(repo_copy):
     shutil.copytree(repo_copy / "services" / "substring_matching", repo_copy / "services" / "my_model")
-    result = subprocess.run([str(Path(tools_bin() or "") / "tox"), "list", "--no-desc"], capture_output=True,
-                            text=True, cwd=repo_copy, timeout=120)
+    result = subprocess.run(
+        [str(Path(tools_bin() or "") / "tox"), "list", "--no-desc"],
+        capture_output=True,
+        text=True,
+        cwd=repo_copy,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "my_model" in result.stdout.split()
 
 
 def test_rename_touches_names_not_imports():
-    text = ("import spacy\nCOPY services/spacy/ /app/\nservice_name = 'spacy'\n  spacy:\n"
-            "make run MODEL=spacy\nimage: label-studio-ml/spacy:latest\nspacy.load('x')\n")
+    text = (
+        "import spacy\nCOPY services/spacy/ /app/\nservice_name = 'spacy'\n  spacy:\n"
+        "make run MODEL=spacy\nimage: label-studio-ml/spacy:latest\nspacy.load('x')\n"
+    )
     assert rename(text, "spacy", "my_ner") == (
         "import spacy\nCOPY services/my_ner/ /app/\nservice_name = 'my_ner'\n  my_ner:\n"
-        "make run MODEL=my_ner\nimage: label-studio-ml/my_ner:latest\nspacy.load('x')\n")
+        "make run MODEL=my_ner\nimage: label-studio-ml/my_ner:latest\nspacy.load('x')\n"
+    )
 
 
 # --- deploy gcp -------------------------------------------------------------------------------
@@ -645,8 +778,20 @@ def calls(log: Path) -> list[dict[str, Any]]:
 
 
 def deploy_args(folder: Path, *extra: str) -> list[str]:
-    return ["deploy", "gcp", str(folder), "--gcp-project-id", "my-proj", "--gcp-region", "europe-west1",
-            "--label-studio-host", "https://ls.example.com/", "--label-studio-api-key", KEY, *extra]
+    return [
+        "deploy",
+        "gcp",
+        str(folder),
+        "--gcp-project-id",
+        "my-proj",
+        "--gcp-region",
+        "europe-west1",
+        "--label-studio-host",
+        "https://ls.example.com/",
+        "--label-studio-api-key",
+        KEY,
+        *extra,
+    ]
 
 
 @pytest.fixture
@@ -668,15 +813,20 @@ def test_deploy_runs_gcloud_run_deploy_with_the_env_names_core_reads(project, gc
     assert KEY not in " ".join(args)  # not on the command line either, where `ps` shows it
     import yaml
 
-    assert yaml.safe_load(deploy["env_file"]) == {"LABEL_STUDIO_URL": "https://ls.example.com",
-                                                  "LABEL_STUDIO_API_KEY": KEY}
+    assert yaml.safe_load(deploy["env_file"]) == {
+        "LABEL_STUDIO_URL": "https://ls.example.com",
+        "LABEL_STUDIO_API_KEY": KEY,
+    }
     assert not Path(args[args.index("--env-vars-file") + 1]).exists()  # deleted afterwards
 
 
 def test_deploy_takes_the_key_from_the_environment_and_basic_auth(project, gcloud, capsys, monkeypatch):
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", KEY)
-    args = [a for a in deploy_args(project, "--basic-auth-user", "ls", "--basic-auth-pass", "pass-9876")
-            if a not in ("--label-studio-api-key", KEY)]
+    args = [
+        a
+        for a in deploy_args(project, "--basic-auth-user", "ls", "--basic-auth-pass", "pass-9876")
+        if a not in ("--label-studio-api-key", KEY)
+    ]
     assert cli.main(args) == 0
     out = capsys.readouterr()
     assert KEY not in out.out + out.err and "pass-9876" not in out.out + out.err
@@ -707,11 +857,14 @@ def test_deploy_needs_gcloud_logged_in(project, gcloud, capsys, monkeypatch):
     assert [c["args"][:2] for c in calls(gcloud)] == [["auth", "list"]]  # nothing deployed
 
 
-@pytest.mark.parametrize("change, message", [
-    (["--label-studio-host", "http://localhost:8080"], "local to this machine"),
-    (["--label-studio-host", "ls.example.com"], "must be a URL"),
-    (["--basic-auth-user", "ls"], "go together"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--label-studio-host", "http://localhost:8080"], "local to this machine"),
+        (["--label-studio-host", "ls.example.com"], "must be a URL"),
+        (["--basic-auth-user", "ls"], "go together"),
+    ],
+)
 def test_deploy_refuses_what_cannot_work(project, gcloud, capsys, change, message):
     args = deploy_args(project)
     if change[0] in args:

@@ -45,8 +45,9 @@ def test_generated_requests_never_5xx_and_4xx_have_reasons(running_server) -> No
     for operation, mode in [(op, mode) for op in operations for mode in GenerationMode]:
 
         @given(operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def exercise(case) -> None:  # type: ignore[no-untyped-def]
             response = case.call()
             CALLS.append(response.status_code)

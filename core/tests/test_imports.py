@@ -32,7 +32,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[node] = 1
         for dep in sorted(graph.get(node, ())):
             if state.get(dep) == 1:
-                return path[path.index(dep):] + [dep] if dep in path else [node, dep, node]
+                return path[path.index(dep) :] + [dep] if dep in path else [node, dep, node]
             if dep not in state and (found := visit(dep, path + [dep])):
                 return found
         state[node] = 2

@@ -50,8 +50,18 @@ def test_empty_and_invalid_configs() -> None:
 
 
 CONTROL_QUERIES = [
-    "Choices", "Labels", "RectangleLabels", "KeyPointLabels", "BrushLabels", "TextArea", "Rectangle", "Polygon",
-    "PolygonLabels", ("BrushLabels", "KeyPointLabels"), ("KeyPointLabels", "RectangleLabels"), "Rating",
+    "Choices",
+    "Labels",
+    "RectangleLabels",
+    "KeyPointLabels",
+    "BrushLabels",
+    "TextArea",
+    "Rectangle",
+    "Polygon",
+    "PolygonLabels",
+    ("BrushLabels", "KeyPointLabels"),
+    ("KeyPointLabels", "RectangleLabels"),
+    "Rating",
 ]
 OBJECT_QUERIES = ["Text", "Image", "HyperText", ("Text", "HyperText"), ("HyperText", "Text")]
 
@@ -103,7 +113,10 @@ def test_find_rules() -> None:
         nested.find("Choices", "Image")
     assert nested.find("Choices", "Image", required=False) is None
     assert [p.from_name for p in LabelConfig(OCR).find_all(["Rectangle", "Polygon", "TextArea"])] == [
-        "bbox", "poly", "transcription"]
+        "bbox",
+        "poly",
+        "transcription",
+    ]
 
 
 def test_control_pair_data_key_and_labels() -> None:

@@ -45,8 +45,15 @@ def test_redact_secrets_filter(capsys: pytest.CaptureFixture[str], restore_loggi
 
 
 def test_settings_repr_hides_secrets() -> None:
-    settings = Settings.from_env({"BASIC_AUTH_USER": "u", "BASIC_AUTH_PASS": PASSWORD, "LABEL_STUDIO_API_KEY": API_KEY,
-                                  "WEBHOOK_SECRET": HOOK_SECRET, "REDIS_URL": "redis://:pw-123456@r:6379/0"})
+    settings = Settings.from_env(
+        {
+            "BASIC_AUTH_USER": "u",
+            "BASIC_AUTH_PASS": PASSWORD,
+            "LABEL_STUDIO_API_KEY": API_KEY,
+            "WEBHOOK_SECRET": HOOK_SECRET,
+            "REDIS_URL": "redis://:pw-123456@r:6379/0",
+        }
+    )
     text = repr(settings)
     assert all(s not in text for s in (PASSWORD, API_KEY, HOOK_SECRET, "pw-123456"))
     assert set(settings.secrets) == {PASSWORD, API_KEY, HOOK_SECRET}
@@ -65,35 +72,61 @@ class Leaky(LabelStudioMLBase):
         return out
 
 
-def test_no_secret_in_logs_across_requests(make_client: Any, capsys: pytest.CaptureFixture[str],
-                                           caplog: pytest.LogCaptureFixture, restore_logging: None) -> None:
+def test_no_secret_in_logs_across_requests(
+    make_client: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, restore_logging: None
+) -> None:
     with FakeLabelStudio(files={"/data/upload/1/a.png": b"png"}, legacy_token=API_KEY) as fake:
-        settings = {"basic_auth_user": "ml", "basic_auth_pass": PASSWORD, "label_studio_url": fake.url,
-                    "label_studio_api_key": API_KEY, "webhook_secret": HOOK_SECRET, "log_level": "DEBUG"}
+        settings = {
+            "basic_auth_user": "ml",
+            "basic_auth_pass": PASSWORD,
+            "label_studio_url": fake.url,
+            "label_studio_api_key": API_KEY,
+            "webhook_secret": HOOK_SECRET,
+            "log_level": "DEBUG",
+        }
         configure_logging("DEBUG", Settings.from_dict({**settings, "model_dir": "."}).secrets)
         caplog.set_level(logging.DEBUG)
         client = make_client(Leaky, **settings)
         good = {"Authorization": "Basic " + base64.b64encode(f"ml:{PASSWORD}".encode()).decode()}
         bad = {"Authorization": "Basic " + base64.b64encode(f"ml:{PASSWORD}x".encode()).decode()}
         config = CONFIG.replace('<Text name="text" value="$text"/>', '<Image name="text" value="$image"/>')
-        client.post("/setup", json={"project": "1.1", "schema": config, "access_token": SETUP_TOKEN,
-                                    "hostname": fake.url}, headers=good)
+        client.post(
+            "/setup",
+            json={"project": "1.1", "schema": config, "access_token": SETUP_TOKEN, "hostname": fake.url},
+            headers=good,
+        )
         client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.png"}}]}, headers=bad)
-        ok = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.png"}}],
-                                          "project": "1.1"}, headers=good)
+        ok = client.post(
+            "/predict",
+            json={"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.png"}}], "project": "1.1"},
+            headers=good,
+        )
         assert ok.status_code == 200
-        failed = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.png",
-                                                                             "fail": True}}], "project": "1.1"},
-                             headers=good)
+        failed = client.post(
+            "/predict",
+            json={"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.png", "fail": True}}], "project": "1.1"},
+            headers=good,
+        )
         assert failed.status_code == 500 and API_KEY not in failed.text
-        client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1, "token": "proj-token"}},
-                    headers={"X-Webhook-Secret": HOOK_SECRET})
-        assert any(r["headers"].get("Authorization") == f"Token {API_KEY}" for r in fake.requests), \
+        client.post(
+            "/webhook",
+            json={"action": "ANNOTATION_CREATED", "project": {"id": 1, "token": "proj-token"}},
+            headers={"X-Webhook-Secret": HOOK_SECRET},
+        )
+        assert any(r["headers"].get("Authorization") == f"Token {API_KEY}" for r in fake.requests), (
             "the token was really used"
+        )
     output = capsys.readouterr().err + caplog.text
     assert "upstream refused key" in output and "Traceback" in output, "the failure itself is logged"
-    secrets = [PASSWORD, API_KEY, HOOK_SECRET, SETUP_TOKEN, "proj-token", good["Authorization"].split()[1],
-               bad["Authorization"].split()[1]]
+    secrets = [
+        PASSWORD,
+        API_KEY,
+        HOOK_SECRET,
+        SETUP_TOKEN,
+        "proj-token",
+        good["Authorization"].split()[1],
+        bad["Authorization"].split()[1],
+    ]
     leaked = [s for s in secrets if s in output]
     assert leaked == []
 
@@ -112,8 +145,14 @@ def test_request_log_logs_human_paced_requests_and_counts_a_flood(caplog: Any, m
         clock[0] += 5
         log.info("request %d", 51)
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["request 0", "request 1", "request 2",
-                        "... 47 more request(s) like these, not logged one by one", "request 50", "request 51"]
+    assert messages == [
+        "request 0",
+        "request 1",
+        "request 2",
+        "... 47 more request(s) like these, not logged one by one",
+        "request 50",
+        "request 51",
+    ]
 
 
 def test_recent_errors_keep_the_last_warnings_redacted() -> None:

@@ -20,8 +20,11 @@ EXPORT = [
     {"id": 3, "data": {"text": "empty"}, "annotations": [{"id": 12, "result": []}]},
     {"id": 4, "data": {"text": "none"}, "annotations": []},
     {"id": 5, "data": {"text": "null"}, "annotations": None},
-    {"id": 6, "data": {"text": "mixed"}, "annotations": [{"id": 13, "result": RESULT, "was_cancelled": True},
-                                                        {"id": 14, "result": RESULT}]},
+    {
+        "id": 6,
+        "data": {"text": "mixed"},
+        "annotations": [{"id": 13, "result": RESULT, "was_cancelled": True}, {"id": 14, "result": RESULT}],
+    },
 ]
 
 

@@ -65,8 +65,7 @@ class FileServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> FileServer:
         self.thread.start()
@@ -90,8 +89,12 @@ def ls(other: FileServer) -> Iterator[FakeLabelStudio]:
 
 
 def fetcher(tmp_path: Path, ls: FakeLabelStudio | None = None, token: str | None = None, **kwargs: Any) -> MediaFetcher:
-    return MediaFetcher(tmp_path / "cache", ls.url if ls else "", token if token is not None else (
-        ls.legacy_token if ls else ""), **kwargs)
+    return MediaFetcher(
+        tmp_path / "cache",
+        ls.url if ls else "",
+        token if token is not None else (ls.legacy_token if ls else ""),
+        **kwargs,
+    )
 
 
 def test_is_media_reference() -> None:
@@ -184,8 +187,9 @@ def test_wrong_token_and_missing_file(tmp_path: Path, ls: FakeLabelStudio) -> No
         fetcher(tmp_path, ls).fetch("  ")
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://x/y", "javascript:alert(1)",
-                                 "127.0.0.1/x.png"])
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://x/y", "javascript:alert(1)", "127.0.0.1/x.png"]
+)
 def test_only_http_and_https(tmp_path: Path, url: str) -> None:
     with pytest.raises(MediaError, match="not allowed"):
         MediaFetcher(tmp_path).fetch(url)
@@ -242,10 +246,19 @@ def test_local_files_under_the_document_root(tmp_path: Path, document_root: Path
     assert media.fetch("/data/local-files/?d=inside-link.png").read_bytes() == b"local cat"
 
 
-@pytest.mark.parametrize("rel", [
-    "../secret.txt", "%2e%2e/secret.txt", "%252e%252e/secret.txt", "images/../../secret.txt",
-    "images%2F..%2F..%2Fsecret.txt", "/etc/passwd", "%2Fetc%2Fpasswd", "escape/secret.txt",
-])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "../secret.txt",
+        "%2e%2e/secret.txt",
+        "%252e%252e/secret.txt",
+        "images/../../secret.txt",
+        "images%2F..%2F..%2Fsecret.txt",
+        "/etc/passwd",
+        "%2Fetc%2Fpasswd",
+        "escape/secret.txt",
+    ],
+)
 def test_local_file_traversal_is_refused(tmp_path: Path, document_root: Path, rel: str) -> None:
     media = MediaFetcher(tmp_path / "cache", document_root=str(document_root))
     with pytest.raises(MediaError, match="escapes the document root"):
@@ -254,14 +267,26 @@ def test_local_file_traversal_is_refused(tmp_path: Path, document_root: Path, re
 
 # --- through a model ------------------------------------------------------------------------------------
 
+
 class ImageSize(LabelStudioMLBase):
     def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
         out = []
         for task in tasks:
             path = self.get_local_path(task["data"]["image"], task_id=task["id"])
             size = len(Path(path).read_bytes())
-            out.append({"result": [{"from_name": "label", "to_name": "image", "type": "choices",
-                                    "value": {"choices": ["Big" if size > 1000 else "Small"]}}], "score": 1.0})
+            out.append(
+                {
+                    "result": [
+                        {
+                            "from_name": "label",
+                            "to_name": "image",
+                            "type": "choices",
+                            "value": {"choices": ["Big" if size > 1000 else "Small"]},
+                        }
+                    ],
+                    "score": 1.0,
+                }
+            )
         return out
 
 
@@ -271,8 +296,11 @@ IMAGE_CONFIG = """<View><Image name="image" value="$image"/><Choices name="label
 
 def test_a_media_error_empties_only_that_task(make_client: Any, ls: FakeLabelStudio) -> None:
     client = make_client(ImageSize, label_studio_url=ls.url, label_studio_api_key=ls.legacy_token)
-    tasks = [{"id": 1, "data": {"image": UPLOAD}}, {"id": 2, "data": {"image": "/data/upload/2/gone.jpg"}},
-             {"id": 3, "data": {"image": "s3://bucket/bucket-key/a.png"}}]
+    tasks = [
+        {"id": 1, "data": {"image": UPLOAD}},
+        {"id": 2, "data": {"image": "/data/upload/2/gone.jpg"}},
+        {"id": 3, "data": {"image": "s3://bucket/bucket-key/a.png"}},
+    ]
     reply = client.post("/predict", json={"tasks": tasks, "label_config": IMAGE_CONFIG})
     assert reply.status_code == 200
     results = reply.json()["results"]
@@ -285,8 +313,13 @@ def test_read_text_fetches_urls_only(tmp_path: Path, ls: FakeLabelStudio) -> Non
     from label_studio_ml.model import ModelContext
 
     model = LabelStudioMLBase.__new__(LabelStudioMLBase)
-    model._bind(ModelContext.standalone(Settings.from_dict({"model_dir": tmp_path, "label_studio_url": ls.url,
-                                                            "label_studio_api_key": ls.legacy_token})))
+    model._bind(
+        ModelContext.standalone(
+            Settings.from_dict(
+                {"model_dir": tmp_path, "label_studio_url": ls.url, "label_studio_api_key": ls.legacy_token}
+            )
+        )
+    )
     model.__init__(label_config="")
     assert model.read_text({"id": 1, "data": {"t": "/data/upload/2/doc.txt"}}, "t") == "Grüße aus Köln"
     assert model.read_text({"id": 1, "data": {"t": "plain text, not a URL"}}, "t") == "plain text, not a URL"

@@ -13,16 +13,22 @@ from label_studio_ml.ocr import OcrLayout, crop_rectangle, rectangle_corners
 from label_studio_ml.ocr_testing import cer, levenshtein, match_words, percent_box_to_pixels, render_page
 from label_studio_ml.regions import RegionValidator
 
-OCR_TEMPLATE = ('<View><Image name="image" value="$ocr"/><Labels name="label" toName="image">'
-                '<Label value="Printed" predicted_values="Text"/><Label value="Handwriting"/></Labels>'
-                '<Rectangle name="bbox" toName="image"/><Polygon name="poly" toName="image"/>'
-                '<TextArea name="transcription" toName="image" perRegion="true"/></View>')
-SMART = ('<View><Image name="image" value="$ocr"/><RectangleLabels name="box" toName="image" smart="true">'
-         '<Label value="Handwriting"/><Label value="Text"/></RectangleLabels>'
-         '<TextArea name="text" toName="image" perRegion="true"/></View>')
-TWO_IMAGES = ('<View><Image name="a" value="$a"/><Image name="b" value="$b"/>'
-              '<Rectangle name="ra" toName="a"/><Rectangle name="rb" toName="b"/>'
-              '<TextArea name="tb" toName="b" perRegion="true"/></View>')
+OCR_TEMPLATE = (
+    '<View><Image name="image" value="$ocr"/><Labels name="label" toName="image">'
+    '<Label value="Printed" predicted_values="Text"/><Label value="Handwriting"/></Labels>'
+    '<Rectangle name="bbox" toName="image"/><Polygon name="poly" toName="image"/>'
+    '<TextArea name="transcription" toName="image" perRegion="true"/></View>'
+)
+SMART = (
+    '<View><Image name="image" value="$ocr"/><RectangleLabels name="box" toName="image" smart="true">'
+    '<Label value="Handwriting"/><Label value="Text"/></RectangleLabels>'
+    '<TextArea name="text" toName="image" perRegion="true"/></View>'
+)
+TWO_IMAGES = (
+    '<View><Image name="a" value="$a"/><Image name="b" value="$b"/>'
+    '<Rectangle name="ra" toName="a"/><Rectangle name="rb" toName="b"/>'
+    '<TextArea name="tb" toName="b" perRegion="true"/></View>'
+)
 
 
 def valid(items: list[dict], config: str) -> None:
@@ -67,10 +73,15 @@ def test_box_gives_shape_labels_and_text_with_one_id_and_geometry():
 
 
 def test_quad_as_polygon_and_as_rotated_rectangle():
-    quad = [(20, 10), (20 + 80 * math.cos(math.radians(30)), 10 + 80 * math.sin(math.radians(30))),
-            (20 + 80 * math.cos(math.radians(30)) - 20 * math.sin(math.radians(30)),
-             10 + 80 * math.sin(math.radians(30)) + 20 * math.cos(math.radians(30))),
-            (20 - 20 * math.sin(math.radians(30)), 10 + 20 * math.cos(math.radians(30)))]
+    quad = [
+        (20, 10),
+        (20 + 80 * math.cos(math.radians(30)), 10 + 80 * math.sin(math.radians(30))),
+        (
+            20 + 80 * math.cos(math.radians(30)) - 20 * math.sin(math.radians(30)),
+            10 + 80 * math.sin(math.radians(30)) + 20 * math.cos(math.radians(30)),
+        ),
+        (20 - 20 * math.sin(math.radians(30)), 10 + 20 * math.cos(math.radians(30))),
+    ]
     polygons = OcrLayout.from_config(LabelConfig(OCR_TEMPLATE), shapes=("Polygon",))
     items = polygons.quad(quad, 200, 100, "slanted", 0.8)
     assert items[0]["type"] == "polygon" and len(items[0]["value"]["points"]) == 4
@@ -106,8 +117,12 @@ def test_rendered_pages_know_their_words_and_metrics_work():
     assert page.image.crop((left, top, right, bottom)).getextrema()[0] == (0, 255)
     assert page.image.crop((0, 0, left, page.image.height)).getextrema()[0] == (255, 255), "ink box is tight"
     width, height = page.image.size
-    value = {"x": 100 * left / width, "y": 100 * top / height, "width": 100 * (right - left) / width,
-             "height": 100 * (bottom - top) / height}
+    value = {
+        "x": 100 * left / width,
+        "y": 100 * top / height,
+        "width": 100 * (right - left) / width,
+        "height": 100 * (bottom - top) / height,
+    }
     assert percent_box_to_pixels(value, width, height) == pytest.approx((left, top, right, bottom))
     pairs = match_words(page, [("Hello", (left + 1, top, right, bottom + 2))])
     assert [(w.text, t, e) for w, t, e in pairs] == [("Hello", "Hello", 2.0)]

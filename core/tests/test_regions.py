@@ -27,22 +27,33 @@ def test_region_id_is_short_alphanumeric_and_unique() -> None:
 def test_choices_and_span_builders() -> None:
     pair = LabelConfig(TEXT_CLASSIFICATION).find("Choices")
     item = regions.choices(pair, ["Positive"], score=np.float32(0.5))
-    assert item == {"from_name": "sentiment", "to_name": "text", "type": "choices",
-                    "value": {"choices": ["Positive"]}, "score": 0.5}
+    assert item == {
+        "from_name": "sentiment",
+        "to_name": "text",
+        "type": "choices",
+        "value": {"choices": ["Positive"]},
+        "score": 0.5,
+    }
     assert type(item["score"]) is float  # JSON-serialisable even from numpy
     ner = LabelConfig(NER).find("Labels")
     span = regions.span(ner, TEXT, np.int64(15), np.int64(20), "ORG", score=0.9, id="e1")
     assert span["value"] == {"start": 15, "end": 20, "text": "Apple", "labels": ["ORG"]}
     assert span["id"] == "e1" and span["type"] == "labels"
-    assert TEXT[span["value"]["start"]:span["value"]["end"]] == span["value"]["text"]
+    assert TEXT[span["value"]["start"] : span["value"]["end"]] == span["value"]["text"]
     assert _validate(NER, [span]) == ([span], [])
 
 
 def test_image_builders_validate() -> None:
     box_pair = LabelConfig(IMAGE_BBOX).find("RectangleLabels")
     box = regions.rectangle(box_pair, to_percent(64, 48, 320, 240, 640, 480), 640, 480, label="Car", score=0.8)
-    assert box["value"] == {"x": 10.0, "y": 10.0, "width": 50.0, "height": 50.0, "rotation": 0,
-                            "rectanglelabels": ["Car"]}
+    assert box["value"] == {
+        "x": 10.0,
+        "y": 10.0,
+        "width": 50.0,
+        "height": 50.0,
+        "rotation": 0,
+        "rectanglelabels": ["Car"],
+    }
     assert (box["original_width"], box["original_height"], box["image_rotation"]) == (640, 480, 0)
     poly_pair = LabelConfig(POLYGON).find("PolygonLabels")
     poly = regions.polygon(poly_pair, [[10.0, 10.0], [50.0, 10.0], [50.0, 60.0]], 640, 480, label="Car")
@@ -62,17 +73,24 @@ def test_per_region_ocr_items_share_an_id() -> None:
     rect_pair, label_pair, text_pair = config.find("Rectangle"), config.find("Labels"), config.find("TextArea")
     rect = regions.rectangle(rect_pair, {"x": 5, "y": 5, "width": 20, "height": 10}, 800, 600, label="ignored")
     assert "rectangle" not in rect["value"] and "ignored" not in str(rect)  # geometry-only control: no label key
-    geometry = {"value": {k: rect["value"][k] for k in ("x", "y", "width", "height", "rotation")},
-                "original_width": 800, "original_height": 600, "image_rotation": 0}
+    geometry = {
+        "value": {k: rect["value"][k] for k in ("x", "y", "width", "height", "rotation")},
+        "original_width": 800,
+        "original_height": 600,
+        "image_rotation": 0,
+    }
     text = regions.textarea(text_pair, "KENAPA", id=rect["id"], geometry=geometry)
-    label = {**rect, "from_name": label_pair.from_name, "type": "labels",
-             "value": {**geometry["value"], "labels": ["Text"]}}
+    label = {
+        **rect,
+        "from_name": label_pair.from_name,
+        "type": "labels",
+        "value": {**geometry["value"], "labels": ["Text"]},
+    }
     assert text["value"]["text"] == ["KENAPA"] and text["id"] == rect["id"] and text["value"]["x"] == 5
     kept, dropped = _validate(OCR, [rect, label, text], {"id": 1, "data": {"ocr": "/data/upload/1/a.png"}})
     assert (len(kept), dropped) == (3, [])
     glob = regions.textarea(text_pair, ["a", "b"])
-    assert glob == {"from_name": "transcription", "to_name": "image", "type": "textarea",
-                    "value": {"text": ["a", "b"]}}
+    assert glob == {"from_name": "transcription", "to_name": "image", "type": "textarea", "value": {"text": ["a", "b"]}}
 
 
 def test_find_all_spans_is_literal() -> None:
@@ -90,23 +108,33 @@ def _span(start: int, end: int, label: str = "ORG", text: str | None = None, **e
 
 
 def _box(x: float = 10, y: float = 10, w: float = 20, h: float = 20, **extra: object) -> dict:
-    item = {"id": "b1", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-            "original_width": 100, "original_height": 50, "image_rotation": 0,
-            "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": ["Car"]}}
+    item = {
+        "id": "b1",
+        "from_name": "label",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": 100,
+        "original_height": 50,
+        "image_rotation": 0,
+        "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": ["Car"]},
+    }
     item.update(extra)
     return item
 
 
-@pytest.mark.parametrize("item, reason", [
-    ({**_span(15, 20), "from_name": "nope"}, "unknown from_name"),
-    ({**_span(15, 20), "type": "choices"}, "does not match control"),
-    ({**_span(15, 20), "to_name": "image"}, "is not an object"),
-    (_span(15, 20, label="FRUIT"), "not in the config"),
-    (_span(15, 20, text="Apples"), "span text does not match"),
-    (_span(15, 21), None),
-    ("not a dict", "not an object"),
-    ({**_span(15, 20), "value": "x"}, "value is not an object"),
-])
+@pytest.mark.parametrize(
+    "item, reason",
+    [
+        ({**_span(15, 20), "from_name": "nope"}, "unknown from_name"),
+        ({**_span(15, 20), "type": "choices"}, "does not match control"),
+        ({**_span(15, 20), "to_name": "image"}, "is not an object"),
+        (_span(15, 20, label="FRUIT"), "not in the config"),
+        (_span(15, 20, text="Apples"), "span text does not match"),
+        (_span(15, 21), None),
+        ("not a dict", "not an object"),
+        ({**_span(15, 20), "value": "x"}, "value is not an object"),
+    ],
+)
 def test_validator_on_spans(item: object, reason: str | None) -> None:
     kept, dropped = _validate(NER, [item])
     if reason is None:
@@ -115,20 +143,23 @@ def test_validator_on_spans(item: object, reason: str | None) -> None:
         assert kept == [] and len(dropped) == 1 and reason in dropped[0]
 
 
-@pytest.mark.parametrize("item, reason", [
-    (_box(), None),
-    (_box(x=0, y=0, w=100, h=100), None),
-    ({**_box(), "type": "rectangle"}, None),  # geometry-only type on a *Labels control is fine
-    (_box(x=-1), "outside 0-100"),
-    (_box(x=90, w=20), "outside 0-100"),
-    (_box(h=100.5), "outside 0-100"),
-    (_box(y=float("nan")), "outside 0-100"),
-    (_box(x=640), "outside 0-100"),  # pixels instead of percent
-    (_box(original_width=None), "original_width"),
-    (_box(original_height=0), "original_width"),
-    (_box(original_width=640.0), "original_width"),
-    ({**_box(), "value": {**_box()["value"], "rectanglelabels": ["Boat"]}}, "not in the config"),
-])
+@pytest.mark.parametrize(
+    "item, reason",
+    [
+        (_box(), None),
+        (_box(x=0, y=0, w=100, h=100), None),
+        ({**_box(), "type": "rectangle"}, None),  # geometry-only type on a *Labels control is fine
+        (_box(x=-1), "outside 0-100"),
+        (_box(x=90, w=20), "outside 0-100"),
+        (_box(h=100.5), "outside 0-100"),
+        (_box(y=float("nan")), "outside 0-100"),
+        (_box(x=640), "outside 0-100"),  # pixels instead of percent
+        (_box(original_width=None), "original_width"),
+        (_box(original_height=0), "original_width"),
+        (_box(original_width=640.0), "original_width"),
+        ({**_box(), "value": {**_box()["value"], "rectanglelabels": ["Boat"]}}, "not in the config"),
+    ],
+)
 def test_validator_on_boxes(item: dict, reason: str | None) -> None:
     kept, dropped = _validate(IMAGE_BBOX, [item])
     assert (kept == [item] and not dropped) if reason is None else (not kept and reason in dropped[0])
@@ -154,8 +185,13 @@ def test_validator_dynamic_labels_come_from_the_task() -> None:
     assert _validate(DYNAMIC_LABELS, [item], task) == ([item], [])
     other = {**item, "value": {"choices": ["Weather"]}}
     assert not _validate(DYNAMIC_LABELS, [other], task)[0]
-    static = {"id": "s1", "from_name": "static", "to_name": "text", "type": "labels",
-              "value": {"start": 0, "end": 4, "text": "Katy", "labels": ["Sport"]}}
+    static = {
+        "id": "s1",
+        "from_name": "static",
+        "to_name": "text",
+        "type": "labels",
+        "value": {"start": 0, "end": 4, "text": "Katy", "labels": ["Sport"]},
+    }
     assert not _validate(DYNAMIC_LABELS, [static], task)[0], "a static control does not take task labels"
 
 
@@ -165,9 +201,16 @@ def test_validator_duplicate_ids() -> None:
     assert kept == [first] and "duplicate region id" in dropped[0]
     # the same id on another control with the same geometry is one region (per-region items): kept
     box = _box(id="r1")
-    text = {"id": "r1", "from_name": "transcription", "to_name": "image", "type": "textarea",
-            "original_width": 100, "original_height": 50, "image_rotation": 0,
-            "value": {"x": 10, "y": 10, "width": 20, "height": 20, "rotation": 0, "text": ["x"]}}
+    text = {
+        "id": "r1",
+        "from_name": "transcription",
+        "to_name": "image",
+        "type": "textarea",
+        "original_width": 100,
+        "original_height": 50,
+        "image_rotation": 0,
+        "value": {"x": 10, "y": 10, "width": 20, "height": 20, "rotation": 0, "text": ["x"]},
+    }
     config = IMAGE_BBOX.replace("</View>", '<TextArea name="transcription" toName="image" perRegion="true"/></View>')
     assert _validate(config, [box, text])[1] == []
     moved = {**text, "value": {**text["value"], "x": 11}}
@@ -185,8 +228,22 @@ def test_validator_keeps_relations_and_drops_malformed_items_without_raising() -
     ]
     kept, dropped = _validate(NER, [relation, *malformed])
     assert kept == [relation] and len(dropped) == 4
-    poly = {"id": "p", "from_name": "label", "to_name": "image", "type": "polygonlabels", "original_width": 9,
-            "original_height": 9, "value": {"points": [1, 2], "polygonlabels": ["Car"]}}
-    rle = {"id": "m", "from_name": "tag", "to_name": "image", "type": "brushlabels", "original_width": 9,
-           "original_height": 9, "value": {"format": "rle", "rle": None, "brushlabels": ["Banana"]}}
+    poly = {
+        "id": "p",
+        "from_name": "label",
+        "to_name": "image",
+        "type": "polygonlabels",
+        "original_width": 9,
+        "original_height": 9,
+        "value": {"points": [1, 2], "polygonlabels": ["Car"]},
+    }
+    rle = {
+        "id": "m",
+        "from_name": "tag",
+        "to_name": "image",
+        "type": "brushlabels",
+        "original_width": 9,
+        "original_height": 9,
+        "value": {"format": "rle", "rle": None, "brushlabels": ["Banana"]},
+    }
     assert _validate(POLYGON, [poly])[0] == [] and _validate(BRUSH_SAM, [rle])[0] == []

@@ -10,7 +10,7 @@ from fakes import CONFIG
 
 from label_studio_ml.testing import ServerProcess
 
-MODEL = textwrap.dedent('''
+MODEL = textwrap.dedent("""
     from label_studio_ml import LabelStudioMLBase
 
 
@@ -18,7 +18,7 @@ MODEL = textwrap.dedent('''
         def predict(self, tasks, context=None, **kwargs):
             return [{"result": [{"from_name": "label", "to_name": "text", "type": "choices",
                                  "value": {"choices": ["Positive"]}}], "score": 1.0} for _ in tasks]
-''')
+""")
 
 
 def test_served_process_logs_one_line_per_predict_and_no_access_log(tmp_path: Path) -> None:
@@ -28,8 +28,11 @@ def test_served_process_logs_one_line_per_predict_and_no_access_log(tmp_path: Pa
     with ServerProcess(tmp_path / "svc", env=env, log_path=tmp_path / "server.log") as server:
         assert requests.get(server.url + "/health", timeout=5).json() == {"status": "UP", "model_class": "Served"}
         for _ in range(3):
-            reply = requests.post(server.url + "/predict", timeout=5, json={
-                "tasks": [{"id": 1, "data": {"text": "x"}}], "label_config": CONFIG, "project": "1.1"})
+            reply = requests.post(
+                server.url + "/predict",
+                timeout=5,
+                json={"tasks": [{"id": 1, "data": {"text": "x"}}], "label_config": CONFIG, "project": "1.1"},
+            )
             assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] == "Served-0"
     log = (tmp_path / "server.log").read_text()
     assert log.count("predicted 1 task(s) for project 1") == 3

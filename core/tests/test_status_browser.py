@@ -21,10 +21,18 @@ MODELS = Path(__file__).parent / "models"
 REPORTS = Path(__file__).resolve().parents[2] / ".ci" / "reports"
 CHROMIUM = os.environ.get("LSML_CHROMIUM", "/usr/bin/chromium")
 # the network is closed: no Google services, updates or first-run fetches
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
-          '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CONFIG = (
+    '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+    '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>'
+)
 USER, PASSWORD = "ml", "browser-pass-83d2"
 AUTH = (USER, PASSWORD)
 
@@ -45,8 +53,12 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    env = {"MODEL_DIR": str(tmp_path / "model_dir"), "BASIC_AUTH_USER": USER, "BASIC_AUTH_PASS": PASSWORD,
-           "TRAINABLE_FIT_SECONDS": "6"}
+    env = {
+        "MODEL_DIR": str(tmp_path / "model_dir"),
+        "BASIC_AUTH_USER": USER,
+        "BASIC_AUTH_PASS": PASSWORD,
+        "TRAINABLE_FIT_SECONDS": "6",
+    }
     with ServerProcess(MODELS / "trainable.py", env=env, log_path=tmp_path / "server.log") as running:
         yield running
 
@@ -73,16 +85,20 @@ def predict(server: ServerProcess, count: int) -> None:
 
 
 def train(server: ServerProcess, **extra: Any) -> str:
-    return str(post(server, "/webhook", {"action": "START_TRAINING", "project": {"id": 7, "label_config": CONFIG},
-                                         **extra})["job"])
+    return str(
+        post(server, "/webhook", {"action": "START_TRAINING", "project": {"id": 7, "label_config": CONFIG}, **extra})[
+            "job"
+        ]
+    )
 
 
 def test_status_page_in_chromium(browser: Any, server: ServerProcess) -> None:
     post(server, "/setup", {"project": "7.1", "schema": CONFIG})
     for count in (3, 1, 2):
         predict(server, count)
-    context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD},
-                                  viewport={"width": 1280, "height": 900})
+    context = browser.new_context(
+        http_credentials={"username": USER, "password": PASSWORD}, viewport={"width": 1280, "height": 900}
+    )
     page = context.new_page()
     urls: list[str] = []
     problems: list[str] = []

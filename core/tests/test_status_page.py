@@ -24,8 +24,10 @@ from label_studio_ml.status_page import Traffic, config_summary, wants_html
 from label_studio_ml.testing import model_client, recorded
 
 MODELS = Path(__file__).parent / "models"
-CHROME = ("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,"
-          "application/signed-exchange;v=b3;q=0.7")
+CHROME = (
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,"
+    "application/signed-exchange;v=b3;q=0.7"
+)
 FIREFOX = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 BROWSER = {"Accept": CHROME}
 HEALTH = {"status": "UP", "model_class": "Echo"}
@@ -57,16 +59,31 @@ def page_of(client: Any, **headers: str) -> str:
 
 # --- who gets what -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("accept", [CHROME, FIREFOX, "text/html", "text/html, application/json;q=0.9",
-                                    "TEXT/HTML;Q=1, */*;q=0.1"])
+
+@pytest.mark.parametrize(
+    "accept", [CHROME, FIREFOX, "text/html", "text/html, application/json;q=0.9", "TEXT/HTML;Q=1, */*;q=0.1"]
+)
 def test_browsers_prefer_html(accept: str) -> None:
     assert wants_html(accept)
 
 
-@pytest.mark.parametrize("accept", ["", "*/*", "application/json", "application/json, text/html",
-                                    "text/html;q=0.5, application/json", "text/*", "text/html;q=0",
-                                    "text/html;q=0.8, */*", "application/*, text/html;q=0.9", "text/html;q=bad",
-                                    ",;,", "text/plain"])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "",
+        "*/*",
+        "application/json",
+        "application/json, text/html",
+        "text/html;q=0.5, application/json",
+        "text/*",
+        "text/html;q=0",
+        "text/html;q=0.8, */*",
+        "application/*, text/html;q=0.9",
+        "text/html;q=bad",
+        ",;,",
+        "text/plain",
+    ],
+)
 def test_everyone_else_gets_json(accept: str) -> None:
     assert not wants_html(accept)
 
@@ -81,8 +98,9 @@ def test_label_studio_keeps_todays_json_on_root_and_health(client: Any) -> None:
         assert reply.headers["content-type"] == "application/json"
 
 
-@pytest.mark.parametrize("headers", [{}, {"Accept": "*/*"}, {"Accept": "application/json"},
-                                     {"Accept": "application/json, text/plain, */*"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Accept": "*/*"}, {"Accept": "application/json"}, {"Accept": "application/json, text/plain, */*"}]
+)
 def test_scripts_and_curl_keep_the_json(client: Any, headers: dict[str, str]) -> None:
     reply = client.get("/", headers=headers)
     assert reply.status_code == 200 and reply.json() == HEALTH and "vary" not in reply.headers
@@ -118,6 +136,7 @@ def test_the_fragment_is_the_live_part_only(client: Any) -> None:
 
 # --- basic auth ----------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def auth_client(make_client: Any) -> Any:
     return make_client(fakes.Echo, basic_auth_user=USER, basic_auth_pass=PASSWORD)
@@ -139,6 +158,7 @@ def test_with_basic_auth_the_page_needs_credentials_and_probes_do_not(auth_clien
 
 # --- what the page shows ------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def trainable() -> Any:
     sys.path.insert(0, str(MODELS))
@@ -149,8 +169,14 @@ def trainable() -> Any:
 
 
 def predict(client: Any, texts: list[str], project: str = "3.1700000000") -> None:
-    reply = client.post("/predict", json={"tasks": [{"id": i, "data": {"text": t}} for i, t in enumerate(texts)],
-                                          "project": project, "label_config": CONFIG})
+    reply = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": i, "data": {"text": t}} for i, t in enumerate(texts)],
+            "project": project,
+            "label_config": CONFIG,
+        },
+    )
     assert reply.status_code == 200, reply.text
 
 
@@ -185,11 +211,27 @@ def test_any_job_record_in_the_jobs_list_is_shown(make_client: Any) -> None:
     client = make_client(fakes.Echo, label_studio_api_key=key)
     client.post("/setup", json={"project": "5.1", "schema": CONFIG})
     store = client.runtime.store
-    record = {"id": "pre0000000a1", "kind": "preannotate", "project": "5", "state": "running", "progress": 0.25,
-              "created_at": time.time() - 30, "started_at": time.time() - 20, "tasks_done": 25, "tasks_total": 100,
-              "nested": {"ignored": True}}
-    failed = {"id": "pre0000000b2", "kind": "preannotate", "project": "5", "state": "failed",
-              "created_at": time.time() - 90, "error": f"HTTPError: 401 with token {key}", "source": f"?t={key}"}
+    record = {
+        "id": "pre0000000a1",
+        "kind": "preannotate",
+        "project": "5",
+        "state": "running",
+        "progress": 0.25,
+        "created_at": time.time() - 30,
+        "started_at": time.time() - 20,
+        "tasks_done": 25,
+        "tasks_total": 100,
+        "nested": {"ignored": True},
+    }
+    failed = {
+        "id": "pre0000000b2",
+        "kind": "preannotate",
+        "project": "5",
+        "state": "failed",
+        "created_at": time.time() - 90,
+        "error": f"HTTPError: 401 with token {key}",
+        "source": f"?t={key}",
+    }
     store.set("5", "jobs", [record["id"], failed["id"]])
     for job in (record, failed):
         store.set("5", f"job-{job['id']}", job)
@@ -216,11 +258,15 @@ def test_recent_errors_are_redacted_escaped_and_newest_first(make_client: Any) -
     client = make_client(Leaky, label_studio_api_key=key)
     logging.getLogger("quiet").info("an INFO line is not an error")
     predict(client, ["x"])
-    assert client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "y", "fail": True}}],
-                                         "label_config": CONFIG}).status_code == 500
+    assert (
+        client.post(
+            "/predict", json={"tasks": [{"id": 1, "data": {"text": "y", "fail": True}}], "label_config": CONFIG}
+        ).status_code
+        == 500
+    )
     page = page_of(client)
     assert key not in page and "<script>alert" not in page
-    errors = page[page.index('data-field="errors"'):]
+    errors = page[page.index('data-field="errors"') :]
     messages = re.findall(r"<li class=\"(\w+)\">.*?<div>(.*?)</div>", errors, re.S)
     assert [level for level, _ in messages] == ["error", "warning", "warning"], "newest first"
     assert html.unescape(messages[1][1]) == "LS refused key *** for <script>alert(1)</script>"
@@ -252,13 +298,17 @@ def test_a_failed_load_is_on_the_page(make_client: Any) -> None:
 
 # --- pieces ------------------------------------------------------------------------------------------------
 
+
 def test_config_summary() -> None:
-    xml = ('<View><Image name="img" value="$image"/><Text name="txt" value="$text"/>'
-           '<RectangleLabels name="box" toName="img"><Label value="Car"/><Label value="Person"/></RectangleLabels>'
-           '<TextArea name="note" toName="img,txt"/></View>')
+    xml = (
+        '<View><Image name="img" value="$image"/><Text name="txt" value="$text"/>'
+        '<RectangleLabels name="box" toName="img"><Label value="Car"/><Label value="Person"/></RectangleLabels>'
+        '<TextArea name="note" toName="img,txt"/></View>'
+    )
     assert config_summary(xml) == [
         {"name": "box", "type": "RectangleLabels", "to": ["img"], "objects": ["Image"], "labels": 2},
-        {"name": "note", "type": "TextArea", "to": ["img", "txt"], "objects": ["Image", "Text"], "labels": 0}]
+        {"name": "note", "type": "TextArea", "to": ["img", "txt"], "objects": ["Image", "Text"], "labels": 0},
+    ]
     assert config_summary(None) == []
     assert "not valid XML" in config_summary("<View>")[0]["error"]
 

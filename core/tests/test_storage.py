@@ -136,16 +136,19 @@ def test_redis_down_is_state_unavailable(redis_process: tuple[subprocess.Popen[b
             call()
 
 
-def test_redis_down_is_a_503_through_the_app(tmp_path: Path, redis_process: tuple[subprocess.Popen[bytes], str],
-                                             ) -> None:
+def test_redis_down_is_a_503_through_the_app(
+    tmp_path: Path,
+    redis_process: tuple[subprocess.Popen[bytes], str],
+) -> None:
     from starlette.testclient import TestClient
 
     from label_studio_ml.app import create_app
     from label_studio_ml.config import Settings
 
     proc, url = redis_process
-    app = create_app(fakes.Echo, Settings.from_dict({"model_dir": tmp_path}), store=RedisStore(url),
-                     background_load=False)
+    app = create_app(
+        fakes.Echo, Settings.from_dict({"model_dir": tmp_path}), store=RedisStore(url), background_load=False
+    )
     body = {"tasks": [{"id": 1, "data": {"text": "good"}}], "project": "3.1"}
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.post("/setup", json={"project": "3.1", "schema": CONFIG}).status_code == 200
@@ -153,7 +156,9 @@ def test_redis_down_is_a_503_through_the_app(tmp_path: Path, redis_process: tupl
         assert RedisStore(url).get("3", "label_config") == CONFIG
         proc.terminate()
         proc.wait(5)
-        for reply in (client.post("/setup", json={"project": "3.1", "schema": CONFIG}),
-                      client.post("/predict", json=body)):
+        for reply in (
+            client.post("/setup", json={"project": "3.1", "schema": CONFIG}),
+            client.post("/predict", json=body),
+        ):
             assert reply.status_code == 503
             assert reply.json() == {"status": 503, "error": "state store unreachable: ConnectionError"}

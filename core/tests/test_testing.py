@@ -24,14 +24,18 @@ class Empty(LabelStudioMLBase):
         return [{"result": [], "score": 0.0} for _ in tasks]
 
 
-@pytest.mark.parametrize("model_class, kwargs, message", [
-    (fakes.InvalidRegions, {}, "invalid regions"),
-    (fakes.WrongCount, {}, "500"),
-    (fakes.Broken, {}, "503"),
-    (Empty, {"expect_regions": True}, None),
-])
-def test_broken_models_fail_the_check(make_client: Any, model_class: type, kwargs: dict[str, Any],
-                                      message: str | None) -> None:
+@pytest.mark.parametrize(
+    "model_class, kwargs, message",
+    [
+        (fakes.InvalidRegions, {}, "invalid regions"),
+        (fakes.WrongCount, {}, "500"),
+        (fakes.Broken, {}, "503"),
+        (Empty, {"expect_regions": True}, None),
+    ],
+)
+def test_broken_models_fail_the_check(
+    make_client: Any, model_class: type, kwargs: dict[str, Any], message: str | None
+) -> None:
     with pytest.raises(AssertionError, match=message):
         assert_conformant(make_client(model_class), CONFIG, TASKS, **kwargs)
 

@@ -15,8 +15,10 @@ import requests
 from label_studio_ml.testing import ServerProcess
 
 MODELS = Path(__file__).parent / "models"
-CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
-          '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>')
+CONFIG = (
+    '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+    '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>'
+)
 VERSION = re.compile(r"^trainable-(\d+)-[0-9a-f]{7}$")
 
 
@@ -33,8 +35,13 @@ def trainable(monkeypatch):
 
 
 def event(action: str = "ANNOTATION_CREATED", project: int = 3, **extra) -> dict:
-    return {"action": action, "project": {"id": project, "label_config": CONFIG}, "annotation": {"id": 1},
-            "task": {"id": 1, "data": {"text": "x"}}, **extra}
+    return {
+        "action": action,
+        "project": {"id": project, "label_config": CONFIG},
+        "annotation": {"id": 1},
+        "task": {"id": 1, "data": {"text": "x"}},
+        **extra,
+    }
 
 
 def setup_version(client, project: str = "3") -> str:
@@ -92,8 +99,9 @@ def test_versions_are_monotonic_and_reported_everywhere(make_client, trainable):
         seen.append(setup_version(client))
     numbers = [int(VERSION.match(v).group(1)) for v in seen]
     assert numbers == [1, 2]
-    prediction = client.post("/predict", json={"tasks": [{"data": {"text": "a"}}], "project": "3.17",
-                                               "label_config": CONFIG}).json()["results"][0]
+    prediction = client.post(
+        "/predict", json={"tasks": [{"data": {"text": "a"}}], "project": "3.17", "label_config": CONFIG}
+    ).json()["results"][0]
     assert prediction["model_version"] == seen[-1]
     assert prediction["result"][0]["value"]["choices"] == ["Positive"]
     assert client.get("/versions").json()["versions"][:2] == [seen[1], seen[0]]
@@ -134,8 +142,7 @@ def test_events_for_unknown_projects_are_ignored_without_auth(make_client, train
     assert reply.status_code == 200 and reply.json()["status"] == "ignored"
     reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 99}})
     assert reply.status_code == 401 and reply.json()["error"]
-    reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 99}},
-                        auth=("u", "secret-pass"))
+    reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 99}}, auth=("u", "secret-pass"))
     assert reply.status_code == 200 and reply.json()["status"] == "ok"
 
 
@@ -175,8 +182,11 @@ def test_sigkill_during_training_under_load_loses_nothing(tmp_path):
     # the re-run of the interrupted job takes 3 s: meanwhile the last good version serves
     with ServerProcess(target, env={**env, "TRAINABLE_FIT_SECONDS": "3"}) as restarted:
         assert setup_version_http(restarted.url) == good
-        reply = requests.post(restarted.url + "/predict", timeout=5, json={
-            "tasks": [{"data": {"text": "a"}}], "project": "3", "label_config": CONFIG}).json()["results"][0]
+        reply = requests.post(
+            restarted.url + "/predict",
+            timeout=5,
+            json={"tasks": [{"data": {"text": "a"}}], "project": "3", "label_config": CONFIG},
+        ).json()["results"][0]
         assert reply["model_version"] in (good, setup_version_http(restarted.url))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -226,15 +236,17 @@ class PredictLoad:
 
 
 def setup_version_http(url: str, project: str = "3") -> str:
-    return requests.post(url + "/setup", json={"project": project, "schema": CONFIG}, timeout=5).json()[
-        "model_version"]
+    return requests.post(url + "/setup", json={"project": project, "schema": CONFIG}, timeout=5).json()["model_version"]
 
 
 def test_redis_two_replicas_and_a_worker_share_versions(tmp_path, redis_server):
     env = {"MODEL_DIR": str(tmp_path / "shared"), "REDIS_URL": redis_server, "TRAINABLE_FIT_SECONDS": "0"}
     target = MODELS / "trainable.py"
-    with ServerProcess(target, env=env) as one, ServerProcess(target, env=env) as two, \
-            ServerProcess(target, env=env, command="worker", wait_healthy=False) as worker:
+    with (
+        ServerProcess(target, env=env) as one,
+        ServerProcess(target, env=env) as two,
+        ServerProcess(target, env=env, command="worker", wait_healthy=False) as worker,
+    ):
         assert setup_version_http(one.url) == "trainable-0" == setup_version_http(two.url)
         reply = requests.post(one.url + "/webhook", json=event("START_TRAINING", label="Negative"), timeout=5)
         assert reply.status_code == 200, reply.text
@@ -245,8 +257,11 @@ def test_redis_two_replicas_and_a_worker_share_versions(tmp_path, redis_server):
             time.sleep(0.02)
         new = setup_version_http(two.url)
         assert VERSION.match(new) and setup_version_http(one.url) == new
-        prediction = requests.post(two.url + "/predict", timeout=5, json={
-            "tasks": [{"data": {"text": "a"}}], "project": "3", "label_config": CONFIG}).json()["results"][0]
+        prediction = requests.post(
+            two.url + "/predict",
+            timeout=5,
+            json={"tasks": [{"data": {"text": "a"}}], "project": "3", "label_config": CONFIG},
+        ).json()["results"][0]
         assert prediction["model_version"] == new
         assert prediction["result"][0]["value"]["choices"] == ["Negative"]
         jobs = requests.get(two.url + "/jobs?project=3", timeout=5).json()["jobs"]

@@ -89,12 +89,22 @@ class EasyOCR(LabelStudioMLBase):
             # torch sizes its CPU pool from the host's cores, not a container's CPU quota
             torch.set_num_threads(settings.threads)
         started = time.monotonic()
-        reader = easyocr.Reader(list(settings.langs), gpu=settings.device(),
-                                model_storage_directory=settings.model_dir or None,
-                                download_enabled=settings.download, verbose=False)
-        logger.info("EasyOCR %s for %s on %s (%d CPU threads), weights from %s (%.1f s)", easyocr.__version__,
-                    ",".join(settings.langs), reader.device, torch.get_num_threads(), reader.model_storage_directory,
-                    time.monotonic() - started)
+        reader = easyocr.Reader(
+            list(settings.langs),
+            gpu=settings.device(),
+            model_storage_directory=settings.model_dir or None,
+            download_enabled=settings.download,
+            verbose=False,
+        )
+        logger.info(
+            "EasyOCR %s for %s on %s (%d CPU threads), weights from %s (%.1f s)",
+            easyocr.__version__,
+            ",".join(settings.langs),
+            reader.device,
+            torch.get_num_threads(),
+            reader.model_storage_directory,
+            time.monotonic() - started,
+        )
         return Resources(settings, reader, threading.Lock())
 
     def setup(self) -> None:
@@ -104,8 +114,9 @@ class EasyOCR(LabelStudioMLBase):
     def options(self) -> EasyOcrSettings:
         return self.resources.settings
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         images: dict[int, np.ndarray] = {}
         for i, task in enumerate(tasks):
             try:
@@ -145,7 +156,7 @@ class EasyOCR(LabelStudioMLBase):
         per_batch = options.batch_size if str(reader.device) != "cpu" else 1
         for indexes in groups.values():
             for start in range(0, len(indexes), per_batch):
-                chunk = indexes[start:start + per_batch]
+                chunk = indexes[start : start + per_batch]
                 batch = np.stack([images[i] for i in chunk]) if len(chunk) > 1 else images[chunk[0]]
                 with self.resources.lock:  # one inference at a time: torch already uses every core
                     horizontal, free = reader.detect(batch, reformat=False, canvas_size=options.canvas_size)
@@ -154,10 +165,13 @@ class EasyOCR(LabelStudioMLBase):
                             found[i] = []  # nothing detected: nothing to recognise
                             continue
                         grey = cv2.cvtColor(images[i], cv2.COLOR_RGB2GRAY)
-                        lines = reader.recognize(grey, boxes, quads, batch_size=options.batch_size,
-                                                 reformat=False, detail=1)
-                        found[i] = [Text([(float(x), float(y)) for x, y in quad], str(text), float(score))
-                                    for quad, text, score in lines]
+                        lines = reader.recognize(
+                            grey, boxes, quads, batch_size=options.batch_size, reformat=False, detail=1
+                        )
+                        found[i] = [
+                            Text([(float(x), float(y)) for x, y in quad], str(text), float(score))
+                            for quad, text, score in lines
+                        ]
         return found
 
 

@@ -95,8 +95,9 @@ class FlairModel(LabelStudioMLBase):
             return self.splitter.split(text)
         return [Sentence(text)]
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         texts = [self.read_text(task, self.pair.data_key) for task in tasks]
         per_task = [self.sentences(text) for text in texts]
         flat = [sentence for sentences in per_task for sentence in sentences]
@@ -142,8 +143,9 @@ class FlairModel(LabelStudioMLBase):
     def _fine_tune(self, tagger: SequenceTagger, found: list[dict[str, Any]]) -> float:
         label_type = tagger.label_type
         known = Tagger(self.resources.name, tagger).labels
-        model_label = {label: next((m for m in known if self.pair.map_label(m) == label), label)
-                       for label in self.pair.labels}
+        model_label = {
+            label: next((m for m in known if self.pair.map_label(m) == label), label) for label in self.pair.labels
+        }
         train: list[Sentence] = []
         gold: list[list[tuple[int, int, str]]] = []
         for example in found:
@@ -154,18 +156,22 @@ class FlairModel(LabelStudioMLBase):
         # entities of labels the config lacks stay as the tagger predicted them (so it keeps them)
         tagger.predict(train, mini_batch_size=self.batch_size, label_name="predicted")
         for sentence, annotated in zip(train, gold, strict=True):
-            kept = [(s.tokens[0].idx, s.tokens[-1].idx, s.tag) for s in sentence.get_spans("predicted")
-                    if self.pair.map_label(s.tag) is None]
+            kept = [
+                (s.tokens[0].idx, s.tokens[-1].idx, s.tag)
+                for s in sentence.get_spans("predicted")
+                if self.pair.map_label(s.tag) is None
+            ]
             sentence.remove_labels("predicted")
             taken: set[int] = set()
             for first, last, label in annotated + kept:
                 if not taken & set(range(first, last + 1)):
                     taken.update(range(first, last + 1))
-                    sentence[first - 1:last].add_label(label_type, label)
+                    sentence[first - 1 : last].add_label(label_type, label)
         add_labels(tagger, [label for label in dict.fromkeys(model_label.values()) if label not in known])
         epochs = int(_env("FLAIR_TRAIN_EPOCHS", "10"))
-        optimizer = torch.optim.Adam([p for p in tagger.parameters() if p.requires_grad],
-                                     lr=float(_env("FLAIR_LEARNING_RATE", "0.005")))
+        optimizer = torch.optim.Adam(
+            [p for p in tagger.parameters() if p.requires_grad], lr=float(_env("FLAIR_LEARNING_RATE", "0.005"))
+        )
         tagger.train()
         rng = random.Random(0)
         total = 0.0
@@ -173,7 +179,7 @@ class FlairModel(LabelStudioMLBase):
             rng.shuffle(train)
             total = 0.0
             for i in range(0, len(train), 8):
-                loss, count = tagger.forward_loss(train[i:i + 8])
+                loss, count = tagger.forward_loss(train[i : i + 8])
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

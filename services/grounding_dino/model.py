@@ -73,18 +73,28 @@ class GroundingDino:
         """Detections per image (pixel boxes of each image's own size), images batched through the model."""
         found: list[list[Detection]] = []
         for start in range(0, len(images), self.batch_size):
-            batch = images[start:start + self.batch_size]
-            inputs = self.processor(images=batch, text=[query.text] * len(batch), padding=True,
-                                    return_tensors="pt").to(self.device)
+            batch = images[start : start + self.batch_size]
+            inputs = self.processor(images=batch, text=[query.text] * len(batch), padding=True, return_tensors="pt").to(
+                self.device
+            )
             with torch.inference_mode():
                 outputs = self.model(**inputs)
             results = self.processor.post_process_grounded_object_detection(
-                outputs, inputs["input_ids"], threshold=query.box_threshold, text_threshold=query.text_threshold,
-                target_sizes=[(image.height, image.width) for image in batch])
+                outputs,
+                inputs["input_ids"],
+                threshold=query.box_threshold,
+                text_threshold=query.text_threshold,
+                target_sizes=[(image.height, image.width) for image in batch],
+            )
             for result in results:
-                found.append([Detection(tuple(float(v) for v in box), float(score), phrase)  # type: ignore[arg-type]
-                              for box, score, phrase in zip(result["boxes"].cpu(), result["scores"].cpu(),
-                                                            result["text_labels"], strict=True)])
+                found.append(
+                    [
+                        Detection(tuple(float(v) for v in box), float(score), phrase)  # type: ignore[arg-type]
+                        for box, score, phrase in zip(
+                            result["boxes"].cpu(), result["scores"].cpu(), result["text_labels"], strict=True
+                        )
+                    ]
+                )
         return found
 
     def normalize(self, phrase: str) -> str:
@@ -123,9 +133,11 @@ class GroundingDinoModel(LabelStudioMLBase):
     # --- prompt and thresholds -----------------------------------------------------------------
     def _default_query(self) -> Query:
         prompt = self.stored.get("prompt") or self._labels_prompt()
-        return Query(split_prompt(prompt),
-                     float(self.stored.get("box_threshold", os.environ.get("BOX_THRESHOLD", "0.35"))),
-                     float(self.stored.get("text_threshold", os.environ.get("TEXT_THRESHOLD", "0.25"))))
+        return Query(
+            split_prompt(prompt),
+            float(self.stored.get("box_threshold", os.environ.get("BOX_THRESHOLD", "0.35"))),
+            float(self.stored.get("text_threshold", os.environ.get("TEXT_THRESHOLD", "0.25"))),
+        )
 
     def _labels_prompt(self) -> str:
         """Without any prompt: the config's labels (their predicted_values where given) as phrases."""
@@ -166,13 +178,17 @@ class GroundingDinoModel(LabelStudioMLBase):
     def query(self, context: dict[str, Any] | None) -> Query:
         base = self._default_query()
         found = self._read_items(context_regions(context, "textarea", "number"))
-        return replace(base, phrases=split_prompt(found["prompt"]) if "prompt" in found else base.phrases,
-                       box_threshold=found.get("box_threshold", base.box_threshold),
-                       text_threshold=found.get("text_threshold", base.text_threshold))
+        return replace(
+            base,
+            phrases=split_prompt(found["prompt"]) if "prompt" in found else base.phrases,
+            box_threshold=found.get("box_threshold", base.box_threshold),
+            text_threshold=found.get("text_threshold", base.text_threshold),
+        )
 
     # --- prediction ----------------------------------------------------------------------------
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         query = self.query(context)
         out: list[dict[str, Any]] = [{"result": [], "score": None} for _ in tasks]
         if not query.phrases:
@@ -216,8 +232,9 @@ class GroundingDinoModel(LabelStudioMLBase):
         containing = {label for phrase, label in labels.items() if f" {part} " in f" {phrase} "}
         return containing.pop() if len(containing) == 1 else None
 
-    def _regions(self, dino: GroundingDino, labels: dict[str, str], width: int, height: int,
-                 detections: list[Detection]) -> dict[str, Any]:
+    def _regions(
+        self, dino: GroundingDino, labels: dict[str, str], width: int, height: int, detections: list[Detection]
+    ) -> dict[str, Any]:
         result, scores = [], []
         for detection in detections:
             label = self._label(dino, labels, detection.phrase)

@@ -37,12 +37,23 @@ from label_studio_ml.label_config import ControlPair
 logger = logging.getLogger(__name__)
 
 CLASSIFICATION, NER, GENERATION = "text-classification", "token-classification", "text-generation"
-TASK_ALIASES = {"sentiment-analysis": CLASSIFICATION, "ner": NER, "text-classification": CLASSIFICATION,
-                "token-classification": NER, "text-generation": GENERATION}
-CONTROLS = {CLASSIFICATION: ("Choices", ["Text", "HyperText"]), NER: ("Labels", ["Text"]),
-            GENERATION: ("TextArea", ["Text", "HyperText"])}
-AUTO_CLASSES = {CLASSIFICATION: AutoModelForSequenceClassification, NER: AutoModelForTokenClassification,
-                GENERATION: AutoModelForCausalLM}
+TASK_ALIASES = {
+    "sentiment-analysis": CLASSIFICATION,
+    "ner": NER,
+    "text-classification": CLASSIFICATION,
+    "token-classification": NER,
+    "text-generation": GENERATION,
+}
+CONTROLS = {
+    CLASSIFICATION: ("Choices", ["Text", "HyperText"]),
+    NER: ("Labels", ["Text"]),
+    GENERATION: ("TextArea", ["Text", "HyperText"]),
+}
+AUTO_CLASSES = {
+    CLASSIFICATION: AutoModelForSequenceClassification,
+    NER: AutoModelForTokenClassification,
+    GENERATION: AutoModelForCausalLM,
+}
 UNSET_MAX_LENGTH = 100_000  # tokenizers without a model_max_length report ~1e30
 
 
@@ -79,15 +90,22 @@ class Options:
         task = env.get("HF_TASK", "").strip().lower()
         if task and task not in TASK_ALIASES:
             raise ValueError(f"HF_TASK={task!r}: use one of {sorted(set(TASK_ALIASES.values()))}")
-        return cls(model=env.get("HF_MODEL", "").strip(), token=env.get("HF_TOKEN") or None,
-                   task=TASK_ALIASES.get(task), device=env.get("HF_DEVICE", "").strip(),
-                   batch_size=get("HF_BATCH_SIZE", cls.batch_size),
-                   aggregation=aggregation,
-                   stride=get("HF_STRIDE", cls.stride), max_new_tokens=get("HF_MAX_NEW_TOKENS", cls.max_new_tokens),
-                   prompt=get("HF_PROMPT", cls.prompt), epochs=get("HF_EPOCHS", cls.epochs),
-                   learning_rate=get("HF_LEARNING_RATE", cls.learning_rate),
-                   train_batch_size=get("HF_TRAIN_BATCH_SIZE", cls.train_batch_size), seed=get("HF_SEED", cls.seed),
-                   cached_versions=get("HF_CACHED_VERSIONS", cls.cached_versions))
+        return cls(
+            model=env.get("HF_MODEL", "").strip(),
+            token=env.get("HF_TOKEN") or None,
+            task=TASK_ALIASES.get(task),
+            device=env.get("HF_DEVICE", "").strip(),
+            batch_size=get("HF_BATCH_SIZE", cls.batch_size),
+            aggregation=aggregation,
+            stride=get("HF_STRIDE", cls.stride),
+            max_new_tokens=get("HF_MAX_NEW_TOKENS", cls.max_new_tokens),
+            prompt=get("HF_PROMPT", cls.prompt),
+            epochs=get("HF_EPOCHS", cls.epochs),
+            learning_rate=get("HF_LEARNING_RATE", cls.learning_rate),
+            train_batch_size=get("HF_TRAIN_BATCH_SIZE", cls.train_batch_size),
+            seed=get("HF_SEED", cls.seed),
+            cached_versions=get("HF_CACHED_VERSIONS", cls.cached_versions),
+        )
 
 
 def pick_device(requested: str = "") -> str:
@@ -128,8 +146,9 @@ class Predictor:
         if task == GENERATION and tokenizer.pad_token is None and tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token  # batching needs a pad token; it is masked out
         self.pipe = pipeline(task, model=model.to(device).eval(), tokenizer=tokenizer, device=device)
-        self.labels = [str(model.config.id2label[i]) for i in sorted(model.config.id2label)] \
-            if task != GENERATION else []
+        self.labels = (
+            [str(model.config.id2label[i]) for i in sorted(model.config.id2label)] if task != GENERATION else []
+        )
         self._lock = threading.Lock()
 
     @property
@@ -137,8 +156,9 @@ class Predictor:
         """Model label names as a config sees them (NER tags without their B-/I- prefix)."""
         if self.task != NER:
             return self.labels
-        return sorted({name.split("-", 1)[1] if name[:2] in ("B-", "I-") else name
-                       for name in self.labels if name != "O"})
+        return sorted(
+            {name.split("-", 1)[1] if name[:2] in ("B-", "I-") else name for name in self.labels if name != "O"}
+        )
 
     def call_kwargs(self) -> dict[str, Any]:
         """The arguments of each pipeline call (the benchmark calls the pipeline with the same)."""
@@ -201,8 +221,9 @@ VERSIONS = _VersionCache()
 
 
 # --- spans ---------------------------------------------------------------------------------------
-def entity_spans(text: str, entities: list[dict[str, Any]],
-                 map_label: Callable[[str], str | None]) -> list[tuple[int, int, str, float]]:
+def entity_spans(
+    text: str, entities: list[dict[str, Any]], map_label: Callable[[str], str | None]
+) -> list[tuple[int, int, str, float]]:
     """Pipeline entities as ``(start, end, config_label, score)`` spans over ``text``.
 
     Offsets come from the tokenizer's offset mapping; edges are trimmed of whitespace (byte-level and
@@ -259,8 +280,13 @@ def bio_labels(labels: list[str]) -> list[str]:
     return ["O"] + [f"{prefix}-{label}" for label in labels for prefix in ("B", "I")]
 
 
-def token_tags(offsets: list[tuple[int, int]], special: list[int], text: str,
-               spans: list[tuple[int, int, str]], label2id: dict[str, int]) -> list[int]:
+def token_tags(
+    offsets: list[tuple[int, int]],
+    special: list[int],
+    text: str,
+    spans: list[tuple[int, int, str]],
+    label2id: dict[str, int],
+) -> list[int]:
     """BIO tag ids for one tokenised text from character spans (-100 on special tokens)."""
     tags: list[int] = []
     previous: tuple[int, int, str] | None = None
@@ -279,8 +305,14 @@ def token_tags(offsets: list[tuple[int, int]], special: list[int], text: str,
     return tags
 
 
-def fine_tune(model: Any, batches: Callable[[list[int]], dict[str, torch.Tensor]], size: int, options: Options,
-              device: str, progress: Callable[[float, str], None]) -> None:
+def fine_tune(
+    model: Any,
+    batches: Callable[[list[int]], dict[str, torch.Tensor]],
+    size: int,
+    options: Options,
+    device: str,
+    progress: Callable[[float, str], None],
+) -> None:
     """A short AdamW fine-tune: ``options.epochs`` passes over ``size`` examples in small batches."""
     random.seed(options.seed)
     torch.manual_seed(options.seed)
@@ -292,7 +324,7 @@ def fine_tune(model: Any, batches: Callable[[list[int]], dict[str, torch.Tensor]
     for epoch in range(options.epochs):
         random.shuffle(order)
         for begin in range(0, size, options.train_batch_size):
-            inputs = {k: v.to(device) for k, v in batches(order[begin:begin + options.train_batch_size]).items()}
+            inputs = {k: v.to(device) for k, v in batches(order[begin : begin + options.train_batch_size]).items()}
             loss = model(**inputs).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -351,8 +383,10 @@ class HuggingFace(LabelStudioMLBase):
             if self._trained and self.version_dir is not None:
                 folder, task = self.version_dir, self.task
                 self._predictor = VERSIONS.get(
-                    folder, lambda: Predictor(str(folder), task, self.options, self.resources.device),
-                    self.options.cached_versions)
+                    folder,
+                    lambda: Predictor(str(folder), task, self.options, self.resources.device),
+                    self.options.cached_versions,
+                )
             else:
                 self._predictor = self.resources.predictor
             if self._predictor is not None:
@@ -362,12 +396,14 @@ class HuggingFace(LabelStudioMLBase):
     def _warn_unmapped(self, predictor: Predictor) -> None:
         lost = [name for name in predictor.entity_names if self.pair.map_label(name) is None]
         if lost and self.task != GENERATION:
-            logger.warning("model labels %s map to no label of %r; their predictions are dropped",
-                           lost, self.pair.from_name)
+            logger.warning(
+                "model labels %s map to no label of %r; their predictions are dropped", lost, self.pair.from_name
+            )
 
     # --- prediction ------------------------------------------------------------------------------
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         predictor = self.predictor
         if predictor is None:
             return [{"result": [], "score": None} for _ in tasks]
@@ -378,8 +414,9 @@ class HuggingFace(LabelStudioMLBase):
             inputs = [self.options.prompt.replace("{text}", text) for text in inputs]
         outputs = dict(zip(todo, predictor(inputs)))
         convert = {CLASSIFICATION: self._choices, NER: self._spans, GENERATION: self._generated}[self.task]
-        return [convert(texts[i], outputs[i]) if i in outputs else {"result": [], "score": None}
-                for i in range(len(tasks))]
+        return [
+            convert(texts[i], outputs[i]) if i in outputs else {"result": [], "score": None} for i in range(len(tasks))
+        ]
 
     def _choices(self, text: str, output: Any) -> dict[str, Any]:
         top = output[0] if isinstance(output, list) else output
@@ -408,12 +445,16 @@ class HuggingFace(LabelStudioMLBase):
             logger.info("project %s: text generation is not trained; event %s ignored", self.project_id, event)
             return {"trained": False, "reason": "generation is not trained"}
         examples = collect(self, event, data, self._example, kwargs.get("events"))
-        labels = sorted({e["label"] for e in examples.values()} if self.task == CLASSIFICATION else
-                        {s[2] for e in examples.values() for s in e["spans"]})
+        labels = sorted(
+            {e["label"] for e in examples.values()}
+            if self.task == CLASSIFICATION
+            else {s[2] for e in examples.values() for s in e["spans"]}
+        )
         self.report_progress(0.05, f"{len(examples)} examples, labels {labels}")
         if len(labels) < (2 if self.task == CLASSIFICATION else 1):
-            logger.info("project %s: %d example(s) with labels %s: not enough to train",
-                        self.project_id, len(examples), labels)
+            logger.info(
+                "project %s: %d example(s) with labels %s: not enough to train", self.project_id, len(examples), labels
+            )
             return {"trained": False, "examples": len(examples)}
         ordered = [examples[key] for key in sorted(examples)]
         if self.task == CLASSIFICATION:
@@ -426,7 +467,8 @@ class HuggingFace(LabelStudioMLBase):
     def _base(self) -> tuple[str, Any]:
         tokenizer = AutoTokenizer.from_pretrained(self.options.model, token=self.options.token)
         tokenizer.model_max_length = model_max_length(
-            tokenizer, AutoConfig.from_pretrained(self.options.model, token=self.options.token))
+            tokenizer, AutoConfig.from_pretrained(self.options.model, token=self.options.token)
+        )
         return self.options.model, tokenizer
 
     def _head_labels(self, names: list[str]) -> list[str]:
@@ -448,12 +490,18 @@ class HuggingFace(LabelStudioMLBase):
         labels = self._head_labels(list(self.pair.labels))
         label2id = {label: i for i, label in enumerate(labels)}
         model = AutoModelForSequenceClassification.from_pretrained(
-            source, token=self.options.token, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id=label2id, ignore_mismatched_sizes=True)
+            source,
+            token=self.options.token,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id=label2id,
+            ignore_mismatched_sizes=True,
+        )
 
         def batch(indices: list[int]) -> dict[str, torch.Tensor]:
-            encoded = tokenizer([examples[i]["text"] for i in indices], padding=True, truncation=True,
-                                return_tensors="pt")
+            encoded = tokenizer(
+                [examples[i]["text"] for i in indices], padding=True, truncation=True, return_tensors="pt"
+            )
             encoded["labels"] = torch.tensor([label2id[examples[i]["label"]] for i in indices])
             return dict(encoded)
 
@@ -467,19 +515,34 @@ class HuggingFace(LabelStudioMLBase):
         names = self._head_labels(bio_labels(list(self.pair.labels)))
         label2id = {name: i for i, name in enumerate(names)}
         model = AutoModelForTokenClassification.from_pretrained(
-            source, token=self.options.token, num_labels=len(names), id2label=dict(enumerate(names)),
-            label2id=label2id, ignore_mismatched_sizes=True)
+            source,
+            token=self.options.token,
+            num_labels=len(names),
+            id2label=dict(enumerate(names)),
+            label2id=label2id,
+            ignore_mismatched_sizes=True,
+        )
 
         def batch(indices: list[int]) -> dict[str, torch.Tensor]:
             texts = [examples[i]["text"] for i in indices]
-            encoded = tokenizer(texts, padding=True, truncation=True, return_offsets_mapping=True,
-                                return_special_tokens_mask=True, return_tensors="pt")
+            encoded = tokenizer(
+                texts,
+                padding=True,
+                truncation=True,
+                return_offsets_mapping=True,
+                return_special_tokens_mask=True,
+                return_tensors="pt",
+            )
             offsets = encoded.pop("offset_mapping").tolist()
             special = encoded.pop("special_tokens_mask").tolist()
-            encoded["labels"] = torch.tensor([
-                token_tags(offsets[row], special[row], texts[row],
-                           [tuple(s) for s in examples[i]["spans"]], label2id)  # type: ignore[misc]
-                for row, i in enumerate(indices)])
+            encoded["labels"] = torch.tensor(
+                [
+                    token_tags(
+                        offsets[row], special[row], texts[row], [tuple(s) for s in examples[i]["spans"]], label2id
+                    )  # type: ignore[misc]
+                    for row, i in enumerate(indices)
+                ]
+            )
             return dict(encoded)
 
         fine_tune(model, batch, len(examples), self.options, self.resources.device, self.report_progress)
@@ -494,11 +557,15 @@ class HuggingFace(LabelStudioMLBase):
 
     # --- annotations -----------------------------------------------------------------------------
     def _example(self, task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any] | None:
-        items = [item for item in annotation.get("result") or []
-                 if item.get("from_name") == self.pair.from_name and item.get("to_name") == self.pair.to_name]
+        items = [
+            item
+            for item in annotation.get("result") or []
+            if item.get("from_name") == self.pair.from_name and item.get("to_name") == self.pair.to_name
+        ]
         if self.task == CLASSIFICATION:
-            chosen = [c for item in items for c in (item.get("value") or {}).get("choices") or []
-                      if c in self.pair.labels]
+            chosen = [
+                c for item in items for c in (item.get("value") or {}).get("choices") or [] if c in self.pair.labels
+            ]
             if not chosen:
                 return None
             text = self.read_text(task, self.pair.data_key)
@@ -509,7 +576,11 @@ class HuggingFace(LabelStudioMLBase):
             value = item.get("value") or {}
             start, end = value.get("start"), value.get("end")
             for label in value.get(self.pair.result_type) or []:
-                if label in self.pair.labels and isinstance(start, int) and isinstance(end, int) \
-                        and 0 <= start < end <= len(text):
+                if (
+                    label in self.pair.labels
+                    and isinstance(start, int)
+                    and isinstance(end, int)
+                    and 0 <= start < end <= len(text)
+                ):
                     spans.append([start, end, label])
         return {"text": text, "spans": sorted(spans), "annotation": annotation.get("id")}

@@ -45,7 +45,7 @@ class ProviderAuthError(ProviderError):
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    provider: str = "openai"                 # "openai" (any OpenAI-compatible server) or "azure"
+    provider: str = "openai"  # "openai" (any OpenAI-compatible server) or "azure"
     base_url: str = DEFAULT_OPENAI_URL
     api_key: str = field(default="", repr=False)
     model: str = "gpt-4o-mini"
@@ -54,20 +54,28 @@ class ProviderSettings:
     azure_api_version: str = DEFAULT_AZURE_API_VERSION
     temperature: float = 0.0
     max_tokens: int = 512
-    timeout: float = 60.0                    # seconds per HTTP request
+    timeout: float = 60.0  # seconds per HTTP request
     max_retries: int = 3
-    backoff: float = 1.0                     # first retry waits about this long, then doubles
-    deadline: float = 90.0                   # seconds for one call, retries included (LS waits 100 s)
+    backoff: float = 1.0  # first retry waits about this long, then doubles
+    deadline: float = 90.0  # seconds for one call, retries included (LS waits 100 s)
     extra_headers: dict[str, str] = field(default_factory=dict, repr=False, hash=False, compare=False)
 
     #: keys of ``extra_params`` (per project, set on the LS connection) and the env names they override
     OVERRIDES = {
-        "provider": "LLM_PROVIDER", "base_url": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY",
-        "model": "OPENAI_MODEL", "azure_endpoint": "AZURE_OPENAI_ENDPOINT",
-        "azure_api_key": "AZURE_OPENAI_API_KEY", "azure_deployment": "AZURE_OPENAI_DEPLOYMENT",
-        "azure_api_version": "AZURE_OPENAI_API_VERSION", "temperature": "LLM_TEMPERATURE",
-        "max_tokens": "LLM_MAX_TOKENS", "timeout": "LLM_TIMEOUT", "max_retries": "LLM_MAX_RETRIES",
-        "backoff": "LLM_BACKOFF", "deadline": "LLM_DEADLINE",
+        "provider": "LLM_PROVIDER",
+        "base_url": "OPENAI_BASE_URL",
+        "api_key": "OPENAI_API_KEY",
+        "model": "OPENAI_MODEL",
+        "azure_endpoint": "AZURE_OPENAI_ENDPOINT",
+        "azure_api_key": "AZURE_OPENAI_API_KEY",
+        "azure_deployment": "AZURE_OPENAI_DEPLOYMENT",
+        "azure_api_version": "AZURE_OPENAI_API_VERSION",
+        "temperature": "LLM_TEMPERATURE",
+        "max_tokens": "LLM_MAX_TOKENS",
+        "timeout": "LLM_TIMEOUT",
+        "max_retries": "LLM_MAX_RETRIES",
+        "backoff": "LLM_BACKOFF",
+        "deadline": "LLM_DEADLINE",
     }
 
     @classmethod
@@ -106,7 +114,9 @@ class ProviderSettings:
             raise ValueError("LLM_PROVIDER=azure needs AZURE_OPENAI_ENDPOINT")
         headers = extra.get("headers") if isinstance(extra.get("headers"), dict) else {}
         return cls(
-            provider=provider, base_url=base_url, api_key=key,
+            provider=provider,
+            base_url=base_url,
+            api_key=key,
             model=pick("model", cls.model)[0],
             azure_endpoint=azure_endpoint.rstrip("/"),
             azure_deployment=pick("azure_deployment")[0] or pick("model", cls.model)[0],
@@ -123,8 +133,10 @@ class ProviderSettings:
     @property
     def url(self) -> str:
         if self.provider == "azure":
-            return (f"{self.azure_endpoint}/openai/deployments/{self.azure_deployment}/chat/completions"
-                    f"?api-version={self.azure_api_version}")
+            return (
+                f"{self.azure_endpoint}/openai/deployments/{self.azure_deployment}/chat/completions"
+                f"?api-version={self.azure_api_version}"
+            )
         return f"{self.base_url}/chat/completions"
 
     @property
@@ -144,8 +156,18 @@ class ProviderSettings:
 
     def fingerprint(self) -> tuple[Any, ...]:
         """Identifies a client configuration (the key enters only as a hash)."""
-        return (self.url, hash(self.api_key), self.model, self.temperature, self.max_tokens, self.timeout,
-                self.max_retries, self.backoff, self.deadline, tuple(sorted(self.extra_headers.items())))
+        return (
+            self.url,
+            hash(self.api_key),
+            self.model,
+            self.temperature,
+            self.max_tokens,
+            self.timeout,
+            self.max_retries,
+            self.backoff,
+            self.deadline,
+            tuple(sorted(self.extra_headers.items())),
+        )
 
 
 @dataclass
@@ -161,8 +183,9 @@ class Completion:
 class ChatClient:
     """Chat completions against one provider configuration; thread-safe."""
 
-    def __init__(self, settings: ProviderSettings, session: requests.Session | None = None,
-                 sleep: Any = time.sleep) -> None:
+    def __init__(
+        self, settings: ProviderSettings, session: requests.Session | None = None, sleep: Any = time.sleep
+    ) -> None:
         self.settings = settings
         self.session = session or requests.Session()
         self.session.trust_env = False  # no proxy/netrc surprises; endpoints are configured explicitly
@@ -175,8 +198,7 @@ class ChatClient:
             self._failure = (time.monotonic(), hold, error)
         return error
 
-    def complete(self, messages: list[dict[str, Any]], deadline: float | None = None,
-                 **params: Any) -> Completion:
+    def complete(self, messages: list[dict[str, Any]], deadline: float | None = None, **params: Any) -> Completion:
         """One chat completion. Raises ProviderAuthError at once on 401/403, ProviderError when
         retries or the deadline (a ``time.monotonic()`` value; default now + settings.deadline) run out."""
         with self._lock:
@@ -195,13 +217,18 @@ class ChatClient:
             attempt += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._fail(ProviderError(f"{s.endpoint}: no answer within the deadline "
-                                               f"(LLM_DEADLINE={s.deadline:g} s, {attempt - 1} attempt(s))"),
-                                 UNAVAILABLE_FAIL_FAST_S)
+                raise self._fail(
+                    ProviderError(
+                        f"{s.endpoint}: no answer within the deadline "
+                        f"(LLM_DEADLINE={s.deadline:g} s, {attempt - 1} attempt(s))"
+                    ),
+                    UNAVAILABLE_FAIL_FAST_S,
+                )
             retry_after: float | None = None
             try:
-                reply = self.session.post(s.url, json=body, headers=s.headers(),
-                                          timeout=(min(10.0, remaining), min(s.timeout, remaining)))
+                reply = self.session.post(
+                    s.url, json=body, headers=s.headers(), timeout=(min(10.0, remaining), min(s.timeout, remaining))
+                )
             except requests.RequestException as exc:
                 problem, status = f"{type(exc).__name__}", None
             else:
@@ -210,17 +237,21 @@ class ChatClient:
                     return self._parse(reply, attempt, time.monotonic() - started)
                 problem = f"HTTP {status}: {_error_message(reply)}"
                 if status in (401, 403):
-                    reason = (f"{s.endpoint} refused the request with HTTP {status} "
-                              f"({_error_message(reply)}): check "
-                              f"{'AZURE_OPENAI_API_KEY' if s.provider == 'azure' else 'OPENAI_API_KEY'} "
-                              f"(or 'api_key' in the connection's extra params)")
+                    reason = (
+                        f"{s.endpoint} refused the request with HTTP {status} "
+                        f"({_error_message(reply)}): check "
+                        f"{'AZURE_OPENAI_API_KEY' if s.provider == 'azure' else 'OPENAI_API_KEY'} "
+                        f"(or 'api_key' in the connection's extra params)"
+                    )
                     raise self._fail(ProviderAuthError(reason, status), AUTH_FAIL_FAST_S)
                 if status not in RETRY_STATUSES:
                     raise ProviderError(f"{s.endpoint}: {problem}", status)
                 retry_after = _retry_after(reply)
             if attempt > s.max_retries:
-                raise self._fail(ProviderError(f"{s.endpoint}: {problem} after {attempt} attempt(s)", status),
-                                 UNAVAILABLE_FAIL_FAST_S)
+                raise self._fail(
+                    ProviderError(f"{s.endpoint}: {problem} after {attempt} attempt(s)", status),
+                    UNAVAILABLE_FAIL_FAST_S,
+                )
             wait = retry_after if retry_after is not None else s.backoff * (2 ** (attempt - 1))
             wait = wait * (1 + 0.1 * random.random()) if retry_after is None else wait
             wait = min(wait, max(0.0, deadline - time.monotonic()))
@@ -236,9 +267,14 @@ class ChatClient:
             raise ProviderError(f"{self.settings.endpoint}: the answer is not a chat completion", 200) from None
         if isinstance(content, list):  # content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return Completion(text=content or "", model=str(data.get("model") or self.settings.model),
-                          finish_reason=choice.get("finish_reason"), usage=data.get("usage") or {},
-                          attempts=attempts, seconds=seconds)
+        return Completion(
+            text=content or "",
+            model=str(data.get("model") or self.settings.model),
+            finish_reason=choice.get("finish_reason"),
+            usage=data.get("usage") or {},
+            attempts=attempts,
+            seconds=seconds,
+        )
 
 
 def _error_message(reply: requests.Response) -> str:

@@ -63,12 +63,15 @@ class LLMInteractive(LabelStudioMLBase):
         self.prompt_pair, self.response_pair = self._textareas(env)
         self.choices_pair = self.config.find("Choices", CONTENT_OBJECTS, required=False)
         if self.response_pair is None and self.choices_pair is None:
-            raise LabelConfigError("llm_interactive needs a response TextArea or a Choices control "
-                                   "on a Text, HyperText, Paragraphs or Image object")
+            raise LabelConfigError(
+                "llm_interactive needs a response TextArea or a Choices control "
+                "on a Text, HyperText, Paragraphs or Image object"
+            )
         target = self.response_pair or self.choices_pair
         self.objects = self._content_objects(target.to_name if target else "")
-        self.multiple = self._attribute(self.choices_pair.from_name, "choice") == "multiple" \
-            if self.choices_pair else False
+        self.multiple = (
+            self._attribute(self.choices_pair.from_name, "choice") == "multiple" if self.choices_pair else False
+        )
         self.learnt_prompt = ""
         if self.version_dir is not None and (self.version_dir / PROMPT_FILE).is_file():
             self.learnt_prompt = (self.version_dir / PROMPT_FILE).read_text(encoding="utf-8").strip()
@@ -82,11 +85,17 @@ class LLMInteractive(LabelStudioMLBase):
         areas = self.config.find_all("TextArea")
         prompt_name = env.get("LLM_PROMPT_FIELD", "")
         response_name = env.get("LLM_RESPONSE_FIELD", "")
-        prompt = next((a for a in areas if a.from_name == prompt_name), None) if prompt_name else \
-            next((a for a in areas if a.from_name.lower().startswith("prompt")), None)
+        prompt = (
+            next((a for a in areas if a.from_name == prompt_name), None)
+            if prompt_name
+            else next((a for a in areas if a.from_name.lower().startswith("prompt")), None)
+        )
         others = [a for a in areas if a is not prompt]
-        response = next((a for a in others if a.from_name == response_name), None) if response_name else \
-            (others[0] if others else None)
+        response = (
+            next((a for a in others if a.from_name == response_name), None)
+            if response_name
+            else (others[0] if others else None)
+        )
         return prompt, response
 
     @property
@@ -104,8 +113,15 @@ class LLMInteractive(LabelStudioMLBase):
         found = []
         for el in self._root.iter():
             if el.tag in CONTENT_OBJECTS and el.get("name") and el.get("value", "").startswith("$"):
-                found.append({"name": el.attrib["name"], "type": el.tag, "key": el.attrib["value"][1:],
-                              "name_key": el.get("nameKey", "author"), "text_key": el.get("textKey", "text")})
+                found.append(
+                    {
+                        "name": el.attrib["name"],
+                        "type": el.tag,
+                        "key": el.attrib["value"][1:],
+                        "name_key": el.get("nameKey", "author"),
+                        "text_key": el.get("textKey", "text"),
+                    }
+                )
         found.sort(key=lambda o: o["name"] != first)
         return found
 
@@ -146,8 +162,7 @@ class LLMInteractive(LabelStudioMLBase):
             return match.group(0)
 
         text = _PLACEHOLDER.sub(fill, prompt)
-        blocks = [o for o in self.objects if o["type"] != "Image" and o["name"] not in used
-                  and o["key"] in data]
+        blocks = [o for o in self.objects if o["type"] != "Image" and o["name"] not in used and o["key"] in data]
         if blocks:
             parts = [self._object_text(task, o) for o in blocks]
             if len(blocks) > 1:
@@ -155,8 +170,11 @@ class LLMInteractive(LabelStudioMLBase):
             text = f"{text}\n\n" + "\n\n".join(parts)
         if self.choices_pair is not None:
             options = ", ".join(self.choices_pair.labels)
-            text += (f"\n\nAnswer with one or more of these options, separated by commas: {options}."
-                     if self.multiple else f"\n\nAnswer with exactly one of these options: {options}.")
+            text += (
+                f"\n\nAnswer with one or more of these options, separated by commas: {options}."
+                if self.multiple
+                else f"\n\nAnswer with exactly one of these options: {options}."
+            )
         images = [o for o in self.objects if o["type"] == "Image" and data.get(o["key"])]
         content: Any = text.strip()
         if images and env_flag(self.env, "LLM_SEND_IMAGES", True):
@@ -216,17 +234,23 @@ class LLMInteractive(LabelStudioMLBase):
         return client
 
     # --- predict ---------------------------------------------------------------------------------
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         prompt, source = self.current_prompt(context)
         if not prompt:
-            logger.info("project %s: no prompt (typed, learnt or LLM_DEFAULT_PROMPT): empty results",
-                        self.project_id)
+            logger.info("project %s: no prompt (typed, learnt or LLM_DEFAULT_PROMPT): empty results", self.project_id)
             return [{"result": [], "score": None} for _ in tasks]
         client = self.client()
         workers = max(1, min(len(tasks), int(self.env.get("LLM_CONCURRENCY", "4"))))
-        logger.info("project %s: %d task(s) -> %s (%s, prompt from %s)", self.project_id, len(tasks),
-                    client.settings.endpoint, client.settings.model, source)
+        logger.info(
+            "project %s: %d task(s) -> %s (%s, prompt from %s)",
+            self.project_id,
+            len(tasks),
+            client.settings.endpoint,
+            client.settings.model,
+            source,
+        )
         deadline = time.monotonic() + client.settings.deadline  # one budget for the whole request
         with ThreadPoolExecutor(workers, thread_name_prefix="llm") as pool:
             futures = [pool.submit(self._predict_one, client, task, prompt, deadline) for task in tasks]
@@ -254,12 +278,17 @@ class LLMInteractive(LabelStudioMLBase):
                 out.append(outcome)
         return out
 
-    def _predict_one(self, client: ChatClient, task: dict[str, Any], prompt: str,
-                     deadline: float) -> dict[str, Any]:
+    def _predict_one(self, client: ChatClient, task: dict[str, Any], prompt: str, deadline: float) -> dict[str, Any]:
         completion = client.complete(self.build_messages(task, prompt), deadline=deadline)
         answer = completion.text.strip()
-        logger.info("task %s: answer of %d chars in %.2f s (%d attempt(s), finish %s)", task.get("id"),
-                    len(answer), completion.seconds, completion.attempts, completion.finish_reason)
+        logger.info(
+            "task %s: answer of %d chars in %.2f s (%d attempt(s), finish %s)",
+            task.get("id"),
+            len(answer),
+            completion.seconds,
+            completion.attempts,
+            completion.finish_reason,
+        )
         result: list[dict[str, Any]] = []
         if self.prompt_pair is not None:
             result.append(regions.textarea(self.prompt_pair, prompt))
@@ -271,8 +300,9 @@ class LLMInteractive(LabelStudioMLBase):
             if labels:
                 result.append(regions.choices(self.choices_pair, labels, score))
             else:
-                logger.info("task %s: the answer matches none of the choices %s", task.get("id"),
-                            list(self.choices_pair.labels))
+                logger.info(
+                    "task %s: the answer matches none of the choices %s", task.get("id"), list(self.choices_pair.labels)
+                )
         return {"result": result, "score": score}
 
     # --- fit: keep the prompt from submitted annotations -------------------------------------------
@@ -310,6 +340,7 @@ def match_choices(answer: str, pair: ControlPair, multiple: bool = False) -> tup
     """Map a free-text answer onto the config's choices: the whole answer (exact, case-insensitive,
     ``predicted_values``), then each comma/line-separated piece, then choices named inside the answer
     (whole words, earliest first). Returns the labels and how sure the match is."""
+
     def clean(text: str) -> str:
         return text.strip().strip(" \t\"'`*.:;!()[]").strip()
 

@@ -28,8 +28,10 @@ logger = logging.getLogger(__name__)
 
 #: served when MMDET_CONFIG is unset: RTMDet-m trained on COCO (box AP 49.1, 24.7 M parameters)
 DEFAULT_CONFIG = "rtmdet_m_8xb32-300e_coco"
-DEFAULT_CHECKPOINT = ("https://download.openmmlab.com/mmdetection/v3.0/rtmdet/rtmdet_m_8xb32-300e_coco/"
-                      "rtmdet_m_8xb32-300e_coco_20220719_112220-229f527c.pth")
+DEFAULT_CHECKPOINT = (
+    "https://download.openmmlab.com/mmdetection/v3.0/rtmdet/rtmdet_m_8xb32-300e_coco/"
+    "rtmdet_m_8xb32-300e_coco_20220719_112220-229f527c.pth"
+)
 #: a polygon may leave the mask's contour by at most this many pixels (Douglas-Peucker)
 POLYGON_TOLERANCE_PX = 1.0
 
@@ -84,8 +86,11 @@ class Detector:
     def has_masks(self) -> bool:
         """Whether the model predicts instance masks (Mask R-CNN-like, RTMDet-Ins, SOLO, ...)."""
         model = self.model
-        return bool(getattr(model, "with_mask", False) or getattr(model, "mask_head", None) is not None
-                    or "Ins" in type(getattr(model, "bbox_head", None)).__name__)
+        return bool(
+            getattr(model, "with_mask", False)
+            or getattr(model, "mask_head", None) is not None
+            or "Ins" in type(getattr(model, "bbox_head", None)).__name__
+        )
 
     def detect(self, images: list[np.ndarray]) -> list[Any]:
         """``inference_detector`` over BGR arrays; one ``DetDataSample`` per image, in order."""
@@ -118,11 +123,19 @@ class MMDetection(LabelStudioMLBase):
         config = _env("MMDET_CONFIG")
         checkpoint = _env("MMDET_CHECKPOINT", "" if config else DEFAULT_CHECKPOINT)
         device = _env("MMDET_DEVICE", "cuda:0" if torch.cuda.is_available() else "cpu")
-        detector = build_detector(config or DEFAULT_CONFIG,
-                                  resolve_checkpoint(checkpoint, Path(_env("MODEL_DIR", "."))),
-                                  device, float(_env("SCORE_THRESHOLD", "0.5")))
-        logger.info("mmdetection: %s on %s, %d classes, masks: %s", config or DEFAULT_CONFIG, device,
-                    len(detector.classes), detector.has_masks)
+        detector = build_detector(
+            config or DEFAULT_CONFIG,
+            resolve_checkpoint(checkpoint, Path(_env("MODEL_DIR", "."))),
+            device,
+            float(_env("SCORE_THRESHOLD", "0.5")),
+        )
+        logger.info(
+            "mmdetection: %s on %s, %d classes, masks: %s",
+            config or DEFAULT_CONFIG,
+            device,
+            len(detector.classes),
+            detector.has_masks,
+        )
         return detector
 
     def setup(self) -> None:
@@ -133,15 +146,18 @@ class MMDetection(LabelStudioMLBase):
             raise LabelConfigError("label config has no RectangleLabels, PolygonLabels or BrushLabels on an Image")
         # every control must annotate the same image: one image per task goes through the model
         self.rectangles, self.polygons, self.brushes = (
-            p if p is not None and p.to_name == first.to_name else None for p in pairs)
+            p if p is not None and p.to_name == first.to_name else None for p in pairs
+        )
         self.image_key = first.data_key
         detector: Detector | None = self.resources
         if self.rectangles is None and detector is not None and not detector.has_masks:
-            logger.warning("the label config asks for masks only, but the model has no mask head: "
-                           "predictions will be empty")
+            logger.warning(
+                "the label config asks for masks only, but the model has no mask head: predictions will be empty"
+            )
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         detector: Detector = self.resources
         images = [open_image(self._image_path(task)) for task in tasks]
         # mmdet's pipelines expect BGR arrays (what cv2.imread gives)
@@ -162,8 +178,11 @@ class MMDetection(LabelStudioMLBase):
         labels = instances.labels.detach().cpu().numpy()[keep]
         boxes = instances.bboxes.detach().cpu().numpy()[keep]
         want_masks = (self.polygons or self.brushes) is not None and "masks" in instances
-        masks = instances.masks[torch.as_tensor(keep, dtype=torch.long)].detach().cpu().numpy() if (
-            want_masks and len(keep)) else [None] * len(keep)
+        masks = (
+            instances.masks[torch.as_tensor(keep, dtype=torch.long)].detach().cpu().numpy()
+            if (want_masks and len(keep))
+            else [None] * len(keep)
+        )
         items: list[dict[str, Any]] = []
         kept_scores: list[float] = []
         for score, label, box, mask in zip(scores[keep].tolist(), labels.tolist(), boxes, masks):
@@ -174,8 +193,9 @@ class MMDetection(LabelStudioMLBase):
                 kept_scores.append(score)
         return {"result": items, "score": float(np.mean(kept_scores)) if kept_scores else None}
 
-    def _regions(self, name: str, score: float, box: np.ndarray, mask: np.ndarray | None,
-                 width: int, height: int) -> list[dict[str, Any]]:
+    def _regions(
+        self, name: str, score: float, box: np.ndarray, mask: np.ndarray | None, width: int, height: int
+    ) -> list[dict[str, Any]]:
         out = []
         label = _mapped(self.rectangles, name)
         if label is not None:
@@ -189,8 +209,11 @@ class MMDetection(LabelStudioMLBase):
         if label is not None:
             points = mask_polygon(mask)
             if points is not None:
-                out.append(regions.polygon(self.polygons, polygon_to_percent(points, width, height),
-                                           width, height, label, score))
+                out.append(
+                    regions.polygon(
+                        self.polygons, polygon_to_percent(points, width, height), width, height, label, score
+                    )
+                )
         label = _mapped(self.brushes, name)
         if label is not None:
             out.append(regions.brush(self.brushes, mask_to_rle(mask), width, height, label, score))

@@ -40,8 +40,8 @@ def env_float(name: str, default: float) -> float:
 
 @dataclass
 class Chunk:
-    task: int          # index of the task in the request
-    offset: float      # seconds from the start of the task's audio
+    task: int  # index of the task in the request
+    offset: float  # seconds from the start of the task's audio
     samples: np.ndarray
 
 
@@ -80,8 +80,14 @@ class NemoASR(LabelStudioMLBase):
             model = ASRModel.from_pretrained(name, map_location=torch.device(device))
         model.eval()
         sample_rate = int(model.cfg.get("sample_rate") or model.cfg.preprocessor.sample_rate)
-        logger.info("NeMo model %s (%s) on %s at %d Hz loaded in %.1f s", name, type(model).__name__, device,
-                    sample_rate, time.monotonic() - started)
+        logger.info(
+            "NeMo model %s (%s) on %s at %d Hz loaded in %.1f s",
+            name,
+            type(model).__name__,
+            device,
+            sample_rate,
+            time.monotonic() - started,
+        )
         return {"model": model, "name": name, "sample_rate": sample_rate, "device": device}
 
     def setup(self) -> None:
@@ -89,8 +95,11 @@ class NemoASR(LabelStudioMLBase):
         self.labels_pair = self.config.find("Labels", "Audio", required=False)
         if self.text_pair is None and self.labels_pair is None:
             raise LabelConfigError("nemo needs a TextArea (and/or Labels) on an Audio object")
-        if self.text_pair is not None and self.labels_pair is not None and \
-                self.text_pair.to_name != self.labels_pair.to_name:
+        if (
+            self.text_pair is not None
+            and self.labels_pair is not None
+            and self.text_pair.to_name != self.labels_pair.to_name
+        ):
             self.labels_pair = None  # segments only where the transcript goes
         self.per_region = self._per_region()
         self.chunk_seconds = env_float("NEMO_CHUNK_SECONDS", 30.0)
@@ -133,8 +142,9 @@ class NemoASR(LabelStudioMLBase):
         return out
 
     # --- predict ---------------------------------------------------------------------------------
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         started = time.monotonic()
         transcripts = self.transcribe_tasks(tasks, deadline=started + self.budget)
         out = []
@@ -195,13 +205,23 @@ class NemoASR(LabelStudioMLBase):
         if pending and in_time:
             in_time = run(pending)
         if not in_time:
-            unfinished = [tasks[i].get("id") for i in range(len(tasks))
-                          if i not in unreadable and (transcripts[i] is None or remaining[i])]
-            logger.error("NEMO_PREDICT_BUDGET (%.0f s) spent after %d chunk(s) of %.1f s of audio: tasks %s get no "
-                         "transcript in this request (LS gives up at 100 s). Use a GPU (NEMO_DEVICE), a smaller "
-                         "model, or fewer tasks per request.", self.budget, chunks_done, seconds, unfinished)
-        logger.info("transcribed %d chunk(s), %.1f s of audio, in %.2f s", chunks_done, seconds,
-                    time.monotonic() - started)
+            unfinished = [
+                tasks[i].get("id")
+                for i in range(len(tasks))
+                if i not in unreadable and (transcripts[i] is None or remaining[i])
+            ]
+            logger.error(
+                "NEMO_PREDICT_BUDGET (%.0f s) spent after %d chunk(s) of %.1f s of audio: tasks %s get no "
+                "transcript in this request (LS gives up at 100 s). Use a GPU (NEMO_DEVICE), a smaller "
+                "model, or fewer tasks per request.",
+                self.budget,
+                chunks_done,
+                seconds,
+                unfinished,
+            )
+        logger.info(
+            "transcribed %d chunk(s), %.1f s of audio, in %.2f s", chunks_done, seconds, time.monotonic() - started
+        )
         for i, transcript in enumerate(transcripts):
             if transcript is None or remaining[i]:
                 transcripts[i] = None
@@ -214,8 +234,13 @@ class NemoASR(LabelStudioMLBase):
     def _transcribe(self, audio: list[np.ndarray]) -> list[Transcript]:
         model = self.resources["model"]
         with self._lock:
-            hypotheses = model.transcribe(audio, batch_size=self.batch_size, return_hypotheses=True,
-                                          timestamps=bool(self.labels_pair), verbose=False)
+            hypotheses = model.transcribe(
+                audio,
+                batch_size=self.batch_size,
+                return_hypotheses=True,
+                timestamps=bool(self.labels_pair),
+                verbose=False,
+            )
         if isinstance(hypotheses, tuple):  # RNNT models: (best, all)
             hypotheses = hypotheses[0]
         out = []
@@ -236,13 +261,19 @@ class NemoASR(LabelStudioMLBase):
         segments: list[list[Word]] = []
         for word in transcript.words:
             current = segments[-1] if segments else None
-            if current and word.start - current[-1].end < self.pause and \
-                    word.end - current[0].start <= self.segment_max and not current[-1].text.endswith((".", "?", "!")):
+            if (
+                current
+                and word.start - current[-1].end < self.pause
+                and word.end - current[0].start <= self.segment_max
+                and not current[-1].text.endswith((".", "?", "!"))
+            ):
                 current.append(word)
             else:
                 segments.append([word])
-        return [(round(max(0.0, s[0].start), 3), round(min(transcript.duration, s[-1].end), 3),
-                 " ".join(w.text for w in s)) for s in segments]
+        return [
+            (round(max(0.0, s[0].start), 3), round(min(transcript.duration, s[-1].end), 3), " ".join(w.text for w in s))
+            for s in segments
+        ]
 
     def regions(self, transcript: Transcript) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = []
@@ -256,12 +287,25 @@ class NemoASR(LabelStudioMLBase):
                 continue
             region = regions.region_id()
             value = {"start": start, "end": end, "channel": 0}
-            result.append({"id": region, "from_name": self.labels_pair.from_name, "to_name": self.labels_pair.to_name,
-                           "type": "labels", "value": {**value, "labels": [label]}})
+            result.append(
+                {
+                    "id": region,
+                    "from_name": self.labels_pair.from_name,
+                    "to_name": self.labels_pair.to_name,
+                    "type": "labels",
+                    "value": {**value, "labels": [label]},
+                }
+            )
             if self.text_pair is not None and self.per_region:
-                result.append({"id": region, "from_name": self.text_pair.from_name,
-                               "to_name": self.text_pair.to_name, "type": "textarea",
-                               "value": {**value, "text": [text]}})
+                result.append(
+                    {
+                        "id": region,
+                        "from_name": self.text_pair.from_name,
+                        "to_name": self.text_pair.to_name,
+                        "type": "textarea",
+                        "value": {**value, "text": [text]},
+                    }
+                )
         return result
 
 
@@ -286,8 +330,14 @@ def load_audio(path: str | Path, rate: int) -> np.ndarray:
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
-def split_points(audio: np.ndarray, rate: int, chunk_seconds: float, search_seconds: float = 2.0,
-                 frame_seconds: float = 0.02, smooth_frames: int = 10) -> list[tuple[int, int]]:
+def split_points(
+    audio: np.ndarray,
+    rate: int,
+    chunk_seconds: float,
+    search_seconds: float = 2.0,
+    frame_seconds: float = 0.02,
+    smooth_frames: int = 10,
+) -> list[tuple[int, int]]:
     """(start, end) sample ranges of at most ``chunk_seconds`` covering ``audio``, each cut at the
     quietest moment (frame energy averaged over ``smooth_frames``, so the cut lands inside a pause
     rather than at a word's quiet consonant) of the last ``search_seconds`` before the limit."""
@@ -303,7 +353,7 @@ def split_points(audio: np.ndarray, rate: int, chunk_seconds: float, search_seco
         if frames < 1:
             cut = hi
         else:
-            energy = (audio[lo: lo + frames * frame].reshape(frames, frame).astype(np.float64) ** 2).mean(axis=1)
+            energy = (audio[lo : lo + frames * frame].reshape(frames, frame).astype(np.float64) ** 2).mean(axis=1)
             width = max(1, min(smooth_frames, frames))
             smoothed = np.convolve(energy, np.ones(width) / width, mode="same")
             cut = lo + int(np.argmin(smoothed)) * frame + frame // 2

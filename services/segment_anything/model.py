@@ -117,8 +117,13 @@ class Sam:
         reshaped = tuple(int(v) for v in inputs["reshaped_input_sizes"][0])
         return ImageEmbedding(embeddings, original, reshaped)  # type: ignore[arg-type]
 
-    def segment(self, image: ImageEmbedding, points: list[tuple[float, float]], labels: list[int],
-                box: tuple[float, float, float, float] | None) -> tuple[np.ndarray, float]:
+    def segment(
+        self,
+        image: ImageEmbedding,
+        points: list[tuple[float, float]],
+        labels: list[int],
+        box: tuple[float, float, float, float] | None,
+    ) -> tuple[np.ndarray, float]:
         """One mask (H x W bool at the image's size) for pixel prompts, and the predicted IoU.
 
         A single click is ambiguous (part or whole?): SAM then proposes three masks and the one with
@@ -129,20 +134,24 @@ class Sam:
         sx = image.reshaped_size[1] / image.original_size[1]
         prompts: dict[str, torch.Tensor] = {}
         if points:
-            prompts["input_points"] = torch.tensor([[[[x * sx, y * sy] for x, y in points]]],
-                                                   dtype=torch.float32, device=self.device)
+            prompts["input_points"] = torch.tensor(
+                [[[[x * sx, y * sy] for x, y in points]]], dtype=torch.float32, device=self.device
+            )
             prompts["input_labels"] = torch.tensor([[labels]], dtype=torch.int64, device=self.device)
         if box is not None:
             x0, y0, x1, y1 = box
-            prompts["input_boxes"] = torch.tensor([[[x0 * sx, y0 * sy, x1 * sx, y1 * sy]]],
-                                                  dtype=torch.float32, device=self.device)
+            prompts["input_boxes"] = torch.tensor(
+                [[[x0 * sx, y0 * sy, x1 * sx, y1 * sy]]], dtype=torch.float32, device=self.device
+            )
         with torch.inference_mode():
-            out = self.model(image_embeddings=image.embeddings, multimask_output=len(points) == 1 and box is None,
-                             **prompts)
+            out = self.model(
+                image_embeddings=image.embeddings, multimask_output=len(points) == 1 and box is None, **prompts
+            )
         scores = out.iou_scores[0, 0]
         best = int(scores.argmax())
         masks = self.processor.image_processor.post_process_masks(
-            out.pred_masks[:, :, best:best + 1].float().cpu(), [image.original_size], [image.reshaped_size])
+            out.pred_masks[:, :, best : best + 1].float().cpu(), [image.original_size], [image.reshaped_size]
+        )
         return masks[0][0, 0].numpy(), float(scores[best])
 
 
@@ -178,16 +187,20 @@ class SegmentAnything(LabelStudioMLBase):
     def setup(self) -> None:
         self.pair = self.find_control("BrushLabels", "Image")
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         prompt = self._prompt(context)
         if prompt is None:
             return [{"result": [], "score": None} for _ in tasks]
         return [self._segment(task, prompt) for task in tasks]
 
     def _prompt(self, context: dict[str, Any] | None) -> Prompt | None:
-        items = [r for r in context_regions(context, *POINT_TYPES, *BOX_TYPES)
-                 if r.get("to_name") in (None, self.pair.to_name)]
+        items = [
+            r
+            for r in context_regions(context, *POINT_TYPES, *BOX_TYPES)
+            if r.get("to_name") in (None, self.pair.to_name)
+        ]
         points, labels, box = [], [], None
         for item in items:
             value = item["value"]
@@ -236,9 +249,14 @@ class SegmentAnything(LabelStudioMLBase):
         mask, iou = sam.segment(image, points, prompt.labels, box)
         if prompt.size is not None and prompt.size != (width, height):
             # LS decodes the RLE at the size it displays; percent prompts already match either size
-            logger.warning("task %s: Label Studio shows the image as %dx%d, the file is %dx%d after EXIF "
-                           "orientation; the mask is resized to Label Studio's size", task.get("id"),
-                           *prompt.size, width, height)
+            logger.warning(
+                "task %s: Label Studio shows the image as %dx%d, the file is %dx%d after EXIF "
+                "orientation; the mask is resized to Label Studio's size",
+                task.get("id"),
+                *prompt.size,
+                width,
+                height,
+            )
             mask = np.asarray(Image.fromarray(mask).resize(prompt.size, Image.Resampling.NEAREST))
             width, height = prompt.size
         if not mask.any():

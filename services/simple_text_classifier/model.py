@@ -26,8 +26,9 @@ class SimpleTextClassifier(LabelStudioMLBase):
             with (self.version_dir / "model.pkl").open("rb") as fh:
                 self.pipeline = pickle.load(fh)  # our own artifact, written by fit below
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         if self.pipeline is None:
             return [{"result": [], "score": None} for _ in tasks]
         texts = [self.read_text(task, self.pair.data_key) for task in tasks]
@@ -50,12 +51,17 @@ class SimpleTextClassifier(LabelStudioMLBase):
         labels = {e["label"] for e in examples.values()}
         self.report_progress(0.2, f"{len(examples)} examples, {len(labels)} classes")
         if len(labels) < 2:
-            logger.info("project %s: %d example(s) in %d class(es); need 2 classes to train",
-                        self.project_id, len(examples), len(labels))
+            logger.info(
+                "project %s: %d example(s) in %d class(es); need 2 classes to train",
+                self.project_id,
+                len(examples),
+                len(labels),
+            )
             return {"trained": False, "examples": len(examples)}
         ordered = sorted(examples.items())
-        pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                                 LogisticRegression(max_iter=1000))
+        pipeline = make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=1000)
+        )
         pipeline.fit([e["text"] for _, e in ordered], [e["label"] for _, e in ordered])
         self.report_progress(0.9, "fitted")
         with (self.output_dir / "model.pkl").open("wb") as fh:

@@ -72,8 +72,7 @@ def components_to_run(nlp: Language, outputs: set[str], keep: Iterable[str] = ()
     keep = set(keep)
     if "all" in keep:
         return list(nlp.pipe_names)
-    needed = {name for name in nlp.pipe_names
-              if outputs & set(nlp.get_pipe_meta(name).assigns) or name in keep}
+    needed = {name for name in nlp.pipe_names if outputs & set(nlp.get_pipe_meta(name).assigns) or name in keep}
     for name, component in nlp.pipeline:
         if set(getattr(component, "listening_components", None) or ()) & needed:
             needed.add(name)
@@ -95,19 +94,22 @@ class SpacyModel(LabelStudioMLBase):
             raise LabelConfigError("the spacy model needs a Labels or Choices control on a Text tag")
         trained = self.version_dir is not None and (self.version_dir / "config.cfg").exists()
         self.nlp: Language = trained_pipeline(self.version_dir) if trained else self.resources.nlp  # type: ignore[arg-type]
-        self.textcat = next((name for name in self.nlp.pipe_names
-                             if self.nlp.get_pipe_meta(name).factory in TEXTCAT_FACTORIES), None)
+        self.textcat = next(
+            (name for name in self.nlp.pipe_names if self.nlp.get_pipe_meta(name).factory in TEXTCAT_FACTORIES), None
+        )
         self.batch_size = _env_int("SPACY_BATCH_SIZE", 128)
         keep = [p.strip() for p in os.environ.get("SPACY_KEEP_PIPES", "").split(",") if p.strip()]
         outputs = ({"doc.ents"} if self.ner_pair else set()) | (
-            {"doc.cats"} if self.choices_pair and self.textcat else set())
+            {"doc.cats"} if self.choices_pair and self.textcat else set()
+        )
         running = components_to_run(self.nlp, outputs, keep)
         self.disabled = [name for name in self.nlp.pipe_names if name not in running]
         self._mapped: dict[str, str | None] = {}  # spaCy entity label -> config label (None: dropped)
 
     # --- prediction ----------------------------------------------------------------------------
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         pairs = [p for p in (self.ner_pair, self.choices_pair if self.textcat else None) if p is not None]
         results: list[list[dict[str, Any]]] = [[] for _ in tasks]
         scores: list[float | None] = [None for _ in tasks]
@@ -178,8 +180,9 @@ class SpacyModel(LabelStudioMLBase):
             nlp.add_pipe("ner")
         ner = nlp.get_pipe("ner")
         fresh = not ner.labels
-        model_label = {label: next((m for m in ner.labels if pair.map_label(m) == label), label)
-                       for label in pair.labels}
+        model_label = {
+            label: next((m for m in ner.labels if pair.map_label(m) == label), label) for label in pair.labels
+        }
         texts = [e["text"] for e in found]
         # entities of labels the config lacks stay as the pipeline predicted them (so it keeps them)
         kept: list[list[tuple[int, int, str]]] = [[] for _ in texts]

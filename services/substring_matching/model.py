@@ -15,12 +15,18 @@ class SubstringMatcher(LabelStudioMLBase):
     def setup(self) -> None:
         self.whole_word = os.environ.get("SUBSTRING_WHOLE_WORD", "false").lower() in ("1", "true", "yes")
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         pair = self.find_control("Labels", ["Text", "HyperText"])
-        selections = [r for r in (context or {}).get("result") or []
-                      if isinstance(r, dict) and r.get("from_name") == pair.from_name
-                      and isinstance(r.get("value"), dict) and r["value"].get("text")]
+        selections = [
+            r
+            for r in (context or {}).get("result") or []
+            if isinstance(r, dict)
+            and r.get("from_name") == pair.from_name
+            and isinstance(r.get("value"), dict)
+            and r["value"].get("text")
+        ]
         return [self._match(task, pair, selections) for task in tasks]
 
     def _match(self, task: dict[str, Any], pair: ControlPair, selections: list[dict[str, Any]]) -> dict[str, Any]:

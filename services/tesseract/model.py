@@ -85,10 +85,18 @@ class Tesseract(LabelStudioMLBase):
         installed = set(pytesseract.get_languages(config=""))
         missing = [lang for lang in settings.lang.split("+") if lang not in installed]
         if missing:
-            raise RuntimeError(f"Tesseract lacks the language data for {missing} (TESSERACT_LANG="
-                               f"{settings.lang}); installed: {sorted(installed)}")
-        logger.info("Tesseract %s, languages %s, level %s, psm %d, %d workers", version, settings.lang,
-                    settings.level, settings.psm, settings.workers)
+            raise RuntimeError(
+                f"Tesseract lacks the language data for {missing} (TESSERACT_LANG="
+                f"{settings.lang}); installed: {sorted(installed)}"
+            )
+        logger.info(
+            "Tesseract %s, languages %s, level %s, psm %d, %d workers",
+            version,
+            settings.lang,
+            settings.level,
+            settings.psm,
+            settings.workers,
+        )
         return Resources(settings, version, ThreadPoolExecutor(settings.workers, thread_name_prefix="tesseract"))
 
     def setup(self) -> None:
@@ -98,8 +106,9 @@ class Tesseract(LabelStudioMLBase):
     def options(self) -> TesseractSettings:
         return self.resources.settings
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
         if isinstance(context, dict):
             return [self._interactive(task, context) for task in tasks]
         return list(self.resources.pool.map(self._page, tasks))
@@ -141,8 +150,11 @@ class Tesseract(LabelStudioMLBase):
 
     # --- interactive ---------------------------------------------------------------------------
     def _interactive(self, task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        drawn = [r for r in context_regions(context, *RECTANGLES)
-                 if self._rectangle_control(r.get("from_name")) and {"x", "y", "width", "height"} <= r["value"].keys()]
+        drawn = [
+            r
+            for r in context_regions(context, *RECTANGLES)
+            if self._rectangle_control(r.get("from_name")) and {"x", "y", "width", "height"} <= r["value"].keys()
+        ]
         if not drawn:
             return {"result": [], "score": None}
         try:
@@ -160,12 +172,17 @@ class Tesseract(LabelStudioMLBase):
             text = "\n".join(line.text for line in found)
             score = _mean([line.score for line in found])
             # the user's region id, so that LS pairs the text with the box just drawn
-            shape = {"id": str(region.get("id") or regions.region_id()), "from_name": region["from_name"],
-                     "to_name": self.layout.shape.to_name,
-                     "type": self._rectangle_control(region["from_name"]),
-                     "original_width": image.width, "original_height": image.height,
-                     "image_rotation": region.get("image_rotation", 0), "origin": "manual",
-                     "value": dict(region["value"])}
+            shape = {
+                "id": str(region.get("id") or regions.region_id()),
+                "from_name": region["from_name"],
+                "to_name": self.layout.shape.to_name,
+                "type": self._rectangle_control(region["from_name"]),
+                "original_width": image.width,
+                "original_height": image.height,
+                "image_rotation": region.get("image_rotation", 0),
+                "origin": "manual",
+                "value": dict(region["value"]),
+            }
             result += self.layout.region(shape, text, score)
             if score is not None:
                 scores.append(score)
@@ -182,8 +199,13 @@ class Tesseract(LabelStudioMLBase):
     def _ocr(self, image: Any, psm: int, level: str) -> list[Line]:
         """Words or lines (``level``) Tesseract finds in an image or image file."""
         try:
-            data = pytesseract.image_to_data(image, lang=self.options.lang, config=f"--psm {psm}",
-                                             output_type=pytesseract.Output.DICT, timeout=self.options.timeout)
+            data = pytesseract.image_to_data(
+                image,
+                lang=self.options.lang,
+                config=f"--psm {psm}",
+                output_type=pytesseract.Output.DICT,
+                timeout=self.options.timeout,
+            )
         except (pytesseract.TesseractError, RuntimeError) as exc:
             raise MediaError(f"Tesseract failed: {exc}") from None
         return _group(data, LEVELS[level], self.options.min_confidence)
@@ -195,8 +217,12 @@ def _group(data: dict[str, list[Any]], level: int, min_confidence: float) -> lis
     words: dict[tuple[int, ...], list[tuple[str, float]]] = {}
     for i, row_level in enumerate(data["level"]):
         key = (data["page_num"][i], data["block_num"][i], data["par_num"][i], data["line_num"][i])
-        box = (int(data["left"][i]), int(data["top"][i]),
-               int(data["left"][i]) + int(data["width"][i]), int(data["top"][i]) + int(data["height"][i]))
+        box = (
+            int(data["left"][i]),
+            int(data["top"][i]),
+            int(data["left"][i]) + int(data["width"][i]),
+            int(data["top"][i]) + int(data["height"][i]),
+        )
         if int(row_level) == 4 and level == 4:
             lines[key] = Line("", box, 0.0)
         elif int(row_level) == 5:

@@ -19,9 +19,11 @@ from label_studio_ml.testing import FakeLabelStudio, assert_conformant, model_cl
 from model import EasyOCR
 
 FIXTURES = Path(__file__).parent / "fixtures"
-RECTANGLES = ('<View><Image name="image" value="$image"/><RectangleLabels name="bbox" toName="image">'
-              '<Label value="Printed" predicted_values="Text"/><Label value="Handwriting"/></RectangleLabels>'
-              '<TextArea name="transcription" toName="image" perRegion="true"/></View>')
+RECTANGLES = (
+    '<View><Image name="image" value="$image"/><RectangleLabels name="bbox" toName="image">'
+    '<Label value="Printed" predicted_values="Text"/><Label value="Handwriting"/></RectangleLabels>'
+    '<TextArea name="transcription" toName="image" perRegion="true"/></View>'
+)
 LINES = ["Invoice number 4217 paid", "Total amount due 98.50 euro", "Thank you for your order"]
 # EasyOCR boxes are CRAFT heat-map boxes plus a 10% margin, looser than ink boxes by design
 MAX_BOX_ERROR_PX = 12.0
@@ -55,8 +57,10 @@ def regions(result: list[dict], shape_type: str, width: int, height: int) -> lis
     out = []
     for group in by_id(result).values():
         shape, text = group[shape_type], group["textarea"]
-        assert text["value"] == {**{k: v for k, v in shape["value"].items() if not k.endswith("labels")},
-                                 "text": text["value"]["text"]}, "the textarea carries the shape's geometry"
+        assert text["value"] == {
+            **{k: v for k, v in shape["value"].items() if not k.endswith("labels")},
+            "text": text["value"]["text"],
+        }, "the textarea carries the shape's geometry"
         assert (shape["original_width"], shape["original_height"]) == (width, height)
         assert 0 < shape["score"] <= 1 and shape["score"] == text["score"]
         out.append((text["value"]["text"][0], percent_box_to_pixels(shape["value"], width, height), shape))
@@ -76,10 +80,12 @@ def test_polygons_with_transcriptions_for_a_batch_with_a_missing_and_a_blank_ima
     page.image.save(folder / "b.png")  # same size: one detector batch on a GPU
     Image.new("RGB", page.image.size, "white").save(folder / "blank.png")
     config = json.loads((FIXTURES / "ls-1.23.2-style-ocr-batch.json").read_text())["body"]["label_config"]
-    tasks = [{"id": 1, "data": {"image": "/data/local-files/?d=a.png"}},
-             {"id": 2, "data": {"image": "/data/local-files/?d=missing.png"}},
-             {"id": 3, "data": {"image": "/data/local-files/?d=b.png"}},
-             {"id": 4, "data": {"image": "/data/local-files/?d=blank.png"}}]
+    tasks = [
+        {"id": 1, "data": {"image": "/data/local-files/?d=a.png"}},
+        {"id": 2, "data": {"image": "/data/local-files/?d=missing.png"}},
+        {"id": 3, "data": {"image": "/data/local-files/?d=b.png"}},
+        {"id": 4, "data": {"image": "/data/local-files/?d=blank.png"}},
+    ]
     with caplog.at_level(logging.ERROR):
         results = assert_conformant(client, config, tasks)
     assert [bool(r["result"]) for r in results] == [True, False, True, False]
@@ -91,8 +97,9 @@ def test_polygons_with_transcriptions_for_a_batch_with_a_missing_and_a_blank_ima
             assert set(group) == {"polygon", "labels", "textarea"}
             assert group["labels"]["value"]["labels"] == ["Text"]
         rate = cer(page.text, "\n".join(text for text, _, _ in found))
-        errors = [max(abs(a - b) for a, b in zip(box, page.line_box(i), strict=True))
-                  for i, (_, box, _) in enumerate(found)]
+        errors = [
+            max(abs(a - b) for a, b in zip(box, page.line_box(i), strict=True)) for i, (_, box, _) in enumerate(found)
+        ]
         print(f"\nCER {rate:.2%} over {len(LINES)} lines; max box error {max(errors):.1f} px")
         assert [text for text, _, _ in found] == LINES
         assert max(errors) <= MAX_BOX_ERROR_PX
@@ -104,8 +111,10 @@ def test_rectangles_when_the_config_has_no_polygon_and_rotated_text_gets_rotated
     turned = page.image.rotate(-20, expand=True, fillcolor="white")  # 20 degrees clockwise
     page.image.save(folder / "upright.png")
     turned.save(folder / "turned.png")
-    tasks = [{"id": 1, "data": {"image": "/data/local-files/?d=upright.png"}},
-             {"id": 2, "data": {"image": "/data/local-files/?d=turned.png"}}]
+    tasks = [
+        {"id": 1, "data": {"image": "/data/local-files/?d=upright.png"}},
+        {"id": 2, "data": {"image": "/data/local-files/?d=turned.png"}},
+    ]
     upright, rotated = assert_conformant(client, RECTANGLES, tasks)
     found = regions(upright["result"], "rectanglelabels", *page.image.size)
     assert [text for text, _, _ in found] == LINES[:2]
@@ -126,8 +135,9 @@ def test_exif_rotated_photo_gives_boxes_on_the_displayed_image(client, folder):
     result = assert_conformant(client, RECTANGLES, tasks, expect_regions=True)[0]["result"]
     found = regions(result, "rectanglelabels", *page.image.size)
     assert [text for text, _, _ in found] == LINES[:2]
-    errors = [max(abs(a - b) for a, b in zip(box, page.line_box(i), strict=True))
-              for i, (_, box, _) in enumerate(found)]
+    errors = [
+        max(abs(a - b) for a, b in zip(box, page.line_box(i), strict=True)) for i, (_, box, _) in enumerate(found)
+    ]
     assert max(errors) <= MAX_BOX_ERROR_PX
 
 
@@ -139,7 +149,10 @@ def test_score_threshold_drops_low_confidence_text(client, folder):
     try:
         resources.settings = dataclasses.replace(settings, score_threshold=1.01)
         assert assert_conformant(client, RECTANGLES, tasks)[0] == {
-            "result": [], "score": None, "model_version": "easyocr-0"}
+            "result": [],
+            "score": None,
+            "model_version": "easyocr-0",
+        }
     finally:
         resources.settings = settings
 
@@ -152,8 +165,15 @@ def test_recorded_style_batch_from_label_studio_uploads(client, folder):
     with FakeLabelStudio(files={"/data/upload/3/8d2e41aa-receipt.png": buffer.getvalue()}) as ls:
         # no LABEL_STUDIO_URL on this server: the LS host and token come from the project's /setup
         body = request["body"]
-        setup = client.post("/setup", json={"project": body["project"], "schema": body["label_config"],
-                                            "hostname": ls.url, "access_token": ls.legacy_token})
+        setup = client.post(
+            "/setup",
+            json={
+                "project": body["project"],
+                "schema": body["label_config"],
+                "hostname": ls.url,
+                "access_token": ls.legacy_token,
+            },
+        )
         assert setup.status_code == 200
         reply = client.post(request["path"], json=request["body"], headers=request["headers"])
         assert ls.auth_headers_seen("/data/upload/3/") == [f"Token {ls.legacy_token}"] * 2

@@ -32,10 +32,20 @@ CONFIG = """<View>
 PEOPLE = ["Alice Smith", "Bob Jones", "Maria Garcia", "Tim Cook", "Chen Li", "Fatima Khan"]
 ORGS = ["Google", "Siemens", "Reuters", "Toyota", "Oxfam"]
 PLACES = ["Paris", "Berlin", "Tokyo", "Lima", "Oslo"]
-TEMPLATES = ["{p} works for {o} in {l} .", "{p} left {o} and moved to {l} .", "In {l} , {p} joined {o} .",
-             "{o} hired {p} in {l} last year ."]
-GADGETS = ["Alice Smith bought a Zorblax .", "The Zorblax of Bob Jones broke .", "Maria Garcia loves her Quibbit .",
-           "Tim Cook sold a Quibbit .", "Chen Li repaired the Zorblax .", "Fatima Khan lost her Quibbit ."]
+TEMPLATES = [
+    "{p} works for {o} in {l} .",
+    "{p} left {o} and moved to {l} .",
+    "In {l} , {p} joined {o} .",
+    "{o} hired {p} in {l} last year .",
+]
+GADGETS = [
+    "Alice Smith bought a Zorblax .",
+    "The Zorblax of Bob Jones broke .",
+    "Maria Garcia loves her Quibbit .",
+    "Tim Cook sold a Quibbit .",
+    "Chen Li repaired the Zorblax .",
+    "Fatima Khan lost her Quibbit .",
+]
 
 
 def labeled_sentence(text: str, spans: list[tuple[str, str]]) -> Sentence:
@@ -43,7 +53,7 @@ def labeled_sentence(text: str, spans: list[tuple[str, str]]) -> Sentence:
     for word, label in spans:
         start = text.index(word)
         tokens = [t for t in sentence.tokens if t.start_position >= start and t.end_position <= start + len(word)]
-        sentence[tokens[0].idx - 1:tokens[-1].idx].add_label("ner", label)
+        sentence[tokens[0].idx - 1 : tokens[-1].idx].add_label("ner", label)
     return sentence
 
 
@@ -60,17 +70,25 @@ def tagger_file(tmp_path_factory, embeddings):
     train = []
     for _ in range(32):
         p, o, place = rng.choice(PEOPLE), rng.choice(ORGS), rng.choice(PLACES)
-        train.append(labeled_sentence(rng.choice(TEMPLATES).format(p=p, o=o, l=place),
-                                      [(p, "PER"), (o, "ORG"), (place, "LOC")]))
+        train.append(
+            labeled_sentence(rng.choice(TEMPLATES).format(p=p, o=o, l=place), [(p, "PER"), (o, "ORG"), (place, "LOC")])
+        )
     corpus = Corpus(train=FlairDatapointDataset(train), dev=None, test=None, sample_missing_splits=False)
     tags = corpus.make_label_dictionary("ner", add_unk=False)
-    tagger = SequenceTagger(embeddings=embeddings, tag_dictionary=tags, tag_type="ner", hidden_size=32,
-                            use_rnn=False, use_crf=False, reproject_embeddings=False)
+    tagger = SequenceTagger(
+        embeddings=embeddings,
+        tag_dictionary=tags,
+        tag_type="ner",
+        hidden_size=32,
+        use_rnn=False,
+        use_crf=False,
+        reproject_embeddings=False,
+    )
     optimizer = torch.optim.Adam(tagger.parameters(), lr=0.01)
     for _ in range(10):
         rng.shuffle(train)
         for i in range(0, len(train), 8):
-            loss, _ = tagger.forward_loss(train[i:i + 8])
+            loss, _ = tagger.forward_loss(train[i : i + 8])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -92,26 +110,30 @@ def entities(prediction: dict) -> list[tuple[str, str]]:
     return [(r["value"]["text"], r["value"]["labels"][0]) for r in prediction["result"]]
 
 
-
-
-HELD_OUT = ["Chen Li works for Oxfam in Tokyo .",
-            "  Fatima Khan left  Reuters and moved to Oslo.\n\nIn Lima, Bob Jones joined Siemens.",
-            "",
-            "Toyota hired Maria Garcia in Paris last year ."]
+HELD_OUT = [
+    "Chen Li works for Oxfam in Tokyo .",
+    "  Fatima Khan left  Reuters and moved to Oslo.\n\nIn Lima, Bob Jones joined Siemens.",
+    "",
+    "Toyota hired Maria Garcia in Paris last year .",
+]
 
 
 def test_entities_with_scores_mapped_onto_the_config_through_the_app(make_client, tagger_file):
     client = make_client(FlairModel)
     results = assert_conformant(client, CONFIG, tasks_of(HELD_OUT))
     assert entities(results[0]) == [("Chen Li", "Person"), ("Oxfam", "ORG")], "LOC is not in the config: dropped"
-    assert entities(results[1]) == [("Fatima Khan", "Person"), ("Reuters", "ORG"), ("Bob Jones", "Person"),
-                                    ("Siemens", "ORG")]
+    assert entities(results[1]) == [
+        ("Fatima Khan", "Person"),
+        ("Reuters", "ORG"),
+        ("Bob Jones", "Person"),
+        ("Siemens", "ORG"),
+    ]
     assert results[2]["result"] == [] and results[2]["score"] is None
     assert ("Maria Garcia", "Person") in entities(results[3]) and ("Toyota", "ORG") in entities(results[3])
     for text, prediction in zip(HELD_OUT, results, strict=True):
         for region in prediction["result"]:
             value = region["value"]
-            assert text[value["start"]:value["end"]] == value["text"]
+            assert text[value["start"] : value["end"]] == value["text"]
             assert 0.5 < region["score"] <= 1.0
         if prediction["result"]:
             scores = [r["score"] for r in prediction["result"]]
@@ -122,10 +144,15 @@ def test_entities_with_scores_mapped_onto_the_config_through_the_app(make_client
     for text, prediction in zip(HELD_OUT, results, strict=True):
         sentences = splitter.split(text) if text else []
         tagger.predict(sentences, mini_batch_size=32)
-        direct = [(s.start_position + span.start_position, span.tag) for s in sentences
-                  for span in s.get_spans("ner") if span.tag != "LOC"]
-        served = [(r["value"]["start"], {"Person": "PER"}.get(r["value"]["labels"][0], "ORG"))
-                  for r in prediction["result"]]
+        direct = [
+            (s.start_position + span.start_position, span.tag)
+            for s in sentences
+            for span in s.get_spans("ner")
+            if span.tag != "LOC"
+        ]
+        served = [
+            (r["value"]["start"], {"Person": "PER"}.get(r["value"]["labels"][0], "ORG")) for r in prediction["result"]
+        ]
         assert served == direct
 
 
@@ -137,8 +164,9 @@ def test_recorded_ls_requests_with_a_labels_config(make_client):
     assert reply.status_code == 200 and reply.json()["model_version"] == "flair-0"
     body = copy.deepcopy(recorded("/predict")[0]["body"])  # LS's own request, with an NER config
     body["label_config"] = CONFIG
-    for task, text in zip(body["tasks"], ["Tim Cook works for Google in Berlin .", "nothing", "Alice Smith"],
-                          strict=False):
+    for task, text in zip(
+        body["tasks"], ["Tim Cook works for Google in Berlin .", "nothing", "Alice Smith"], strict=False
+    ):
         task["data"]["text"] = text
     reply = client.post("/predict", json=body)
     assert reply.status_code == 200, reply.text
@@ -153,22 +181,30 @@ def test_text_given_as_a_url(make_client):
     text = "Maria Garcia works for Toyota in Lima ."
     with FakeLabelStudio(files={"/data/upload/4/a.txt": text.encode()}) as ls:
         client = make_client(FlairModel, label_studio_url=ls.url, label_studio_api_key=ls.legacy_token)
-        reply = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "/data/upload/4/a.txt"}}],
-                                              "label_config": CONFIG})
+        reply = client.post(
+            "/predict", json={"tasks": [{"id": 1, "data": {"text": "/data/upload/4/a.txt"}}], "label_config": CONFIG}
+        )
     assert reply.status_code == 200, reply.text
     found = reply.json()["results"][0]
     assert entities(found) == [("Maria Garcia", "Person"), ("Toyota", "ORG")]
-    assert all(text[r["value"]["start"]:r["value"]["end"]] == r["value"]["text"] for r in found["result"])
+    assert all(text[r["value"]["start"] : r["value"]["end"]] == r["value"]["text"] for r in found["result"])
 
 
 @pytest.mark.parametrize("use_crf", [False, True])
 def test_adding_labels_keeps_the_old_predictions_and_survives_save_and_load(embeddings, tmp_path, use_crf):
     flair.set_seed(3)
     sentences = [labeled_sentence("Tim Cook works for Google .", [("Tim Cook", "PER"), ("Google", "ORG")])]
-    tags = Corpus(train=FlairDatapointDataset(sentences), dev=None, test=None,
-                  sample_missing_splits=False).make_label_dictionary("ner", add_unk=False)
-    tagger = SequenceTagger(embeddings=embeddings, tag_dictionary=tags, tag_type="ner", use_rnn=False,
-                            use_crf=use_crf, reproject_embeddings=False)
+    tags = Corpus(
+        train=FlairDatapointDataset(sentences), dev=None, test=None, sample_missing_splits=False
+    ).make_label_dictionary("ner", add_unk=False)
+    tagger = SequenceTagger(
+        embeddings=embeddings,
+        tag_dictionary=tags,
+        tag_type="ner",
+        use_rnn=False,
+        use_crf=use_crf,
+        reproject_embeddings=False,
+    )
     probe = "Chen Li met Tim Cook at Siemens in Oslo ."
 
     def tags_of(model: SequenceTagger) -> list[str]:
@@ -196,9 +232,21 @@ def test_fine_tunes_on_annotations_into_a_new_version_that_survives_a_restart(ma
     for i, text in enumerate(GADGETS):
         gadget = "Zorblax" if "Zorblax" in text else "Quibbit"
         person = next(p for p in PEOPLE if p in text)
-        result = [{"id": f"{i}{label}", "from_name": "ner", "to_name": "text", "type": "labels",
-                   "value": {"start": text.index(word), "end": text.index(word) + len(word), "text": word,
-                             "labels": [label]}} for word, label in ((gadget, "Gadget"), (person, "Person"))]
+        result = [
+            {
+                "id": f"{i}{label}",
+                "from_name": "ner",
+                "to_name": "text",
+                "type": "labels",
+                "value": {
+                    "start": text.index(word),
+                    "end": text.index(word) + len(word),
+                    "text": word,
+                    "labels": [label],
+                },
+            }
+            for word, label in ((gadget, "Gadget"), (person, "Person"))
+        ]
         event = copy.deepcopy(recorded_event)
         event["annotation"].update({"id": 500 + i, "result": result, "task": 100 + i, "project": 3})
         event["task"] = {"id": 100 + i, "data": {"text": text}, "project": 3}

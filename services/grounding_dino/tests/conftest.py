@@ -23,14 +23,32 @@ def dino_dir(tmp_path_factory) -> Path:
     )
 
     torch.manual_seed(0)
-    backbone = SwinConfig(image_size=64, window_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                          out_features=["stage2", "stage3", "stage4"])
-    text = BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=37)
-    config = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
-                                 decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2,
-                                 decoder_attention_heads=2, num_queries=12, num_feature_levels=4,
-                                 encoder_n_points=2, decoder_n_points=2)
+    backbone = SwinConfig(
+        image_size=64,
+        window_size=4,
+        embed_dim=8,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1],
+        out_features=["stage2", "stage3", "stage4"],
+    )
+    text = BertConfig(
+        vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+    )
+    config = GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=text,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=12,
+        num_feature_levels=4,
+        encoder_n_points=2,
+        decoder_n_points=2,
+    )
     path = tmp_path_factory.mktemp("tiny-grounding-dino")
     GroundingDinoForObjectDetection(config).save_pretrained(path)
     # transformers 5: the tokenizer takes the vocabulary itself (a vocab_file is silently ignored)

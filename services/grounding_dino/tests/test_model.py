@@ -44,14 +44,30 @@ def local_task(name: str, task_id: int = 1) -> dict:
 def prompt_context(text: str | None, box: float | None = None, text_threshold: float | None = None) -> dict:
     items = []
     if text is not None:
-        items.append({"id": "p1", "from_name": "prompt", "to_name": "image", "type": "textarea",
-                      "origin": "manual", "value": {"text": [text]}})
+        items.append(
+            {
+                "id": "p1",
+                "from_name": "prompt",
+                "to_name": "image",
+                "type": "textarea",
+                "origin": "manual",
+                "value": {"text": [text]},
+            }
+        )
     if box is not None:
-        items.append({"id": "n1", "from_name": "box_threshold", "to_name": "image", "type": "number",
-                      "value": {"number": box}})
+        items.append(
+            {"id": "n1", "from_name": "box_threshold", "to_name": "image", "type": "number", "value": {"number": box}}
+        )
     if text_threshold is not None:
-        items.append({"id": "n2", "from_name": "text_threshold", "to_name": "image", "type": "number",
-                      "value": {"number": text_threshold}})
+        items.append(
+            {
+                "id": "n2",
+                "from_name": "text_threshold",
+                "to_name": "image",
+                "type": "number",
+                "value": {"number": text_threshold},
+            }
+        )
     return {"result": items}
 
 
@@ -64,10 +80,16 @@ def direct(model_dir: Path, paths: list[Path], prompt: str, box_threshold: float
     with torch.no_grad():
         outputs = model(**inputs)
     results = processor.post_process_grounded_object_detection(
-        outputs, inputs["input_ids"], threshold=box_threshold, text_threshold=text_threshold,
-        target_sizes=[(image.height, image.width) for image in images])
-    return [(image.size, r["boxes"].tolist(), r["scores"].tolist(), r["text_labels"]) for image, r in
-            zip(images, results, strict=True)]
+        outputs,
+        inputs["input_ids"],
+        threshold=box_threshold,
+        text_threshold=text_threshold,
+        target_sizes=[(image.height, image.width) for image in images],
+    )
+    return [
+        (image.size, r["boxes"].tolist(), r["scores"].tolist(), r["text_labels"])
+        for image, r in zip(images, results, strict=True)
+    ]
 
 
 def expected_label(text: str) -> str | None:
@@ -90,10 +112,18 @@ def check_against_oracle(results: list[dict], oracle: list) -> tuple[int, int]:
             assert region["value"]["rectanglelabels"] == [label]
             assert region["score"] == pytest.approx(score, abs=1e-6)
             v = region["value"]
-            clamp = [min(max(pixels[0], 0), width), min(max(pixels[1], 0), height),
-                     min(max(pixels[2], 0), width), min(max(pixels[3], 0), height)]
-            got = [v["x"] * width / 100, v["y"] * height / 100,
-                   (v["x"] + v["width"]) * width / 100, (v["y"] + v["height"]) * height / 100]
+            clamp = [
+                min(max(pixels[0], 0), width),
+                min(max(pixels[1], 0), height),
+                min(max(pixels[2], 0), width),
+                min(max(pixels[3], 0), height),
+            ]
+            got = [
+                v["x"] * width / 100,
+                v["y"] * height / 100,
+                (v["x"] + v["width"]) * width / 100,
+                (v["y"] + v["height"]) * height / 100,
+            ]
             assert max(abs(a - b) for a, b in zip(got, clamp, strict=True)) <= 0.5
         if mapped:
             assert prediction["score"] == pytest.approx(sum(m[1] for m in mapped) / len(mapped), abs=1e-6)
@@ -147,15 +177,16 @@ def test_thresholds_from_number_controls_and_env(make_client, client, images, di
     monkeypatch.setenv("TEXT_THRESHOLD", "0.5")
     env_client = make_client(GroundingDinoModel, local_files_document_root=str(images))
     from_env = assert_conformant(env_client, CONFIG, [local_task("a.png")], context=prompt_context("cat . dog"))
-    assert [(r["value"], r["score"]) for r in from_env[0]["result"]] == \
-        [(r["value"], r["score"]) for r in high[0]["result"]]
+    assert [(r["value"], r["score"]) for r in from_env[0]["result"]] == [
+        (r["value"], r["score"]) for r in high[0]["result"]
+    ]
 
 
 def test_partial_phrase_maps_to_its_prompt_phrase(client, images, dino_env):
     path = save_image(images, "a.png", 37, 23, seed=1)
     config = CONFIG.replace('predicted_values="cat"', 'predicted_values="cat, black cat"')
     results = assert_conformant(client, config, [local_task("a.png")], context=prompt_context("black cat . dog", 0.3))
-    (_, boxes, scores, texts), = direct(dino_env, [path], "black cat . dog .", 0.3, 0.25)
+    ((_, boxes, scores, texts),) = direct(dino_env, [path], "black cat . dog .", 0.3, 0.25)
     expected = []
     for score, text in zip(scores, texts, strict=True):
         parts = {p.strip() for p in text.replace("[SEP]", "").split(".") if p.strip()}
@@ -178,8 +209,9 @@ def test_batch_without_stored_prompt_uses_the_labels_and_batches_images(make_cli
     tasks = [local_task(p.name, i) for i, p in enumerate(paths)]
     results = assert_conformant(client, CONFIG, tasks, context=None)
     assert calls == [2, 1], "three images in batches of two"
-    oracle = direct(dino_env, paths[:2], "cat . dog .", 0.35, 0.25) + direct(dino_env, paths[2:], "cat . dog .",
-                                                                              0.35, 0.25)
+    oracle = direct(dino_env, paths[:2], "cat . dog .", 0.35, 0.25) + direct(
+        dino_env, paths[2:], "cat . dog .", 0.35, 0.25
+    )
     check_against_oracle(results, oracle)
 
 
@@ -190,23 +222,36 @@ def test_a_missing_image_gives_that_task_an_empty_result(client, images, dino_en
     assert results[0]["result"] and results[1]["result"] == [] and results[2]["result"] == []
 
 
-
-
 def annotation(prompt: str, box: float, updated: str = "2026-01-01", cancelled: bool = False) -> dict:
-    return {"id": 5, "was_cancelled": cancelled, "updated_at": updated,
-            "result": prompt_context(prompt, box=box)["result"] + [
-                {"id": "r1", "from_name": "label", "to_name": "image", "type": "rectanglelabels",
-                 "original_width": 10, "original_height": 10,
-                 "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["Dog"]}}]}
+    return {
+        "id": 5,
+        "was_cancelled": cancelled,
+        "updated_at": updated,
+        "result": prompt_context(prompt, box=box)["result"]
+        + [
+            {
+                "id": "r1",
+                "from_name": "label",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "original_width": 10,
+                "original_height": 10,
+                "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["Dog"]},
+            }
+        ],
+    }
 
 
 def test_fit_stores_the_prompt_and_batch_predictions_reuse_it(client, images, dino_env):
     path = save_image(images, "a.png", 37, 23, seed=0)
     project = "4.1700000000"
     v0 = client.post("/setup", json={"project": project, "schema": CONFIG}).json()["model_version"]
-    event = {"action": "ANNOTATION_CREATED", "project": {"id": 4, "label_config": CONFIG},
-             "task": {"id": 1, "data": {"image": "/data/local-files/?d=a.png"}, "project": 4},
-             "annotation": annotation("dog", box=0.9)}
+    event = {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": 4, "label_config": CONFIG},
+        "task": {"id": 1, "data": {"image": "/data/local-files/?d=a.png"}, "project": 4},
+        "annotation": annotation("dog", box=0.9),
+    }
     assert client.post("/webhook", json=event).json()["status"] == "ok"
     v1 = wait_for_version(client, project, CONFIG, v0)
     assert client.runtime.trainer.wait_idle(20)
@@ -220,12 +265,18 @@ def test_fit_stores_the_prompt_and_batch_predictions_reuse_it(client, images, di
 
 
 def test_start_training_reads_the_latest_prompt_from_label_studio(make_client, images, dino_env):
-    tasks = [{"id": 1, "data": {}, "annotations": [annotation("cat", 0.5, "2026-01-02")]},
-             {"id": 2, "data": {}, "annotations": [annotation("dog", 0.8, "2026-01-03")]},
-             {"id": 3, "data": {}, "annotations": [annotation("car", 0.1, "2026-01-04", cancelled=True)]}]
+    tasks = [
+        {"id": 1, "data": {}, "annotations": [annotation("cat", 0.5, "2026-01-02")]},
+        {"id": 2, "data": {}, "annotations": [annotation("dog", 0.8, "2026-01-03")]},
+        {"id": 3, "data": {}, "annotations": [annotation("car", 0.1, "2026-01-04", cancelled=True)]},
+    ]
     with FakeLabelStudio(tasks={6: tasks}) as ls:
-        client = make_client(GroundingDinoModel, label_studio_url=ls.url, label_studio_api_key=ls.legacy_token,
-                             local_files_document_root=str(images))
+        client = make_client(
+            GroundingDinoModel,
+            label_studio_url=ls.url,
+            label_studio_api_key=ls.legacy_token,
+            local_files_document_root=str(images),
+        )
         v0 = client.post("/setup", json={"project": "6", "schema": CONFIG}).json()["model_version"]
         assert client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 6}}).json()["job"]
         wait_for_version(client, "6", CONFIG, v0)
@@ -242,17 +293,47 @@ def test_recorded_style_interactive_request_with_an_ls_upload(make_client, dino_
     upload = "/data/upload/4/0c8e1f2a-x.png"
     with FakeLabelStudio(files={upload: data}) as ls:
         client = make_client(GroundingDinoModel, label_studio_url=ls.url, label_studio_api_key=ls.legacy_token)
-        setup = client.post("/setup", json={"project": "4.1795797692", "schema": CONFIG,
-                                            "hostname": "http://127.0.0.1:8080", "access_token": "x" * 40,
-                                            "extra_params": {}})
-        task = {"id": 77, "annotations": [], "drafts": [], "predictions": [], "data": {"image": upload}, "meta": {},
-                "created_at": "2026-11-27T16:41:40.101Z", "updated_at": "2026-11-27T16:41:40.101Z",
-                "allow_skip": True, "inner_id": 1, "total_annotations": 0, "cancelled_annotations": 0,
-                "total_predictions": 0, "comment_count": 0, "unresolved_comment_count": 0,
-                "last_comment_updated_at": None, "project": 4, "updated_by": [], "comment_authors": []}
+        setup = client.post(
+            "/setup",
+            json={
+                "project": "4.1795797692",
+                "schema": CONFIG,
+                "hostname": "http://127.0.0.1:8080",
+                "access_token": "x" * 40,
+                "extra_params": {},
+            },
+        )
+        task = {
+            "id": 77,
+            "annotations": [],
+            "drafts": [],
+            "predictions": [],
+            "data": {"image": upload},
+            "meta": {},
+            "created_at": "2026-11-27T16:41:40.101Z",
+            "updated_at": "2026-11-27T16:41:40.101Z",
+            "allow_skip": True,
+            "inner_id": 1,
+            "total_annotations": 0,
+            "cancelled_annotations": 0,
+            "total_predictions": 0,
+            "comment_count": 0,
+            "unresolved_comment_count": 0,
+            "last_comment_updated_at": None,
+            "project": 4,
+            "updated_by": [],
+            "comment_authors": [],
+        }
         context = {"annotation_id": None, "draft_id": 3, "user_id": 1, **prompt_context("cat . dog", 0.3)}
-        reply = client.post("/predict", json={"tasks": [task], "project": "4.1795797692", "label_config": CONFIG,
-                                              "params": {"login": None, "password": None, "context": context}})
+        reply = client.post(
+            "/predict",
+            json={
+                "tasks": [task],
+                "project": "4.1795797692",
+                "label_config": CONFIG,
+                "params": {"login": None, "password": None, "context": context},
+            },
+        )
         assert ls.auth_headers_seen(upload) == [f"Token {ls.legacy_token}"]
     assert reply.status_code == 200, reply.text
     [prediction] = reply.json()["results"]

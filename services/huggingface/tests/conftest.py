@@ -23,14 +23,36 @@ torch.set_num_threads(1)
 
 from model import HuggingFace  # noqa: E402
 
-POSITIVE = ["I love this", "great product, love it", "wonderful and great", "so good, I love it",
-            "excellent quality", "really great value", "amazing, I adore it", "fantastic experience"]
-NEGATIVE = ["I hate this", "terrible product, hate it", "awful and bad", "so bad, I hate it",
-            "poor quality", "really terrible value", "horrible, I despise it", "dreadful experience"]
+POSITIVE = [
+    "I love this",
+    "great product, love it",
+    "wonderful and great",
+    "so good, I love it",
+    "excellent quality",
+    "really great value",
+    "amazing, I adore it",
+    "fantastic experience",
+]
+NEGATIVE = [
+    "I hate this",
+    "terrible product, hate it",
+    "awful and bad",
+    "so bad, I hate it",
+    "poor quality",
+    "really terrible value",
+    "horrible, I despise it",
+    "dreadful experience",
+]
 PEOPLE = ["Anna Kowalczyk", "John Smith", "Maria Garcia", "Peter Jones", "Olga Nowak", "David Brown"]
 PLACES = ["Paris", "Berlin", "Warsaw", "Madrid", "London", "Wrocław"]
-TEMPLATES = ["{p} lives in {l}.", "{p} moved to {l} last year.", "We met {p} in {l}.", "{l} is where {p} works.",
-             "Yesterday {p} flew to {l}.", "In {l}, {p} opened a shop."]
+TEMPLATES = [
+    "{p} lives in {l}.",
+    "{p} moved to {l} last year.",
+    "We met {p} in {l}.",
+    "{l} is where {p} works.",
+    "Yesterday {p} flew to {l}.",
+    "In {l}, {p} opened a shop.",
+]
 
 
 def ner_examples() -> list[tuple[str, list[tuple[int, int, str]]]]:
@@ -40,8 +62,10 @@ def ner_examples() -> list[tuple[str, list[tuple[int, int, str]]]]:
         for j in range(len(PEOPLE)):
             person, place = PEOPLE[(i + j) % len(PEOPLE)], PLACES[(2 * i + j) % len(PLACES)]
             text = template.format(p=person, l=place)
-            spans = [(text.index(person), text.index(person) + len(person), "PER"),
-                     (text.index(place), text.index(place) + len(place), "LOC")]
+            spans = [
+                (text.index(person), text.index(person) + len(person), "PER"),
+                (text.index(place), text.index(place) + len(place), "LOC"),
+            ]
             out.append((text, sorted(spans)))
     return out
 
@@ -77,14 +101,14 @@ def classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     model = AutoModelForSequenceClassification.from_pretrained(
-        minilm_path(), num_labels=2, id2label={0: "negative", 1: "positive"},
-        label2id={"negative": 0, "positive": 1})
+        minilm_path(), num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
+    )
     texts, labels = POSITIVE + NEGATIVE, [1] * len(POSITIVE) + [0] * len(NEGATIVE)
     order = list(range(len(texts)))
     random.Random(0).shuffle(order)
     batches = []
     for begin in range(0, len(order), 8):
-        chunk = order[begin:begin + 8]
+        chunk = order[begin : begin + 8]
         batch = dict(tokenizer([texts[i] for i in chunk], padding=True, return_tensors="pt"))
         batch["labels"] = torch.tensor([labels[i] for i in chunk])
         batches.append(batch)
@@ -104,12 +128,15 @@ def ner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     model = AutoModelForTokenClassification.from_pretrained(
-        minilm_path(), num_labels=len(names), id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)})
+        minilm_path(),
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
     examples = ner_examples()
     batches = []
     for begin in range(0, len(examples), 12):
-        chunk = examples[begin:begin + 12]
+        chunk = examples[begin : begin + 12]
         encoded = tokenizer([t for t, _ in chunk], padding=True, return_offsets_mapping=True, return_tensors="pt")
         tags = []
         for row, (_, spans) in enumerate(chunk):
@@ -132,8 +159,10 @@ def ner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-WORDS = ("the a cat dog sat on mat and ran to house big small red blue green tree sun moon day night "
-         "is was very happy sad quick slow").split()
+WORDS = (
+    "the a cat dog sat on mat and ran to house big small red blue green tree sun moon day night "
+    "is was very happy sad quick slow"
+).split()
 
 
 @pytest.fixture(scope="session")
@@ -144,9 +173,18 @@ def generator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, ".", ","])}
     tokenizer = BertTokenizer(vocab=vocab)
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(vocab), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=vocab["[CLS]"], eos_token_id=vocab["[SEP]"], pad_token_id=vocab["[PAD]"],
-                        initializer_range=0.5, tie_word_embeddings=False)  # tied random weights emit [PAD]
+    config = GPT2Config(
+        vocab_size=len(vocab),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=vocab["[CLS]"],
+        eos_token_id=vocab["[SEP]"],
+        pad_token_id=vocab["[PAD]"],
+        initializer_range=0.5,
+        tie_word_embeddings=False,
+    )  # tied random weights emit [PAD]
     model = GPT2LMHeadModel(config).eval()
     folder = tmp_path_factory.mktemp("generator")
     model.save_pretrained(folder)
@@ -165,17 +203,31 @@ def bpe_tagger_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                        model_max_length=32)
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=["<pad>", "<s>", "</s>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, pad_token="<pad>", bos_token="<s>", eos_token="</s>", model_max_length=32
+    )
     names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
     torch.manual_seed(1)
-    config = RobertaConfig(vocab_size=bpe.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
-                           num_attention_heads=2, intermediate_size=64, max_position_embeddings=40,
-                           pad_token_id=0, num_labels=len(names), id2label=dict(enumerate(names)),
-                           label2id={n: i for i, n in enumerate(names)})
+    config = RobertaConfig(
+        vocab_size=bpe.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        pad_token_id=0,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
     model = RobertaForTokenClassification(config).eval()
     folder = tmp_path_factory.mktemp("bpe-tagger")
     model.save_pretrained(folder)

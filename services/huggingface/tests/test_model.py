@@ -26,18 +26,19 @@ def check_spans(text: str, prediction: dict) -> None:
     """The fidelity invariants of NER regions: exact text, trimmed edges, no overlaps."""
     values = sorted((r["value"] for r in prediction["result"]), key=lambda v: v["start"])
     for value in values:
-        assert text[value["start"]:value["end"]] == value["text"]
+        assert text[value["start"] : value["end"]] == value["text"]
         assert value["text"] == value["text"].strip() and value["text"]
     for left, right in zip(values, values[1:]):
         assert left["end"] <= right["start"], (left, right)
 
 
-
-
 def annotation_event(task_id: int, text: str, result: list[dict], schema: str, project: int = 1) -> dict:
-    return {"action": "ANNOTATION_CREATED", "project": {"id": project, "label_config": schema},
-            "task": {"id": task_id, "data": {"text": text}, "project": project},
-            "annotation": {"id": 1000 + task_id, "result": result, "was_cancelled": False, "task": task_id}}
+    return {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": project, "label_config": schema},
+        "task": {"id": task_id, "data": {"text": text}, "project": project},
+        "annotation": {"id": 1000 + task_id, "result": result, "was_cancelled": False, "task": task_id},
+    }
 
 
 # --- classification ------------------------------------------------------------------------------
@@ -73,8 +74,11 @@ def test_classifier_over_http_is_conformant_on_unseen_texts_in_one_batched_call(
             return real(texts, **kwargs)
 
     predictor.pipe = Counting()
-    tasks = [{"id": 1, "data": {"text": "I love it, really great"}},
-             {"id": 2, "data": {"text": "hate it, so terrible"}}, {"id": 3, "data": {"text": "   "}}]
+    tasks = [
+        {"id": 1, "data": {"text": "I love it, really great"}},
+        {"id": 2, "data": {"text": "hate it, so terrible"}},
+        {"id": 3, "data": {"text": "   "}},
+    ]
     results = assert_conformant(client, CHOICES, tasks)
     assert [r["result"][0]["value"]["choices"] for r in results[:2]] == [["Positive"], ["Negative"]]
     assert results[2]["result"] == [] and results[2]["score"] is None
@@ -93,9 +97,11 @@ def test_model_labels_the_config_lacks_are_dropped(serve, classifier_dir):
 # --- NER -----------------------------------------------------------------------------------------
 def test_ner_merges_word_pieces_into_whole_entities_with_exact_offsets(serve, ner_dir):
     client = serve(ner_dir)
-    texts = ["Anna Kowalczyk lives in Wrocław.",  # ko ##wal ##cz ##yk: one entity, not four
-             "  \n Olga Nowak moved to Berlin last year.",
-             "Yesterday Peter Jones flew to Madrid.\tThen\t\tnothing."]
+    texts = [
+        "Anna Kowalczyk lives in Wrocław.",  # ko ##wal ##cz ##yk: one entity, not four
+        "  \n Olga Nowak moved to Berlin last year.",
+        "Yesterday Peter Jones flew to Madrid.\tThen\t\tnothing.",
+    ]
     tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(texts)]
     results = assert_conformant(client, NER, tasks)
     for text, prediction in zip(texts, results):
@@ -109,8 +115,12 @@ def test_ner_merges_word_pieces_into_whole_entities_with_exact_offsets(serve, ne
 def test_byte_level_bpe_offsets_with_leading_spaces_become_exact_spans(serve, bpe_tagger_dir):
     from transformers import pipeline
 
-    texts = ["Anna Kowalczyk lives in Paris.", "  John   Smith\tmoved to  Berlin  ",
-             "Café Wrocław — naïve résumé, Olga Nowak!", " ".join(t for t, _ in ner_examples()[:8])]
+    texts = [
+        "Anna Kowalczyk lives in Paris.",
+        "  John   Smith\tmoved to  Berlin  ",
+        "Café Wrocław — naïve résumé, Olga Nowak!",
+        " ".join(t for t, _ in ner_examples()[:8]),
+    ]
     direct = pipeline("token-classification", model=str(bpe_tagger_dir), aggregation_strategy="first")
     raw = [e for text in texts for e in direct(text)]
     assert any(texts_start_with_space(texts, raw)), "the fixture must produce entities with a leading space"
@@ -122,8 +132,9 @@ def test_byte_level_bpe_offsets_with_leading_spaces_become_exact_spans(serve, bp
     for text, prediction in zip(texts, results):
         check_spans(text, prediction)
         assert {label for _, label in spans_of(prediction)} <= {"Person", "Location"}  # MISC is dropped
-    assert len(client.runtime.resources.predictor.pipe.tokenizer(texts[3])["input_ids"]) > 32, \
+    assert len(client.runtime.resources.predictor.pipe.tokenizer(texts[3])["input_ids"]) > 32, (
         "the long text runs through overlapping windows (HF_STRIDE)"
+    )
 
 
 def texts_start_with_space(texts: list[str], entities: list[dict]) -> list[bool]:
@@ -137,17 +148,19 @@ def test_entity_spans_trim_merge_and_resolve_overlaps():
     text = "  Anna Kowalczyk  lives in New York"
     to_config = {"PER": "Person", "LOC": "Location"}.get
     entities = [
-        {"entity_group": "PER", "start": 1, "end": 7, "score": 0.9},       # " Anna" with a space
-        {"entity_group": "PER", "start": 5, "end": 17, "score": 0.8},      # overlaps: same label merges
-        {"entity_group": "LOC", "start": 14, "end": 22, "score": 0.5},     # overlaps Person, lower score
-        {"entity_group": "MISC", "start": 18, "end": 23, "score": 0.99},   # not in the config
+        {"entity_group": "PER", "start": 1, "end": 7, "score": 0.9},  # " Anna" with a space
+        {"entity_group": "PER", "start": 5, "end": 17, "score": 0.8},  # overlaps: same label merges
+        {"entity_group": "LOC", "start": 14, "end": 22, "score": 0.5},  # overlaps Person, lower score
+        {"entity_group": "MISC", "start": 18, "end": 23, "score": 0.99},  # not in the config
         {"entity": "B-LOC", "word": "new york", "start": None, "end": None, "score": 0.7},  # slow tokenizer
     ]
     spans = entity_spans(text, entities, to_config)
     assert [(text[s:e], label) for s, e, label, _ in spans] == [("Anna Kowalczyk", "Person"), ("New York", "Location")]
     assert spans[0][3] == 0.9
-    assert resolve_overlaps([(0, 4, "A", 0.2), (2, 6, "B", 0.9), (6, 8, "A", 0.5)]) == [(2, 6, "B", 0.9),
-                                                                                       (6, 8, "A", 0.5)]
+    assert resolve_overlaps([(0, 4, "A", 0.2), (2, 6, "B", 0.9), (6, 8, "A", 0.5)]) == [
+        (2, 6, "B", 0.9),
+        (6, 8, "A", 0.5),
+    ]
 
 
 def test_text_given_as_a_url_is_fetched_and_spans_index_the_fetched_text(serve, ner_dir):
@@ -175,8 +188,10 @@ def test_generation_answers_a_textarea_with_a_string(serve, generator_dir):
 # --- config and loading --------------------------------------------------------------------------
 def test_a_config_without_a_text_control_is_a_clear_error(serve, classifier_dir):
     client = serve(classifier_dir)
-    config = '<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image">' \
-             '<Label value="Car"/></RectangleLabels></View>'
+    config = (
+        '<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image">'
+        '<Label value="Car"/></RectangleLabels></View>'
+    )
     reply = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": "x.png"}}], "label_config": config})
     assert reply.status_code == 422
     assert "Choices, Labels or TextArea" in reply.json()["error"]
@@ -208,8 +223,10 @@ def test_fine_tunes_a_classifier_from_annotation_webhooks(serve, minilm_dir):
     folder = client.runtime.versions.active_dir("1")
     assert (folder / "config.json").exists() and (folder / "model.safetensors").exists()
 
-    tasks = [{"id": 900, "data": {"text": "I love it, really great"}},
-             {"id": 901, "data": {"text": "hate it, terrible"}}]
+    tasks = [
+        {"id": 900, "data": {"text": "I love it, really great"}},
+        {"id": 901, "data": {"text": "hate it, terrible"}},
+    ]
     results = assert_conformant(client, CHOICES, tasks, project=project)
     assert [r["result"][0]["value"]["choices"] for r in results] == [["Positive"], ["Negative"]]
     assert all(r["model_version"] == version for r in results)
@@ -226,9 +243,16 @@ def test_fine_tunes_ner_from_annotation_webhooks(serve, minilm_dir):
     client = serve(minilm_dir, HF_EPOCHS=10, HF_LEARNING_RATE=2e-4, HF_TRAIN_BATCH_SIZE=12)
     names = {"PER": "Person", "LOC": "Location"}
     for i, (text, spans) in enumerate(ner_examples()):
-        result = [{"id": f"r{i}{k}", "from_name": "ner", "to_name": "text", "type": "labels",
-                   "value": {"start": s, "end": e, "text": text[s:e], "labels": [names[label]]}}
-                  for k, (s, e, label) in enumerate(spans)]
+        result = [
+            {
+                "id": f"r{i}{k}",
+                "from_name": "ner",
+                "to_name": "text",
+                "type": "labels",
+                "value": {"start": s, "end": e, "text": text[s:e], "labels": [names[label]]},
+            }
+            for k, (s, e, label) in enumerate(spans)
+        ]
         assert client.post("/webhook", json=annotation_event(i, text, result, NER)).status_code == 200
     version = wait_for_version(client, "1", NER, "huggingface-0", timeout=180)
     assert client.runtime.trainer.wait_idle(180)
@@ -243,13 +267,30 @@ def test_fine_tunes_ner_from_annotation_webhooks(serve, minilm_dir):
 def test_start_training_reads_label_studio_and_keeps_a_matching_head(serve, classifier_dir):
     """HF_MODEL is already a classifier whose labels map onto the config: training continues its head."""
     texts = [(t, "Positive") for t in POSITIVE[:3]] + [(t, "Negative") for t in NEGATIVE[:3]]
-    tasks = [{"id": i, "data": {"text": t}, "annotations": [
-        {"id": i, "was_cancelled": False, "updated_at": "2026-01-01",
-         "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
-        for i, (t, label) in enumerate(texts)]
+    tasks = [
+        {
+            "id": i,
+            "data": {"text": t},
+            "annotations": [
+                {
+                    "id": i,
+                    "was_cancelled": False,
+                    "updated_at": "2026-01-01",
+                    "result": [
+                        {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                    ],
+                }
+            ],
+        }
+        for i, (t, label) in enumerate(texts)
+    ]
     with FakeLabelStudio(tasks={7: tasks}) as ls:
-        client = serve(classifier_dir, settings={"label_studio_url": ls.url, "label_studio_api_key": ls.pat},
-                       HF_EPOCHS=1, HF_LEARNING_RATE=1e-5)
+        client = serve(
+            classifier_dir,
+            settings={"label_studio_url": ls.url, "label_studio_api_key": ls.pat},
+            HF_EPOCHS=1,
+            HF_LEARNING_RATE=1e-5,
+        )
         client.post("/setup", json={"project": "7", "schema": CHOICES})
         reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
         assert reply.status_code == 200 and reply.json()["job"]

@@ -12,9 +12,14 @@ from typing import Any
 
 
 def completion(text: str, model: str = "scripted") -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+    }
 
 
 class ScriptedOpenAI:
@@ -39,8 +44,9 @@ class ScriptedOpenAI:
                     body = json.loads(raw)
                 except ValueError:
                     body = None
-                fake.requests.append({"path": self.path, "headers": dict(self.headers), "json": body,
-                                      "time": time.monotonic()})
+                fake.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "json": body, "time": time.monotonic()}
+                )
                 delay = 0.0
                 if fake.script:
                     status, payload, headers, delay = fake.script.pop(0)
@@ -67,8 +73,9 @@ class ScriptedOpenAI:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def then(self, status: int, payload: Any = None, headers: dict[str, str] | None = None,
-             delay: float = 0.0) -> ScriptedOpenAI:
+    def then(
+        self, status: int, payload: Any = None, headers: dict[str, str] | None = None, delay: float = 0.0
+    ) -> ScriptedOpenAI:
         """Queue one scripted reply (used before the default answers), sent after ``delay`` seconds."""
         if payload is None:
             payload = {"error": {"message": f"scripted {status}", "type": "scripted"}}

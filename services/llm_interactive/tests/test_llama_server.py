@@ -46,9 +46,27 @@ def llama_server(tmp_path_factory):
     port = free_port()
     log = (tmp_path_factory.mktemp("llama") / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--model_alias", "gemma3-270m"],
-        stdout=log, stderr=subprocess.STDOUT, env=server_env())
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "1024",
+            "--n_threads",
+            "2",
+            "--model_alias",
+            "gemma3-270m",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=server_env(),
+    )
     url = f"http://127.0.0.1:{port}"
     probe = requests.Session()
     probe.trust_env = False  # loopback: never through an HTTP(S)_PROXY from the environment
@@ -84,8 +102,10 @@ def test_real_local_server_answers_through_the_service(make_client, monkeypatch,
     monkeypatch.setenv("LLM_MAX_TOKENS", "24")
     monkeypatch.setenv("LLM_DEFAULT_PROMPT", "Which topic is this text about?")
     client = make_client(LLMInteractive)
-    tasks = [{"id": 1, "data": {"text": "The team won the football match 3-1 on Sunday."}},
-             {"id": 2, "data": {"text": "Parliament passed the new budget law after a long debate."}}]
+    tasks = [
+        {"id": 1, "data": {"text": "The team won the football match 3-1 on Sunday."}},
+        {"id": 2, "data": {"text": "Parliament passed the new budget law after a long debate."}},
+    ]
     results = assert_conformant(client, CONFIG, tasks)  # regions valid against the config, one per task
     for prediction in results:
         items = {r["from_name"]: r for r in prediction["result"]}
@@ -95,8 +115,16 @@ def test_real_local_server_answers_through_the_service(make_client, monkeypatch,
         if "topic" in items:
             assert items["topic"]["value"]["choices"][0] in ("Sports", "Politics")
     assert any("answer" in {r["from_name"] for r in p["result"]} for p in results), "the model said something"
-    interactive = assert_conformant(client, CONFIG, tasks[:1], context={"result": [
-        {"from_name": "prompt", "to_name": "text", "type": "textarea", "value": {"text": ["Say one word:"]}}]})
+    interactive = assert_conformant(
+        client,
+        CONFIG,
+        tasks[:1],
+        context={
+            "result": [
+                {"from_name": "prompt", "to_name": "text", "type": "textarea", "value": {"text": ["Say one word:"]}}
+            ]
+        },
+    )
     assert interactive[0]["result"][0]["value"]["text"] == ["Say one word:"]
 
 
@@ -106,7 +134,14 @@ def test_unknown_model_on_the_real_server_is_reported_not_hidden(make_client, mo
     monkeypatch.setenv("LLM_DEFAULT_PROMPT", "Hi")
     client = make_client(LLMInteractive)
     client.post("/setup", json={"project": "1", "schema": CONFIG})
-    reply = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "1",
-                                          "label_config": CONFIG, "params": {"context": {"result": []}}})
+    reply = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": 1, "data": {"text": "x"}}],
+            "project": "1",
+            "label_config": CONFIG,
+            "params": {"context": {"result": []}},
+        },
+    )
     assert reply.status_code == 502
     assert "/nowhere/chat/completions: HTTP 404" in reply.json()["error"]

@@ -25,8 +25,18 @@ KEY = "sk-test-SECRET-0123456789"
 
 
 def prompt_context(text: str) -> dict:
-    return {"result": [{"id": "p1", "from_name": "prompt", "to_name": "text", "type": "textarea",
-                        "origin": "manual", "value": {"text": [text]}}]}
+    return {
+        "result": [
+            {
+                "id": "p1",
+                "from_name": "prompt",
+                "to_name": "text",
+                "type": "textarea",
+                "origin": "manual",
+                "value": {"text": [text]},
+            }
+        ]
+    }
 
 
 def by_name(result: list[dict]) -> dict[str, dict]:
@@ -79,16 +89,19 @@ def test_no_prompt_anywhere_gives_empty_results_without_a_call(make_client, use_
     assert use_server.requests == []
 
 
-@pytest.mark.parametrize("answer, expected, score", [
-    ("Positive", ["Positive"], 1.0),
-    ("  NEGATIVE!", ["Negative"], 0.9),
-    ('"neutral".', ["Neutral"], 0.9),
-    ("Mixed", ["Neutral"], 0.9),                                  # predicted_values
-    ("The sentiment is negative, clearly.", ["Negative"], 0.6),   # named inside the answer
-    ("It is mostly positive but somewhat negative", ["Positive"], 0.4),  # earliest of several
-    ("Nonpositive feelings", [], None),                           # whole words only
-    ("I cannot tell", [], None),
-])
+@pytest.mark.parametrize(
+    "answer, expected, score",
+    [
+        ("Positive", ["Positive"], 1.0),
+        ("  NEGATIVE!", ["Negative"], 0.9),
+        ('"neutral".', ["Neutral"], 0.9),
+        ("Mixed", ["Neutral"], 0.9),  # predicted_values
+        ("The sentiment is negative, clearly.", ["Negative"], 0.6),  # named inside the answer
+        ("It is mostly positive but somewhat negative", ["Positive"], 0.4),  # earliest of several
+        ("Nonpositive feelings", [], None),  # whole words only
+        ("I cannot tell", [], None),
+    ],
+)
 def test_answers_map_onto_choices(answer, expected, score):
     pair = LabelConfig(CONFIG).find("Choices")
     labels, got = match_choices(answer, pair)
@@ -115,10 +128,14 @@ def test_hypertext_and_paragraphs_are_sent_as_plain_text(make_client, use_server
     monkeypatch.setenv("LLM_DEFAULT_PROMPT", "Summarise.")
     use_server.answer = lambda body: "A short summary."
     client = make_client(LLMInteractive)
-    task = {"id": 3, "data": {
-        "html": "<html><head><style>p{}</style></head><body><h1>Title</h1><p>First &amp; <b>bold</b></p>"
-                "<script>alert(1)</script></body></html>",
-        "dialogue": [{"author": "Ann", "text": "Hi"}, {"author": "Bob", "text": "Hello there"}]}}
+    task = {
+        "id": 3,
+        "data": {
+            "html": "<html><head><style>p{}</style></head><body><h1>Title</h1><p>First &amp; <b>bold</b></p>"
+            "<script>alert(1)</script></body></html>",
+            "dialogue": [{"author": "Ann", "text": "Hi"}, {"author": "Bob", "text": "Hello there"}],
+        },
+    }
     results = assert_conformant(client, config, [task])
     assert by_name(results[0]["result"])["summary"]["value"]["text"] == ["A short summary."]
     sent = use_server.user_text()
@@ -139,8 +156,10 @@ def test_image_goes_as_a_downscaled_data_url(make_client, use_server, monkeypatc
     results = assert_conformant(client, config, [task])
     assert results[0]["result"][0]["value"]["choices"] == ["Dog"]
     content = use_server.requests[0]["json"]["messages"][-1]["content"]
-    assert content[0] == {"type": "text", "text": "What animal is this?\n\nAnswer with exactly one of these "
-                                                  "options: Cat, Dog."}
+    assert content[0] == {
+        "type": "text",
+        "text": "What animal is this?\n\nAnswer with exactly one of these options: Cat, Dog.",
+    }
     url = content[1]["image_url"]["url"]
     assert url.startswith("data:image/png;base64,")
     sent = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
@@ -153,8 +172,9 @@ def test_retries_429_and_500_with_backoff_then_succeeds(make_client, use_server,
     use_server.then(429, headers={"Retry-After": "1"}).then(500).then(503)
     use_server.answer = lambda body: "Neutral"
     client = make_client(LLMInteractive)
-    results = assert_conformant(client, CONFIG, [{"id": 1, "data": {"text": "meh"}}],
-                                context=prompt_context("Sentiment?"))
+    results = assert_conformant(
+        client, CONFIG, [{"id": 1, "data": {"text": "meh"}}], context=prompt_context("Sentiment?")
+    )
     assert by_name(results[0]["result"])["sentiment"]["value"]["choices"] == ["Neutral"]
     times = [r["time"] for r in use_server.requests]
     assert len(times) == 4
@@ -180,8 +200,12 @@ def test_gives_up_after_max_retries_with_a_reason_and_fails_fast_afterwards(make
         use_server.then(502, {"error": {"message": "upstream overloaded"}})
     client = make_client(LLMInteractive)
     client.post("/setup", json={"project": "1", "schema": CONFIG})
-    body = {"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "1", "label_config": CONFIG,
-            "params": {"context": prompt_context("Sentiment?")}}
+    body = {
+        "tasks": [{"id": 1, "data": {"text": "x"}}],
+        "project": "1",
+        "label_config": CONFIG,
+        "params": {"context": prompt_context("Sentiment?")},
+    }
     reply = client.post("/predict", json=body)
     assert reply.status_code == 502
     assert "HTTP 502: upstream overloaded after 3 attempt(s)" in reply.json()["error"]
@@ -209,8 +233,15 @@ def test_auth_failure_is_clear_and_the_key_never_reaches_the_log(make_client, us
     assert ok[0]["result"]
     use_server.then(401, {"error": {"message": "Incorrect API key provided: sk-tes***6789"}})
     client.post("/setup", json={"project": "2", "schema": CONFIG})
-    reply = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "project": "2",
-                                          "label_config": CONFIG, "params": {"context": prompt_context("S?")}})
+    reply = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": 1, "data": {"text": "x"}}],
+            "project": "2",
+            "label_config": CONFIG,
+            "params": {"context": prompt_context("S?")},
+        },
+    )
     assert reply.status_code == 502
     error = reply.json()["error"]
     assert "HTTP 401" in error and "OPENAI_API_KEY" in error and "Incorrect API key" in error
@@ -240,13 +271,21 @@ def test_extra_params_override_model_and_endpoint_and_the_env_key_stays_home(mak
 
     with ScriptedOpenAI("Negative") as other:
         client = make_client(LLMInteractive)
-        for project, extra in (("3", {"base_url": other.url + "/v1", "model": "llama3"}),
-                               ("4", {"OPENAI_BASE_URL": other.url + "/v1", "api_key": "project-key-42"}),
-                               ("5", {"model": "gpt-x", "temperature": 0.7})):
+        for project, extra in (
+            ("3", {"base_url": other.url + "/v1", "model": "llama3"}),
+            ("4", {"OPENAI_BASE_URL": other.url + "/v1", "api_key": "project-key-42"}),
+            ("5", {"model": "gpt-x", "temperature": 0.7}),
+        ):
             client.post("/setup", json={"project": project, "schema": CONFIG, "extra_params": extra})
-            reply = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "t"}}], "project": project,
-                                                  "label_config": CONFIG,
-                                                  "params": {"context": prompt_context("S?")}})
+            reply = client.post(
+                "/predict",
+                json={
+                    "tasks": [{"id": 1, "data": {"text": "t"}}],
+                    "project": project,
+                    "label_config": CONFIG,
+                    "params": {"context": prompt_context("S?")},
+                },
+            )
             assert reply.status_code == 200, reply.text
     assert other.requests[0]["json"]["model"] == "llama3"
     assert "Authorization" not in other.requests[0]["headers"], "the env key goes only to the env endpoint"
@@ -272,11 +311,16 @@ def test_azure_openai_settings(make_client, openai_server, monkeypatch):
 
 
 def annotation_event(prompt: str, task_id: int = 1, annotation_id: int = 1) -> dict:
-    result = [{"from_name": "prompt", "to_name": "text", "type": "textarea", "value": {"text": [prompt]}},
-              {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}]
-    return {"action": "ANNOTATION_CREATED", "project": {"id": 9, "label_config": CONFIG},
-            "task": {"id": task_id, "data": {"text": "x"}, "project": 9},
-            "annotation": {"id": annotation_id, "result": result, "was_cancelled": False}}
+    result = [
+        {"from_name": "prompt", "to_name": "text", "type": "textarea", "value": {"text": [prompt]}},
+        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}},
+    ]
+    return {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": 9, "label_config": CONFIG},
+        "task": {"id": task_id, "data": {"text": "x"}, "project": 9},
+        "annotation": {"id": annotation_id, "result": result, "was_cancelled": False},
+    }
 
 
 def test_fit_stores_the_prompt_as_a_version_and_predict_uses_it(make_client, use_server):
@@ -291,16 +335,18 @@ def test_fit_stores_the_prompt_as_a_version_and_predict_uses_it(make_client, use
     assert use_server.user_text().startswith("Is the review happy?\n\nLoved it")
     client.post("/webhook", json=annotation_event("Is the review happy?", task_id=2, annotation_id=2))
     assert client.runtime.trainer.wait_idle(20)
-    assert client.post("/setup", json={"project": "9", "schema": CONFIG}).json()["model_version"] == v1, \
+    assert client.post("/setup", json={"project": "9", "schema": CONFIG}).json()["model_version"] == v1, (
         "the same prompt keeps the version"
+    )
     client.post("/webhook", json=annotation_event("Is it sarcastic?", task_id=3, annotation_id=3))
     assert client.runtime.trainer.wait_idle(20)
     v2 = client.post("/setup", json={"project": "9", "schema": CONFIG}).json()["model_version"]
     assert v2.startswith("llm_interactive-2-")
     assert_conformant(client, CONFIG, [{"id": 2, "data": {"text": "Sure, great"}}], project="9")
     assert use_server.user_text().startswith("Is it sarcastic?")
-    assert_conformant(client, CONFIG, [{"id": 2, "data": {"text": "Sure"}}], project="9",
-                      context=prompt_context("Typed wins"))
+    assert_conformant(
+        client, CONFIG, [{"id": 2, "data": {"text": "Sure"}}], project="9", context=prompt_context("Typed wins")
+    )
     assert use_server.user_text().startswith("Typed wins")
 
 
@@ -336,9 +382,17 @@ def test_settings_never_show_the_key_or_url_credentials():
     s = ProviderSettings.resolve({"OPENAI_BASE_URL": "http://user:pw@127.0.0.1:1/v1", "OPENAI_API_KEY": KEY})
     assert s.endpoint == "http://127.0.0.1:1/v1/chat/completions"
     assert KEY not in repr(s) and KEY not in str(s.fingerprint())
-    azure = ProviderSettings.resolve({"AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com/",
-                                      "AZURE_OPENAI_API_KEY": KEY, "AZURE_OPENAI_DEPLOYMENT": "d"})
-    assert azure.provider == "azure" and azure.endpoint == "https://r.openai.azure.com/openai/deployments/d/chat/completions"
+    azure = ProviderSettings.resolve(
+        {
+            "AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com/",
+            "AZURE_OPENAI_API_KEY": KEY,
+            "AZURE_OPENAI_DEPLOYMENT": "d",
+        }
+    )
+    assert (
+        azure.provider == "azure"
+        and azure.endpoint == "https://r.openai.azure.com/openai/deployments/d/chat/completions"
+    )
     assert azure.headers()["api-key"] == KEY
     env = {"AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com", "AZURE_OPENAI_API_KEY": KEY}
     moved = ProviderSettings.resolve(env, {"azure_endpoint": "https://elsewhere.example"})

@@ -23,11 +23,12 @@ def draw(path: Path, width: int, height: int, seed: int, exif_orientation: int |
     """A photo-like test image: smooth colour gradients plus a few filled rectangles."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    pixels = np.stack([(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)),
-                       np.full_like(x, 90)], axis=-1).astype(np.uint8)
+    pixels = np.stack(
+        [(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)), np.full_like(x, 90)], axis=-1
+    ).astype(np.uint8)
     for _ in range(4):
         x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
-        pixels[y0:y0 + height // 3, x0:x0 + width // 3] = rng.integers(0, 255, 3)
+        pixels[y0 : y0 + height // 3, x0 : x0 + width // 3] = rng.integers(0, 255, 3)
     image = Image.fromarray(pixels)
     if exif_orientation is None:
         image.save(path)
@@ -49,8 +50,13 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, media: Path, config: str, **env: str):
-    for key, value in {"MMDET_CONFIG": config, "MMDET_CHECKPOINT": "", "MMDET_DEVICE": "cpu",
-                       "SCORE_THRESHOLD": str(THRESHOLD), **env}.items():
+    for key, value in {
+        "MMDET_CONFIG": config,
+        "MMDET_CHECKPOINT": "",
+        "MMDET_DEVICE": "cpu",
+        "SCORE_THRESHOLD": str(THRESHOLD),
+        **env,
+    }.items():
         monkeypatch.setenv(key, value)
     torch.manual_seed(0)  # the random weights, the same in every run
     return model_client(MMDetection, tmp_path, local_files_document_root=str(media))

@@ -51,8 +51,9 @@ def raw(client, media: Path, name: str):
 def passing(instances, classes, labels_for, threshold: float = THRESHOLD) -> list[tuple]:
     """(config label, score, pixel box clipped to the image, index) of each raw detection the service must send."""
     out = []
-    for i, (score, label, box) in enumerate(zip(instances.scores.tolist(), instances.labels.tolist(),
-                                                instances.bboxes.tolist())):
+    for i, (score, label, box) in enumerate(
+        zip(instances.scores.tolist(), instances.labels.tolist(), instances.bboxes.tolist())
+    ):
         mapped = labels_for(classes[label])
         if score >= threshold and mapped is not None:
             out.append((mapped, score, box, i))
@@ -101,7 +102,8 @@ def test_class_names_map_exactly_case_insensitively_or_by_predicted_values(clien
         names = [classes[i] for s, i in zip(instances.scores.tolist(), instances.labels.tolist()) if s >= THRESHOLD]
         seen_unmapped += sum(n not in expected_map for n in names)
         assert [r["value"]["rectanglelabels"][0] for r in prediction["result"]] == [
-            expected_map[n] for n in names if n in expected_map]
+            expected_map[n] for n in names if n in expected_map
+        ]
     assert seen_unmapped > 0, "no unmapped class among the detections: dropping is untested"
     assert map_label("DOG", ["Dog"]) == "Dog"
 
@@ -126,8 +128,12 @@ def test_threshold_drops_lower_scores_and_an_empty_result_stays_one_per_task(cli
 
 
 def test_config_without_matching_labels_answers_empty_results(client):
-    config = CONFIG.replace("Person", "Zebra crossing").replace("Dog", "Kite flying").replace(
-        f' predicted_values="{VEHICLES}"', "").replace("chair", "Tree")
+    config = (
+        CONFIG.replace("Person", "Zebra crossing")
+        .replace("Dog", "Kite flying")
+        .replace(f' predicted_values="{VEHICLES}"', "")
+        .replace("chair", "Tree")
+    )
     results = predict(client, config, tasks(*IMAGES))
     assert [r["result"] for r in results] == [[]] * len(IMAGES)
 
@@ -143,7 +149,7 @@ def test_recorded_ls_request_with_uploaded_images(make_client, media, monkeypatc
     """A /predict body shaped as LS 1.23.2 sends it, images fetched from LS uploads with the token."""
     body = copy.deepcopy(recorded("/predict")[0]["body"])
     files = {f"/data/upload/2/{name}": (media / name).read_bytes() for name in IMAGES}
-    body["tasks"] = body["tasks"][:len(IMAGES)]
+    body["tasks"] = body["tasks"][: len(IMAGES)]
     for task, path in zip(body["tasks"], files):
         task["data"] = {"image": path}
     body["label_config"] = CONFIG
@@ -172,8 +178,9 @@ def test_masks_become_polygons_and_brush_rle_of_the_exact_mask(mask_client, medi
     for name, prediction in zip(["wide.png", "rotated.jpg"], results):
         instances, (width, height) = raw(mask_client, media, name)
         expected = passing(instances, classes, lambda _: "Thing")
-        by_kind = {kind: [r for r in prediction["result"] if r["from_name"] == kind]
-                   for kind in ("box", "outline", "mask")}
+        by_kind = {
+            kind: [r for r in prediction["result"] if r["from_name"] == kind] for kind in ("box", "outline", "mask")
+        }
         assert len(by_kind["box"]) == len(expected)
         nonempty = [e for e in expected if instances.masks[e[3]].any()]
         assert len(by_kind["mask"]) == len(nonempty) and len(by_kind["outline"]) <= len(nonempty)
@@ -198,8 +205,9 @@ def test_masks_become_polygons_and_brush_rle_of_the_exact_mask(mask_client, medi
 def test_box_model_answers_no_masks_for_a_polygon_only_config(client):
     assert not client.runtime.resources.has_masks
     config = MASK_CONFIG.format(names="person").replace(
-        '<RectangleLabels name="box" toName="image"><Label value="Thing" predicted_values="person"/>'
-        '</RectangleLabels>', "")
+        '<RectangleLabels name="box" toName="image"><Label value="Thing" predicted_values="person"/></RectangleLabels>',
+        "",
+    )
     results = predict(client, config, tasks("wide.png"))
     assert results[0]["result"] == []
 

@@ -117,24 +117,27 @@ def test_tasks_are_batched_into_one_transcribe_call(client, monkeypatch):
 
 def test_unreadable_audio_gives_that_task_an_empty_result(client, media_root, caplog):
     (media_root / "broken.wav").write_bytes(b"RIFF not really audio")
-    tasks = [{"id": 1, "data": {"audio": local("phrase-0.wav")}}, {"id": 2, "data": {"audio": local("broken.wav")}},
-             {"id": 3, "data": {"audio": local("missing.wav")}}]
+    tasks = [
+        {"id": 1, "data": {"audio": local("phrase-0.wav")}},
+        {"id": 2, "data": {"audio": local("broken.wav")}},
+        {"id": 3, "data": {"audio": local("missing.wav")}},
+    ]
     results = assert_conformant(client, TEXT_CONFIG, tasks)
     assert cer(PHRASES[0], transcript(results[0])) < 0.3
     assert results[1]["result"] == [] and results[2]["result"] == []
     assert "task 2: no transcript" in caplog.text
 
 
-def test_predict_budget_is_reported_instead_of_an_ls_timeout(make_client, monkeypatch, tiny_model, media_root,
-                                                             caplog):
+def test_predict_budget_is_reported_instead_of_an_ls_timeout(make_client, monkeypatch, tiny_model, media_root, caplog):
     monkeypatch.setenv("NEMO_MODEL", str(tiny_model))
     monkeypatch.setenv("NEMO_PREDICT_BUDGET", "0")
     client = make_client(NemoASR, local_files_document_root=str(media_root))
     caplog.set_level(logging.ERROR)
     results = assert_conformant(client, TEXT_CONFIG, [{"id": 5, "data": {"audio": local("phrase-0.wav")}}])
     assert results[0]["result"] == []
-    assert re.search(r"NEMO_PREDICT_BUDGET \(0 s\) spent after 0 chunk\(s\) of [\d.]+ s of audio: tasks \[5\] get no",
-                     caplog.text), caplog.text
+    assert re.search(
+        r"NEMO_PREDICT_BUDGET \(0 s\) spent after 0 chunk\(s\) of [\d.]+ s of audio: tasks \[5\] get no", caplog.text
+    ), caplog.text
 
 
 def test_budget_keeps_finished_tasks_and_names_the_others(make_client, monkeypatch, tiny_model, media_root, caplog):
@@ -159,17 +162,46 @@ def test_recorded_style_request_with_label_studio_upload(make_client, monkeypatc
     wav = (media_root / "phrase-4.wav").read_bytes()
     with FakeLabelStudio(files={"/data/upload/3/ab12cd-yes.wav": wav}) as ls:
         client = make_client(NemoASR, label_studio_url=ls.url, label_studio_api_key=ls.legacy_token)
-        setup = client.post("/setup", json={"project": "3.1795797692", "schema": TEXT_CONFIG,
-                                            "hostname": "http://localhost:8080", "access_token": "x",
-                                            "extra_params": None})
+        setup = client.post(
+            "/setup",
+            json={
+                "project": "3.1795797692",
+                "schema": TEXT_CONFIG,
+                "hostname": "http://localhost:8080",
+                "access_token": "x",
+                "extra_params": None,
+            },
+        )
         assert setup.json() == {"model_version": "nemo-0"}
-        task = {"id": 41, "data": {"audio": "/data/upload/3/ab12cd-yes.wav"}, "meta": {}, "annotations": [],
-                "predictions": [], "project": 3, "created_at": "2026-01-01T00:00:00Z", "is_labeled": False,
-                "inner_id": 1, "total_annotations": 0, "cancelled_annotations": 0, "total_predictions": 0,
-                "comment_count": 0, "unresolved_comment_count": 0, "last_comment_updated_at": None,
-                "updated_by": [], "file_upload": "ab12cd-yes.wav", "comment_authors": []}
-        reply = client.post("/predict", json={"tasks": [task], "project": "3.1795797692", "label_config": TEXT_CONFIG,
-                                              "params": {"login": None, "password": None, "context": None}})
+        task = {
+            "id": 41,
+            "data": {"audio": "/data/upload/3/ab12cd-yes.wav"},
+            "meta": {},
+            "annotations": [],
+            "predictions": [],
+            "project": 3,
+            "created_at": "2026-01-01T00:00:00Z",
+            "is_labeled": False,
+            "inner_id": 1,
+            "total_annotations": 0,
+            "cancelled_annotations": 0,
+            "total_predictions": 0,
+            "comment_count": 0,
+            "unresolved_comment_count": 0,
+            "last_comment_updated_at": None,
+            "updated_by": [],
+            "file_upload": "ab12cd-yes.wav",
+            "comment_authors": [],
+        }
+        reply = client.post(
+            "/predict",
+            json={
+                "tasks": [task],
+                "project": "3.1795797692",
+                "label_config": TEXT_CONFIG,
+                "params": {"login": None, "password": None, "context": None},
+            },
+        )
         assert ls.auth_headers_seen("/data/upload/") == [f"Token {ls.legacy_token}"]
     assert reply.status_code == 200, reply.text
     prediction = reply.json()["results"][0]

@@ -29,8 +29,11 @@ def have_tools() -> bool:
 
 def speak(text: str, path: Path, voice: str = "en-us", speed: int = 160, pitch: int = 50) -> Path:
     """espeak-ng's own output (22,050 Hz mono WAV): the service resamples it."""
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text],
+        check=True,
+        capture_output=True,
+    )
     return path
 
 
@@ -56,11 +59,21 @@ def model_config() -> dict:
         "labels": VOCABULARY,
         "preprocessor": {
             "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-            "sample_rate": RATE, "normalize": "per_feature", "window_size": 0.025, "window_stride": 0.01,
-            "window": "hann", "features": 64, "n_fft": 512, "frame_splicing": 1, "dither": 0.0, "pad_to": 0,
+            "sample_rate": RATE,
+            "normalize": "per_feature",
+            "window_size": 0.025,
+            "window_stride": 0.01,
+            "window": "hann",
+            "features": 64,
+            "n_fft": 512,
+            "frame_splicing": 1,
+            "dither": 0.0,
+            "pad_to": 0,
         },
         "encoder": {
-            "_target_": "nemo.collections.asr.modules.ConvASREncoder", "feat_in": 64, "activation": "relu",
+            "_target_": "nemo.collections.asr.modules.ConvASREncoder",
+            "feat_in": 64,
+            "activation": "relu",
             "conv_mask": True,
             "jasper": [
                 {**conv, "filters": 128, "kernel": [11], "stride": [2], "residual": False, "separable": False},
@@ -69,8 +82,12 @@ def model_config() -> dict:
                 {**conv, "filters": 192, "kernel": [1], "stride": [1], "residual": False, "separable": False},
             ],
         },
-        "decoder": {"_target_": "nemo.collections.asr.modules.ConvASRDecoder", "feat_in": 192,
-                    "num_classes": len(VOCABULARY), "vocabulary": VOCABULARY},
+        "decoder": {
+            "_target_": "nemo.collections.asr.modules.ConvASRDecoder",
+            "feat_in": 192,
+            "num_classes": len(VOCABULARY),
+            "vocabulary": VOCABULARY,
+        },
     }
 
 
@@ -137,8 +154,9 @@ def train(folder: Path, max_steps: int = 800, target_cer: float = 0.02, seed: in
         while step < max_steps:
             model.train()
             log_probs, encoded_len, _ = model(processed_signal=features, processed_signal_length=feature_lengths)
-            loss = model.loss(log_probs=log_probs, targets=target, input_lengths=encoded_len,
-                              target_lengths=target_lengths)
+            loss = model.loss(
+                log_probs=log_probs, targets=target, input_lengths=encoded_len, target_lengths=target_lengths
+            )
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -146,8 +164,14 @@ def train(folder: Path, max_steps: int = 800, target_cer: float = 0.02, seed: in
             step += 1
             if step % 20 == 0:
                 score = greedy_cer(model, features, feature_lengths, data)
-                logger.info("step %d loss %.3f cer %.3f (%.0f s, %.0f s CPU)", step, float(loss), score,
-                            time.monotonic() - started, time.process_time() - cpu)
+                logger.info(
+                    "step %d loss %.3f cer %.3f (%.0f s, %.0f s CPU)",
+                    step,
+                    float(loss),
+                    score,
+                    time.monotonic() - started,
+                    time.process_time() - cpu,
+                )
                 if score <= target_cer:
                     break
     finally:
@@ -155,8 +179,13 @@ def train(folder: Path, max_steps: int = 800, target_cer: float = 0.02, seed: in
     model.eval()
     path = folder / "tiny_ctc.nemo"
     model.save_to(str(path))
-    logger.info("trained %d steps in %.1f s (%.1f s CPU), training CER %.3f", step, time.monotonic() - started,
-                time.process_time() - cpu, score)
+    logger.info(
+        "trained %d steps in %.1f s (%.1f s CPU), training CER %.3f",
+        step,
+        time.monotonic() - started,
+        time.process_time() - cpu,
+        score,
+    )
     return path
 
 

@@ -15,13 +15,26 @@ def sam_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     hidden = 32
     config = SamConfig(
-        vision_config={"hidden_size": hidden, "output_channels": hidden, "num_hidden_layers": 2,
-                       "num_attention_heads": 2, "image_size": 64, "patch_size": 8, "window_size": 4,
-                       "global_attn_indexes": [1], "mlp_dim": 64,
-                       "num_pos_feats": hidden // 2},  # half the prompt encoder's hidden size
+        vision_config={
+            "hidden_size": hidden,
+            "output_channels": hidden,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 64,
+            "patch_size": 8,
+            "window_size": 4,
+            "global_attn_indexes": [1],
+            "mlp_dim": 64,
+            "num_pos_feats": hidden // 2,
+        },  # half the prompt encoder's hidden size
         prompt_encoder_config={"hidden_size": hidden, "image_size": 64, "patch_size": 8, "mask_input_channels": 4},
-        mask_decoder_config={"hidden_size": hidden, "mlp_dim": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                             "iou_head_hidden_dim": hidden},
+        mask_decoder_config={
+            "hidden_size": hidden,
+            "mlp_dim": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "iou_head_hidden_dim": hidden,
+        },
     )
     path = tmp_path_factory.mktemp("tiny-sam")
     SamModel(config).save_pretrained(path)

@@ -35,7 +35,7 @@ CONFIG = """<View>
 def save_image(folder: Path, name: str, width: int, height: int, seed: int = 0, orientation: int | None = None) -> Path:
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-    pixels[height // 4: height // 2, width // 4: width // 2] = (250, 220, 40)  # a yellow blob to click on
+    pixels[height // 4 : height // 2, width // 4 : width // 2] = (250, 220, 40)  # a yellow blob to click on
     image = Image.fromarray(pixels)
     path = folder / name
     if orientation is None:
@@ -47,28 +47,45 @@ def save_image(folder: Path, name: str, width: int, height: int, seed: int = 0, 
     return path
 
 
-def keypoint(x: float, y: float, width: int | None, height: int | None, label: str | None = "Banana",
-             positive: bool = True) -> dict:
-    item = {"id": f"kp{x:.0f}{y:.0f}", "from_name": "tag2", "to_name": "image", "type": "keypointlabels",
-            "origin": "manual", "image_rotation": 0, "is_positive": positive,
-            "value": {"x": x, "y": y, "width": 0.6, "keypointlabels": [label] if label else []}}
+def keypoint(
+    x: float, y: float, width: int | None, height: int | None, label: str | None = "Banana", positive: bool = True
+) -> dict:
+    item = {
+        "id": f"kp{x:.0f}{y:.0f}",
+        "from_name": "tag2",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "origin": "manual",
+        "image_rotation": 0,
+        "is_positive": positive,
+        "value": {"x": x, "y": y, "width": 0.6, "keypointlabels": [label] if label else []},
+    }
     if width is not None:
         item.update(original_width=width, original_height=height)
     return item
 
 
 def box(x: float, y: float, w: float, h: float, width: int, height: int, label: str = "Orange") -> dict:
-    return {"id": "box1", "from_name": "tag3", "to_name": "image", "type": "rectanglelabels", "origin": "manual",
-            "original_width": width, "original_height": height, "image_rotation": 0,
-            "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]}}
+    return {
+        "id": "box1",
+        "from_name": "tag3",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "origin": "manual",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]},
+    }
 
 
 def local_task(name: str, task_id: int = 1) -> dict:
     return {"id": task_id, "data": {"image": f"/data/local-files/?d={name}"}}
 
 
-def direct_sam(model_dir: Path, path: Path, points: list[tuple[float, float]], labels: list[int],
-               box_px: list[float] | None) -> tuple[np.ndarray, float]:
+def direct_sam(
+    model_dir: Path, path: Path, points: list[tuple[float, float]], labels: list[int], box_px: list[float] | None
+) -> tuple[np.ndarray, float]:
     """The oracle: transformers alone (processor + full model forward), on the EXIF-transposed image."""
     processor = SamProcessor.from_pretrained(model_dir)
     model = SamModel.from_pretrained(model_dir).eval()
@@ -80,8 +97,11 @@ def direct_sam(model_dir: Path, path: Path, points: list[tuple[float, float]], l
         kwargs["input_boxes"] = [[box_px]]
     inputs = processor(images=image, return_tensors="pt", **kwargs)
     with torch.no_grad():
-        out = model(pixel_values=inputs["pixel_values"], multimask_output=len(points) == 1 and box_px is None,
-                    **{k: v for k, v in inputs.items() if k.startswith("input_")})
+        out = model(
+            pixel_values=inputs["pixel_values"],
+            multimask_output=len(points) == 1 and box_px is None,
+            **{k: v for k, v in inputs.items() if k.startswith("input_")},
+        )
     masks = processor.post_process_masks(out.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"])
     best = int(out.iou_scores[0, 0].argmax())
     return masks[0][0, best].numpy(), float(out.iou_scores[0, 0, best])
@@ -134,8 +154,9 @@ def test_exif_rotated_image_with_box_and_negative_click(client, images, sam_env)
     path = save_image(images, "rotated.jpg", 40, 24, seed=1, orientation=6)
     assert Image.open(path).size == (40, 24)
     width, height = 24, 40
-    context = {"result": [box(10, 20, 60, 50, width, height),
-                          keypoint(50, 30, width, height, label="Orange", positive=False)]}
+    context = {
+        "result": [box(10, 20, 60, 50, width, height), keypoint(50, 30, width, height, label="Orange", positive=False)]
+    }
     results = assert_conformant(client, CONFIG, [local_task("rotated.jpg")], context=context)
     [region] = results[0]["result"]
     assert (region["original_width"], region["original_height"]) == (24, 40)
@@ -208,8 +229,14 @@ def test_no_prompt_unknown_label_and_minimal_contexts(client, images):
     assert region["type"] == "brush" and "brushlabels" not in region["value"]
     broken = {"result": [{"type": "keypointlabels", "value": {"x": "left"}}]}
     assert assert_conformant(client, CONFIG, tasks, context=broken, expect_regions=False)[0]["result"] == []
-    no_image = client.post("/predict", json={"tasks": [{"id": 9, "data": {}}], "label_config": CONFIG,
-                                             "params": {"context": {"result": [keypoint(50, 50, 16, 12)]}}})
+    no_image = client.post(
+        "/predict",
+        json={
+            "tasks": [{"id": 9, "data": {}}],
+            "label_config": CONFIG,
+            "params": {"context": {"result": [keypoint(50, 50, 16, 12)]}},
+        },
+    )
     assert no_image.status_code == 422 and "no image" in no_image.json()["error"]
 
 
@@ -229,19 +256,53 @@ def test_recorded_style_interactive_request_with_an_ls_upload(make_client, sam_e
     upload = "/data/upload/3/5f1c2a9e-x.png"
     with FakeLabelStudio(files={upload: data}) as ls:
         client = make_client(SegmentAnything, label_studio_url=ls.url, label_studio_api_key=ls.legacy_token)
-        setup = client.post("/setup", json={"project": "3.1795797692", "schema": CONFIG,
-                                            "hostname": "http://127.0.0.1:8080",
-                                            "access_token": "ls-test-token-0123456789abcdef", "extra_params": None})
+        setup = client.post(
+            "/setup",
+            json={
+                "project": "3.1795797692",
+                "schema": CONFIG,
+                "hostname": "http://127.0.0.1:8080",
+                "access_token": "ls-test-token-0123456789abcdef",
+                "extra_params": None,
+            },
+        )
         assert setup.status_code == 200
-        task = {"id": 41, "annotations": [], "drafts": [], "predictions": [], "data": {"image": upload}, "meta": {},
-                "created_at": "2026-11-27T16:41:40.101Z", "updated_at": "2026-11-27T16:41:40.101Z", "allow_skip": True,
-                "inner_id": 1, "total_annotations": 0, "cancelled_annotations": 0, "total_predictions": 0,
-                "comment_count": 0, "unresolved_comment_count": 0, "last_comment_updated_at": None, "project": 3,
-                "updated_by": [], "comment_authors": []}
-        context = {"annotation_id": None, "draft_id": 12, "user_id": 1,
-                   "result": [keypoint(30.0, 55.0, 33, 21, label="Banana")]}
-        reply = client.post("/predict", json={"tasks": [task], "project": "3.1795797692", "label_config": CONFIG,
-                                              "params": {"login": None, "password": None, "context": context}})
+        task = {
+            "id": 41,
+            "annotations": [],
+            "drafts": [],
+            "predictions": [],
+            "data": {"image": upload},
+            "meta": {},
+            "created_at": "2026-11-27T16:41:40.101Z",
+            "updated_at": "2026-11-27T16:41:40.101Z",
+            "allow_skip": True,
+            "inner_id": 1,
+            "total_annotations": 0,
+            "cancelled_annotations": 0,
+            "total_predictions": 0,
+            "comment_count": 0,
+            "unresolved_comment_count": 0,
+            "last_comment_updated_at": None,
+            "project": 3,
+            "updated_by": [],
+            "comment_authors": [],
+        }
+        context = {
+            "annotation_id": None,
+            "draft_id": 12,
+            "user_id": 1,
+            "result": [keypoint(30.0, 55.0, 33, 21, label="Banana")],
+        }
+        reply = client.post(
+            "/predict",
+            json={
+                "tasks": [task],
+                "project": "3.1795797692",
+                "label_config": CONFIG,
+                "params": {"login": None, "password": None, "context": context},
+            },
+        )
         assert ls.auth_headers_seen(upload) == [f"Token {ls.legacy_token}"]
     assert reply.status_code == 200, reply.text
     [prediction] = reply.json()["results"]

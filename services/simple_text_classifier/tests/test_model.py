@@ -5,19 +5,32 @@ from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
 from model import SimpleTextClassifier
 
 CONFIG = recorded("/setup")[0]["body"]["schema"]  # Text + Choices Positive/Negative, as LS sent it
-POSITIVE = ["I love this", "great product, love it", "wonderful and great", "so good, I love it",
-            "excellent quality", "really great value"]
-NEGATIVE = ["I hate this", "terrible product, hate it", "awful and bad", "so bad, I hate it",
-            "poor quality", "really terrible value"]
+POSITIVE = [
+    "I love this",
+    "great product, love it",
+    "wonderful and great",
+    "so good, I love it",
+    "excellent quality",
+    "really great value",
+]
+NEGATIVE = [
+    "I hate this",
+    "terrible product, hate it",
+    "awful and bad",
+    "so bad, I hate it",
+    "poor quality",
+    "really terrible value",
+]
 
 
 def annotation_event(task_id: int, text: str, label: str, annotation_id: int, project: int = 1) -> dict:
     result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
-    return {"action": "ANNOTATION_CREATED", "project": {"id": project, "label_config": CONFIG},
-            "task": {"id": task_id, "data": {"text": text}, "project": project},
-            "annotation": {"id": annotation_id, "result": result, "was_cancelled": False, "task": task_id}}
-
-
+    return {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": project, "label_config": CONFIG},
+        "task": {"id": task_id, "data": {"text": text}, "project": project},
+        "annotation": {"id": annotation_id, "result": result, "was_cancelled": False, "task": task_id},
+    }
 
 
 def test_untrained_model_answers_one_empty_prediction_per_task(make_client):
@@ -51,14 +64,36 @@ def test_trains_from_annotation_webhooks_and_predicts_with_new_version(make_clie
 
 
 def test_start_training_reads_labeled_tasks_from_label_studio_export(make_client):
-    tasks = [{"id": i, "data": {"text": t}, "annotations": [
-        {"id": i, "was_cancelled": False, "updated_at": "2026-01-01",
-         "result": [{"from_name": "label", "to_name": "text", "type": "choices",
-                     "value": {"choices": [label]}}]}]}
-        for i, (t, label) in enumerate([(t, "Positive") for t in POSITIVE] + [(t, "Negative") for t in NEGATIVE])]
-    tasks.append({"id": 99, "data": {"text": "skipped"}, "annotations": [
-        {"id": 99, "was_cancelled": True, "result": [{"from_name": "label", "type": "choices",
-                                                      "value": {"choices": ["Positive"]}}]}]})
+    tasks = [
+        {
+            "id": i,
+            "data": {"text": t},
+            "annotations": [
+                {
+                    "id": i,
+                    "was_cancelled": False,
+                    "updated_at": "2026-01-01",
+                    "result": [
+                        {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                    ],
+                }
+            ],
+        }
+        for i, (t, label) in enumerate([(t, "Positive") for t in POSITIVE] + [(t, "Negative") for t in NEGATIVE])
+    ]
+    tasks.append(
+        {
+            "id": 99,
+            "data": {"text": "skipped"},
+            "annotations": [
+                {
+                    "id": 99,
+                    "was_cancelled": True,
+                    "result": [{"from_name": "label", "type": "choices", "value": {"choices": ["Positive"]}}],
+                }
+            ],
+        }
+    )
     with FakeLabelStudio(tasks={7: tasks}) as ls:
         client = make_client(SimpleTextClassifier, label_studio_url=ls.url, label_studio_api_key=ls.pat)
         v0 = client.post("/setup", json={"project": "7", "schema": CONFIG}).json()["model_version"]

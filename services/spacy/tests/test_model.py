@@ -20,15 +20,25 @@ CONFIG = """<View>
   </Labels>
   <Text name="text" value="$text"/>
 </View>"""
-TEXTS = ["Barack Obama visited Paris in May 2009 with executives from Google.",
-         "",
-         "Angela Merkel met Emmanuel Macron in Berlin on Tuesday.",
-         "nothing to see here",
-         "  Émile Zola\tand Olaf Scholz 🇩🇪 met\n\nin Brussels with Nokia\u00a0staff."]
-GADGETS = ["I bought a Zorblax yesterday.", "My Zorblax broke again.", "She loves her new Quibbit.",
-           "The Quibbit is charging.", "He sold his Zorblax on Monday.", "We use a Quibbit at work.",
-           "Is the Zorblax waterproof?", "Bring the Quibbit to the party.", "A Zorblax costs too much.",
-           "Their Quibbit was stolen."]
+TEXTS = [
+    "Barack Obama visited Paris in May 2009 with executives from Google.",
+    "",
+    "Angela Merkel met Emmanuel Macron in Berlin on Tuesday.",
+    "nothing to see here",
+    "  Émile Zola\tand Olaf Scholz 🇩🇪 met\n\nin Brussels with Nokia\u00a0staff.",
+]
+GADGETS = [
+    "I bought a Zorblax yesterday.",
+    "My Zorblax broke again.",
+    "She loves her new Quibbit.",
+    "The Quibbit is charging.",
+    "He sold his Zorblax on Monday.",
+    "We use a Quibbit at work.",
+    "Is the Zorblax waterproof?",
+    "Bring the Quibbit to the party.",
+    "A Zorblax costs too much.",
+    "Their Quibbit was stolen.",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -55,15 +65,20 @@ def annotation_event(task_id: int, text: str, spans: list[tuple[str, str]], proj
     result = []
     for word, label in spans:
         start = text.index(word)
-        result.append({"id": f"r{task_id}{start}", "from_name": "ner", "to_name": "text", "type": "labels",
-                       "origin": "manual",
-                       "value": {"start": start, "end": start + len(word), "text": word, "labels": [label]}})
+        result.append(
+            {
+                "id": f"r{task_id}{start}",
+                "from_name": "ner",
+                "to_name": "text",
+                "type": "labels",
+                "origin": "manual",
+                "value": {"start": start, "end": start + len(word), "text": word, "labels": [label]},
+            }
+        )
     event["annotation"].update({"id": 1000 + task_id, "result": result, "task": task_id, "project": project})
     event["task"] = {**event.get("task", {}), "id": task_id, "data": {"text": text}, "project": project}
     event["project"] = {**event["project"], "id": project, "label_config": CONFIG}
     return event
-
-
 
 
 def test_entities_are_mapped_onto_config_labels_and_unknown_ones_dropped(make_client, nlp):
@@ -81,7 +96,7 @@ def test_entities_are_mapped_onto_config_labels_and_unknown_ones_dropped(make_cl
     for task, prediction in zip(tasks_of(TEXTS), results, strict=True):
         for region in prediction["result"]:
             value = region["value"]
-            assert task["data"]["text"][value["start"]:value["end"]] == value["text"]
+            assert task["data"]["text"][value["start"] : value["end"]] == value["text"]
     # the service returns exactly what the library finds, for the labels the config knows
     mapping = {"PERSON": "Person", "ORG": "Organization", "GPE": "Place", "LOC": "Place"}
     for doc, prediction in zip(nlp.pipe(TEXTS), results, strict=True):
@@ -107,7 +122,7 @@ def test_text_given_as_a_url_is_fetched_and_spans_index_the_fetched_text(make_cl
     assert ("Tim Cook", "Person") in entities({"result": found})
     assert ("Apple", "Organization") in entities({"result": found})
     for region in found:
-        assert text[region["value"]["start"]:region["value"]["end"]] == region["value"]["text"]
+        assert text[region["value"]["start"] : region["value"]["end"]] == region["value"]["text"]
 
 
 def test_choices_from_a_text_categoriser_replaying_recorded_ls_requests(make_client, tmp_path, monkeypatch):
@@ -115,8 +130,11 @@ def test_choices_from_a_text_categoriser_replaying_recorded_ls_requests(make_cli
     negative = ["I hate this", "terrible product, hate it", "awful and bad", "so bad, I hate it"]
     nlp = spacy.blank("en")
     textcat = nlp.add_pipe("textcat")
-    train = [Example.from_dict(nlp.make_doc(t), {"cats": {"POSITIVE": float(p), "NEGATIVE": float(not p)}})
-             for texts, p in ((positive, True), (negative, False)) for t in texts]
+    train = [
+        Example.from_dict(nlp.make_doc(t), {"cats": {"POSITIVE": float(p), "NEGATIVE": float(not p)}})
+        for texts, p in ((positive, True), (negative, False))
+        for t in texts
+    ]
     optimizer = nlp.initialize(lambda: train)
     for _ in range(15):
         nlp.update(train, sgd=optimizer)
@@ -131,8 +149,9 @@ def test_choices_from_a_text_categoriser_replaying_recorded_ls_requests(make_cli
     assert reply.status_code == 200, reply.text
     results = reply.json()["results"]
     assert len(results) == len(body["tasks"])
-    chosen = {t["data"]["text"]: r["result"][0]["value"]["choices"]
-              for t, r in zip(body["tasks"], results, strict=True)}
+    chosen = {
+        t["data"]["text"]: r["result"][0]["value"]["choices"] for t, r in zip(body["tasks"], results, strict=True)
+    }
     assert chosen["I love this"] == ["Positive"] and chosen["I hate this"] == ["Negative"]
     assert all(0.5 < r["score"] <= 1 for r in results)
     assert client.runtime.stats["dropped_regions"] == 0
@@ -180,10 +199,16 @@ def test_start_training_from_the_export_trains_a_blank_pipeline(make_client, mon
     exported = []
     for i, text in enumerate(GADGETS):
         event = annotation_event(i + 1, text, [("Zorblax" if "Zorblax" in text else "Quibbit", "Gadget")], project=7)
-        exported.append({"id": i + 1, "data": {"text": text},
-                         "annotations": [{**event["annotation"], "was_cancelled": False}]})
-    exported.append({"id": 99, "data": {"text": "A Zorblax here."},
-                     "annotations": [{"id": 99, "was_cancelled": True, "result": [{"from_name": "ner"}]}]})
+        exported.append(
+            {"id": i + 1, "data": {"text": text}, "annotations": [{**event["annotation"], "was_cancelled": False}]}
+        )
+    exported.append(
+        {
+            "id": 99,
+            "data": {"text": "A Zorblax here."},
+            "annotations": [{"id": 99, "was_cancelled": True, "result": [{"from_name": "ner"}]}],
+        }
+    )
     with FakeLabelStudio(tasks={7: exported}) as ls:
         client = make_client(SpacyModel, label_studio_url=ls.url, label_studio_api_key=ls.pat)
         blank = assert_conformant(client, CONFIG, tasks_of(["I want a Zorblax."]), project="7")
@@ -194,7 +219,6 @@ def test_start_training_from_the_export_trains_a_blank_pipeline(make_client, mon
         wait_for_version(client, "7", CONFIG, v0)
         assert ls.auth_headers_seen("/api/projects/7/export") == [f"Bearer {ls.access}"]
     assert len(client.runtime.store.get("7", "examples")) == len(GADGETS), "the cancelled annotation is skipped"
-    results = assert_conformant(client, CONFIG, tasks_of(["I want a Zorblax.", "Where is the Quibbit?"]),
-                                project="7")
+    results = assert_conformant(client, CONFIG, tasks_of(["I want a Zorblax.", "Where is the Quibbit?"]), project="7")
     assert entities(results[0]) == [("Zorblax", "Gadget")]
     assert entities(results[1]) == [("Quibbit", "Gadget")]

@@ -10,8 +10,18 @@ TEXT = "Apple pie. I ate an apple; APPLE shares fell. Pineapple is not an apple?
 
 
 def context_for(text: str, start: int, end: int, label: str = "Fruit") -> dict:
-    return {"result": [{"id": "sel1", "from_name": "label", "to_name": "text", "type": "labels", "origin": "manual",
-                        "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]}}]}
+    return {
+        "result": [
+            {
+                "id": "sel1",
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+                "origin": "manual",
+                "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]},
+            }
+        ]
+    }
 
 
 def test_every_occurrence_gets_the_label_and_spans_match_text(make_client):
@@ -21,11 +31,11 @@ def test_every_occurrence_gets_the_label_and_spans_match_text(make_client):
     results = assert_conformant(client, CONFIG, tasks, context=context_for(TEXT, start, start + 5))
     spans = results[0]["result"]
     got = sorted((r["value"]["start"], r["value"]["end"]) for r in spans)
-    expected = sorted((i, i + 5) for i in range(len(TEXT)) if TEXT[i:i + 5].lower() == "apple" and i != start)
+    expected = sorted((i, i + 5) for i in range(len(TEXT)) if TEXT[i : i + 5].lower() == "apple" and i != start)
     assert got == expected
     for region in spans:
         v = region["value"]
-        assert TEXT[v["start"]:v["end"]] == v["text"]
+        assert TEXT[v["start"] : v["end"]] == v["text"]
         assert v["labels"] == ["Fruit"]
         assert region["score"] == (1.0 if v["text"] == "apple" else 0.5)
 

@@ -18,16 +18,22 @@ from label_studio_ml.testing import FakeLabelStudio, assert_conformant
 from model import Tesseract
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SMART = ('<View><Image name="image" value="$ocr"/>'
-         '<RectangleLabels name="bbox" toName="image" smart="true"><Label value="Text"/><Label value="Handwriting"/>'
-         '</RectangleLabels><TextArea name="transcription" toName="image" perRegion="true" editable="true"/></View>')
-OCR_TEMPLATE = ('<View><Image name="image" value="$ocr"/><Labels name="label" toName="image">'
-                '<Label value="Text" background="green"/><Label value="Handwriting" background="blue"/></Labels>'
-                '<Rectangle name="bbox" toName="image" strokeWidth="3"/><Polygon name="poly" toName="image"/>'
-                '<TextArea name="transcription" toName="image" editable="true" perRegion="true" '
-                'displayMode="region-list"/></View>')
-POLYGONS = ('<View><Image name="image" value="$ocr"/><Polygon name="poly" toName="image"/>'
-            '<TextArea name="transcription" toName="image" perRegion="true"/></View>')
+SMART = (
+    '<View><Image name="image" value="$ocr"/>'
+    '<RectangleLabels name="bbox" toName="image" smart="true"><Label value="Text"/><Label value="Handwriting"/>'
+    '</RectangleLabels><TextArea name="transcription" toName="image" perRegion="true" editable="true"/></View>'
+)
+OCR_TEMPLATE = (
+    '<View><Image name="image" value="$ocr"/><Labels name="label" toName="image">'
+    '<Label value="Text" background="green"/><Label value="Handwriting" background="blue"/></Labels>'
+    '<Rectangle name="bbox" toName="image" strokeWidth="3"/><Polygon name="poly" toName="image"/>'
+    '<TextArea name="transcription" toName="image" editable="true" perRegion="true" '
+    'displayMode="region-list"/></View>'
+)
+POLYGONS = (
+    '<View><Image name="image" value="$ocr"/><Polygon name="poly" toName="image"/>'
+    '<TextArea name="transcription" toName="image" perRegion="true"/></View>'
+)
 LINES = ["Invoice number 4217 paid", "Total amount due 98.50 euro", "Thank you for your order"]
 # words 1-2 px apart are where box placement is hardest; the report prints the largest error seen
 MAX_BOX_ERROR_PX = 3.0
@@ -56,8 +62,9 @@ def found_words(result: list[dict], width: int, height: int) -> list[tuple[str, 
     for group in by_id(result).values():
         shape = next(v for k, v in group.items() if k != "textarea" and k != "labels")
         assert group["textarea"]["value"]["text"], group
-        assert {k: v for k, v in group["textarea"]["value"].items() if k != "text"} == \
-            {k: v for k, v in shape["value"].items() if not k.endswith("labels")}, "same geometry"
+        assert {k: v for k, v in group["textarea"]["value"].items() if k != "text"} == {
+            k: v for k, v in shape["value"].items() if not k.endswith("labels")
+        }, "same geometry"
         assert (shape["original_width"], shape["original_height"]) == (width, height)
         out.append((group["textarea"]["value"]["text"][0], percent_box_to_pixels(shape["value"], width, height)))
     return out
@@ -113,17 +120,30 @@ def test_exif_rotated_photo_is_read_upright_in_displayed_coordinates(make_client
 
 
 def interactive_context(region_value: dict, width: int, height: int, region_id: str = "userBox01") -> dict:
-    region = {"id": region_id, "from_name": "bbox", "to_name": "image", "type": "rectanglelabels",
-              "origin": "manual", "original_width": width, "original_height": height, "image_rotation": 0,
-              "value": {**region_value, "rectanglelabels": ["Handwriting"]}}
+    region = {
+        "id": region_id,
+        "from_name": "bbox",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "origin": "manual",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {**region_value, "rectanglelabels": ["Handwriting"]},
+    }
     return {"annotation_id": None, "draft_id": 1, "user_id": 1, "result": [region]}
 
 
 def test_interactive_reads_the_drawn_box_and_answers_with_its_id(make_client, tmp_path, page):
     width, height = page.image.size
     left, top, right, bottom = page.line_box(1)
-    value = {"x": 100 * (left - 6) / width, "y": 100 * (top - 8) / height,
-             "width": 100 * (right - left + 12) / width, "height": 100 * (bottom - top + 16) / height, "rotation": 0}
+    value = {
+        "x": 100 * (left - 6) / width,
+        "y": 100 * (top - 8) / height,
+        "width": 100 * (right - left + 12) / width,
+        "height": 100 * (bottom - top + 16) / height,
+        "rotation": 0,
+    }
     client = make_client(Tesseract, local_files_document_root=str(tmp_path))
     task = local_task(tmp_path, "page.png", page.image)
     prediction = assert_conformant(client, SMART, [task], context=interactive_context(value, width, height))[0]
@@ -144,13 +164,20 @@ def test_interactive_rotated_box_is_cropped_upright(make_client, tmp_path, page)
 
     def moved(x: float, y: float) -> tuple[float, float]:
         dx, dy = x - w0 / 2, y - h0 / 2
-        return (w1 / 2 + dx * math.cos(theta) - dy * math.sin(theta),
-                h1 / 2 + dx * math.sin(theta) + dy * math.cos(theta))
+        return (
+            w1 / 2 + dx * math.cos(theta) - dy * math.sin(theta),
+            h1 / 2 + dx * math.sin(theta) + dy * math.cos(theta),
+        )
 
     left, top, right, bottom = page.line_box(2)
     anchor = moved(left - 8, top - 10)
-    value = {"x": 100 * anchor[0] / w1, "y": 100 * anchor[1] / h1, "width": 100 * (right - left + 16) / w1,
-             "height": 100 * (bottom - top + 20) / h1, "rotation": angle}
+    value = {
+        "x": 100 * anchor[0] / w1,
+        "y": 100 * anchor[1] / h1,
+        "width": 100 * (right - left + 16) / w1,
+        "height": 100 * (bottom - top + 20) / h1,
+        "rotation": angle,
+    }
     client = make_client(Tesseract, local_files_document_root=str(tmp_path))
     task = local_task(tmp_path, "turned.png", turned)
     prediction = assert_conformant(client, SMART, [task], context=interactive_context(value, w1, h1))[0]
@@ -192,13 +219,17 @@ def test_polygon_config_gets_four_point_polygons(make_client, tmp_path):
 
 def test_images_from_label_studio_uploads_and_plain_http(make_client, page, caplog):
     png_bytes = _png_bytes(page.image)
-    with FakeLabelStudio(files={"/data/upload/2/page.png": png_bytes}) as ls, \
-            FakeLabelStudio(files={"/public/scan.png": png_bytes}) as other:
+    with (
+        FakeLabelStudio(files={"/data/upload/2/page.png": png_bytes}) as ls,
+        FakeLabelStudio(files={"/public/scan.png": png_bytes}) as other,
+    ):
         client = make_client(Tesseract, label_studio_url=ls.url, label_studio_api_key=ls.legacy_token)
-        tasks = [{"id": 1, "data": {"ocr": "/data/upload/2/page.png"}},
-                 {"id": 2, "data": {"ocr": "/data/upload/2/missing.png"}},
-                 {"id": 3, "data": {"ocr": f"{other.url}/public/scan.png"}},
-                 {"id": 4, "data": {"ocr": f"{other.url}/public/gone.png"}}]
+        tasks = [
+            {"id": 1, "data": {"ocr": "/data/upload/2/page.png"}},
+            {"id": 2, "data": {"ocr": "/data/upload/2/missing.png"}},
+            {"id": 3, "data": {"ocr": f"{other.url}/public/scan.png"}},
+            {"id": 4, "data": {"ocr": f"{other.url}/public/gone.png"}},
+        ]
         with caplog.at_level(logging.ERROR):
             results = assert_conformant(client, SMART, tasks)
         assert ls.auth_headers_seen("/data/upload/2/page.png") == [f"Token {ls.legacy_token}"]
@@ -235,8 +266,9 @@ def test_recorded_style_interactive_request_from_label_studio(make_client):
 def test_config_without_textarea_is_a_clear_error(make_client, tmp_path, page):
     client = make_client(Tesseract, local_files_document_root=str(tmp_path))
     config = '<View><Image name="image" value="$ocr"/><Rectangle name="bbox" toName="image"/></View>'
-    reply = client.post("/predict", json={"tasks": [local_task(tmp_path, "page.png", page.image)],
-                                          "label_config": config})
+    reply = client.post(
+        "/predict", json={"tasks": [local_task(tmp_path, "page.png", page.image)], "label_config": config}
+    )
     assert reply.status_code == 422
     assert "textarea" in reply.json()["error"].lower()
 
