@@ -249,6 +249,13 @@ def free_port() -> int:
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[str]:
     """A real ``redis-server`` (Debian package) on a free loopback port; yields its URL."""
+    with running_redis(tmp_path) as url:
+        yield url
+
+
+@contextmanager
+def running_redis(data_dir: Path) -> Iterator[str]:
+    """``redis-server`` on a free loopback port, no persistence, until the block ends; yields its URL."""
     import shutil
     import subprocess
     import time
@@ -269,7 +276,7 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
             "--appendonly",
             "no",
             "--dir",
-            str(tmp_path),
+            str(data_dir),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
