@@ -18,7 +18,7 @@ COMPOSE_FILES := -f compose/$(MODEL).yml $(if $(WITH_LS),-f compose/label-studio
 TEST_ENVS ?= lint,core,$(subst $(eval) ,$(comma),$(SERVICES))$(if $(wildcard e2e/conftest.py),$(comma)e2e)
 comma := ,
 
-.PHONY: help system-packages test-system-packages run worker up down logs build test test-core test-envs lint smoke services check-model check-docker bench k8s
+.PHONY: help system-packages test-system-packages run worker up down logs build test test-core test-envs lint smoke services check-model check-docker bench bench-preannotate k8s
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -86,6 +86,12 @@ smoke: check-model check-docker $(TOX) ## build MODEL's image, start it, check /
 bench: check-model system-packages $(VENV)/.installed ## run benchmarks/<MODEL>.py (or benchmarks/core.py etc. directly)
 	$(VENV)/bin/python -m pip install -q httpx==0.28.1
 	$(VENV)/bin/python benchmarks/$(MODEL).py
+
+bench-preannotate: ## benchmarks/preannotate.py: 10,000 tasks through a real Label Studio (substring_matching, spaCy)
+	$(MAKE) --no-print-directory MODEL=spacy system-packages .venv-spacy/.installed
+	.venv-spacy/bin/python -m pip install -q -e 'core[redis,testing]' -r services/spacy/requirements-test.txt
+	@$(SYSTEM_PACKAGES) --test core
+	LSML_LS_VENV=$${LSML_LS_VENV:-$(CURDIR)/.tox/label-studio} .venv-spacy/bin/python benchmarks/preannotate.py $(ARGS)
 
 .venv-core/.installed: core/pyproject.toml
 	$(PYTHON) -m venv .venv-core
