@@ -21,7 +21,7 @@ comma := ,
 .PHONY: help system-packages test-system-packages run worker up down logs build test test-core test-envs lint smoke services check-model check-docker bench bench-preannotate k8s
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 	@echo "  MODEL=<name> one of: $(SERVICES)"
 
 check-model:
@@ -98,11 +98,7 @@ bench-preannotate: ## benchmarks/preannotate.py: 10,000 tasks through a real Lab
 	.venv-core/bin/python -m pip install -q -e core
 	touch $@
 
-# the GPU variant for every service whose compose file has an NVIDIA service (core/tests/test_kubernetes.py checks the same)
-k8s: .venv-core/.installed ## regenerate deploy/k8s/<service>/ (and <service>-gpu/) with label-studio-ml deploy k8s
-	@for s in $(SERVICES); do \
-		.venv-core/bin/label-studio-ml deploy k8s services/$$s --output deploy/k8s/$$s >/dev/null || exit 1; \
-		if grep -q 'driver: nvidia' compose/$$s.yml; then \
-			.venv-core/bin/label-studio-ml deploy k8s services/$$s --gpu --output deploy/k8s/$$s-gpu >/dev/null || exit 1; \
-		fi; \
-	done; echo "deploy/k8s/: $$(ls deploy/k8s | wc -l) folders"
+# deploy/k8s/<service>/ and, where compose/<service>.yml has an NVIDIA service, <service>-gpu/: tools/k8s_manifests.py
+# runs `label-studio-ml deploy k8s` for each (core/tests/test_kubernetes.py fails when they drift)
+k8s: .venv-core/.installed ## regenerate deploy/k8s/ with label-studio-ml deploy k8s (K8S_CHECK=1: only report drift)
+	.venv-core/bin/python tools/k8s_manifests.py $(if $(K8S_CHECK),--check)

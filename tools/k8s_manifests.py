@@ -50,6 +50,8 @@ def generate(target: Path) -> list[str]:
 
 
 def differences(left: Path, right: Path) -> list[str]:
+    if not right.is_dir():
+        return [str(right)]
     compared = filecmp.dircmp(left, right)
     found = [str(right / n) for n in compared.left_only + compared.right_only + compared.diff_files]
     for sub in compared.common_dirs:

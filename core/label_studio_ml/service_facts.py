@@ -21,6 +21,7 @@ INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}\Z")
 URL_PATH = re.compile(r"https?://[^/\s'\"]+(/[\w./-]*)")
 USERADD_UID = re.compile(r"\buseradd\b[^;&|]*?(?:--uid|-u)[ =](\d+)")
 DURATION = re.compile(r"(\d+)(h|m|s)")
+ENVIRONMENT_KEY = re.compile(r"environment:(\s*&[\w-]+)?\Z")
 
 
 class ServiceError(Exception):
@@ -194,16 +195,22 @@ def environment(service: dict[str, Any], comments: dict[str, str]) -> tuple[EnvV
 
 
 def env_comments(text: str) -> dict[str, str]:
-    """The comment lines right above each ``NAME: value`` line of a compose file, by NAME."""
+    """The comment lines right above each ``NAME: value`` line of an ``environment:`` block of a compose
+    file, by NAME; a build argument of the same name has its own comment, about building."""
     comments: dict[str, str] = {}
     above: list[str] = []
+    block: int | None = None  # the indentation of the `environment:` key while inside its block
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("#"):
             above.append(stripped.lstrip("#").strip())
             continue
-        found = re.match(r"([A-Z][A-Z0-9_]*):\s", stripped + " ")
-        if found and above:
+        indent = len(line) - len(line.lstrip())
+        if stripped and block is not None and indent <= block:
+            block = None
+        if ENVIRONMENT_KEY.match(stripped):
+            block = indent
+        elif block is not None and (found := re.match(r"([A-Z][A-Z0-9_]*):\s", stripped + " ")) and above:
             comments.setdefault(found.group(1), " ".join(above))
         above = []
     return comments

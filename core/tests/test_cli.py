@@ -177,7 +177,9 @@ def write_model(folder: Path, source: str = ECHO_MODEL, name: str = "model.py") 
 
 
 # --- help -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("command", [[], ["start"], ["create"], ["deploy"], ["deploy", "gcp"], ["worker"]])
+@pytest.mark.parametrize(
+    "command", [[], ["start"], ["create"], ["deploy"], ["deploy", "gcp"], ["deploy", "k8s"], ["worker"]]
+)
 def test_every_command_explains_itself(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([*command, "--help"])
@@ -185,7 +187,7 @@ def test_every_command_explains_itself(command, capsys):
     text = capsys.readouterr().out
     assert text.startswith("usage: label-studio-ml")
     assert len(text.splitlines()) >= 8  # a description and options, not just a usage line
-    if command in (["start"], ["create"], ["deploy", "gcp"], []):
+    if command in (["start"], ["create"], ["deploy", "gcp"], ["deploy", "k8s"], []):
         assert "example" in text or "steps" in text
 
 
