@@ -21,7 +21,7 @@ comma := ,
 .PHONY: help system-packages test-system-packages run worker up down logs build test test-core test-envs lint smoke services check-model check-docker bench bench-preannotate k8s
 
 help: ## list targets
-	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 	@echo "  MODEL=<name> one of: $(SERVICES)"
 
 check-model:
