@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(sys.path.pop(0))  # this folder after site-packages: benchmarks/spacy.py is not the library
 sys.path[:0] = [str(ROOT / "e2e")]  # the Label Studio launcher the e2e tests use
 
 from _serving import sentences  # noqa: E402
@@ -158,7 +159,8 @@ def main() -> int:
                 )
                 for i in range(args.workers)
             ]
-            runs.append((f"Redis, {args.workers} workers", {"REDIS_URL": redis_url}, workers))
+            if workers:  # --workers 0: in-process only
+                runs.append((f"Redis, {args.workers} workers", {"REDIS_URL": redis_url}, workers))
             for name, env, processes in runs:
                 project = fresh_project(ls, service, texts, f"{service} {name}")
                 for process in processes:

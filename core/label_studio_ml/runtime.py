@@ -91,10 +91,8 @@ class ModelRuntime:
             self.trainer.recover(self.projects(), lambda project, event: self.trainer.submit(project, event, {}))
 
     def projects(self) -> list[str]:
-        """Projects with state in the file store, sorted; none are listed from Redis."""
-        if not isinstance(self.store, FileStore) or not self.store.root.exists():
-            return []
-        return sorted(p.name for p in self.store.root.glob("*") if p.is_dir())
+        """Projects with stored state (in the file store, or in Redis for every replica), sorted."""
+        return self.store.projects()
 
     def require_ready(self) -> None:
         if self.state == "loading":

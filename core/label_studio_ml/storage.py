@@ -42,6 +42,7 @@ class Store(Protocol):
     def set(self, project: str, key: str, value: Any) -> None: ...
     def delete(self, project: str, key: str) -> None: ...
     def ping(self) -> bool: ...
+    def projects(self) -> list[str]: ...
 
 
 class FileStore:
@@ -114,6 +115,10 @@ class FileStore:
     def ping(self) -> bool:
         return True
 
+    def projects(self) -> list[str]:
+        """Projects that have state here, sorted."""
+        return sorted(p.name for p in self.root.glob("*") if p.is_dir()) if self.root.exists() else []
+
 
 class RedisStore:
     """Shared state for several replicas. Every read goes to Redis, so no replica serves stale state."""
@@ -140,7 +145,11 @@ class RedisStore:
         return None if raw is None else json.loads(raw)
 
     def set(self, project: str, key: str, value: Any) -> None:
-        self._call(self.client.set, self._key(project, key), json.dumps(value))
+        # the set of projects lets every replica list them without a KEYS scan
+        pipe = self.client.pipeline()
+        pipe.set(self._key(project, key), json.dumps(value))
+        pipe.sadd(f"{self.prefix}:projects", project)
+        self._call(pipe.execute)
 
     def delete(self, project: str, key: str) -> None:
         self._call(self.client.delete, self._key(project, key))
@@ -150,6 +159,11 @@ class RedisStore:
             return bool(self.client.ping())
         except Exception:
             return False
+
+    def projects(self) -> list[str]:
+        """Projects any replica has stored state for, sorted."""
+        members = self._call(self.client.smembers, f"{self.prefix}:projects")
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
 
 def make_store(model_dir: Path, redis_url: str = "") -> Store:

@@ -122,6 +122,17 @@ def test_redis_store(redis_process: tuple[subprocess.Popen[bytes], str]) -> None
     other.delete("2", "key3")
     assert store.get("2", "key3") is None
     assert RedisStore(url, prefix="svc-b").get("2", "key1") is None, "prefixes separate services"
+    other.set("7.1700000000", "label_config", "<View/>")
+    assert store.projects() == ["2", "7.1700000000"], "every replica lists the projects any replica stored"
+    assert RedisStore(url, prefix="svc-b").projects() == []
+
+
+def test_file_store_lists_projects_with_state(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    assert store.projects() == []
+    store.set("12", "label_config", "<View/>")
+    store.set("3", "active_version", "v1")
+    assert store.projects() == ["12", "3"]
 
 
 def test_redis_down_is_state_unavailable(redis_process: tuple[subprocess.Popen[bytes], str]) -> None:

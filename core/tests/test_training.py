@@ -267,6 +267,8 @@ def test_redis_two_replicas_and_a_worker_share_versions(tmp_path, redis_server):
         jobs = requests.get(two.url + "/jobs?project=3", timeout=5).json()["jobs"]
         assert jobs[0]["id"] == job_id and jobs[0]["state"] == "done"
         assert "training job" in worker.log_tail()
+        page = requests.get(two.url + "/", headers={"Accept": "text/html"}, timeout=5).text
+        assert 'data-project="3"' in page and new in page, "the status page lists the project set up on one replica"
 
 
 def test_redis_down_gives_503_with_reason(make_client, trainable, tmp_path):
