@@ -180,7 +180,12 @@ class MLBackendApp:
             results = await anyio.to_thread.run_sync(self.runtime.predict, parsed, limiter=self.limiter)
         self.metrics.predictions.inc(len(results))
         self.metrics.dropped.inc(self.runtime.stats["dropped_regions"] - before["dropped_regions"])
-        self.metrics.failed_tasks.inc(self.runtime.stats["failed_tasks"] - before["failed_tasks"])
+        failed = self.runtime.stats["failed_tasks"] - before["failed_tasks"]
+        self.metrics.failed_tasks.inc(failed)
+        if failed:  # a failed task's error names the exception type only: its message stays in the log
+            for item in results:
+                if item.get("error"):
+                    item["error"] = str(item["error"]).split(":", 1)[0] + " (see the backend log)"
         self.request_log.info(
             "predicted %d task(s) for project %s in %.1f ms%s",
             len(results),
