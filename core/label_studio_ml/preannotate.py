@@ -36,8 +36,13 @@ DROPPED = "Label Studio did not store the prediction (its label config check rej
 
 
 class JobStopped(RuntimeError):
-    """The job cannot go on now (LS or the backend unreachable after retries, the version changed):
-    one line saying why; what was written stays, a rerun resumes."""
+    """The job cannot go on now: one line saying why; what was written stays, a rerun resumes.
+    ``retryable``: a dependency was unreachable (trying later may work), not a wrong token, a deleted
+    project or a changed model version."""
+
+    def __init__(self, reason: str, retryable: bool = False) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class Options:
     batch_size: int = 16  # tasks per predict call
     page_size: int = 500  # tasks per LS page read
     write_size: int = 500  # predictions per bulk write (each LS 1.23.2 bulk call recounts the whole project)
+    chunk_size: int = 500  # tasks per chunk a Redis worker takes
     flush_after_s: float = 30.0  # write what is predicted at least this often (a slow model loses less on a crash)
     backoff: Backoff = field(default_factory=Backoff)
 
@@ -81,6 +87,64 @@ def model_task(task: dict[str, Any]) -> dict[str, Any]:
     return {key: task[key] for key in TASK_FIELDS if key in task}
 
 
+IDS_PER_READ = 100  # task ids per list query: they travel in the URL, which servers cap at a few KB
+
+
+class TaskReader:
+    """Reads one project's tasks with their predictions' versions and tells which hold ``version``.
+    Every call is retried with ``backoff``; LS still unreachable after it, or the token or project
+    gone, raises JobStopped."""
+
+    def __init__(self, client: LabelStudioClient, project: int, version: str, backoff: Backoff) -> None:
+        self.client = client
+        self.project = int(project)
+        self.version = version
+        self.backoff = backoff
+
+    def call(self, fn: Callable[[], Any], what: str) -> Any:
+        try:
+            return self.backoff.call(fn, (LabelStudioUnavailable,), what)
+        except LabelStudioUnavailable as exc:
+            raise JobStopped(f"{exc}; gave up after {self.backoff.tries} tries", retryable=True) from None
+        except (LabelStudioAuthError, LabelStudioNotFound) as exc:
+            raise JobStopped(str(exc)) from None
+
+    def page(self, after: int, size: int) -> tuple[list[dict[str, Any]], int]:
+        return self.call(lambda: self.client.task_page(self.project, after=after, size=size), "reading tasks")  # type: ignore[no-any-return]
+
+    def tasks(self, ids: list[int]) -> list[dict[str, Any]]:
+        """The tasks ``ids`` (those still in the project), in id order."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), IDS_PER_READ):
+            part = ids[start : start + IDS_PER_READ]
+            found += self.call(
+                lambda part=part: self.client.task_page(self.project, ids=part, size=len(part))[0], "reading tasks"
+            )
+        return sorted(found, key=lambda t: int(t["id"]))
+
+    def split(self, tasks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(tasks holding a prediction of the version, the others), exact even where the page's
+        versions column was cut."""
+        holding, lacking, unsure = [], [], []
+        for task in tasks:
+            versions = prediction_versions(task)
+            if versions is None:
+                unsure.append(task)
+            else:
+                (holding if self.version in versions else lacking).append(task)
+        if unsure:
+            full = self.call(
+                lambda: self.client.tasks_with_predictions(self.project, [t["id"] for t in unsure]), "reading tasks"
+            )
+            have = {t["id"] for t in full if self.version in (prediction_versions(t) or set())}
+            for task in unsure:
+                (holding if task["id"] in have else lacking).append(task)
+        return holding, lacking
+
+    def ids_holding_version(self, ids: list[int]) -> set[int]:
+        return {t["id"] for t in self.split(self.tasks(ids))[0]}
+
+
 class Preannotator:
     """Predicts and writes one project's tasks with one predictor; ``process`` takes tasks as a task
     list page gives them (with their versions), ``flush`` writes what is left."""
@@ -105,43 +169,11 @@ class Preannotator:
         self.stop = stop or threading.Event()
         self.pending: list[dict[str, Any]] = []
         self.flushed_at = time.monotonic()
-
-    # --- reading -------------------------------------------------------------------------------
-    def _ls(self, fn: Callable[[], Any], what: str) -> Any:
-        """An LS call with backoff; LS still unreachable after it, or the token or project gone, stops the job."""
-        try:
-            return self.options.backoff.call(fn, (LabelStudioUnavailable,), what)
-        except LabelStudioUnavailable as exc:
-            raise JobStopped(f"{exc}; gave up after {self.options.backoff.tries} tries") from None
-        except (LabelStudioAuthError, LabelStudioNotFound) as exc:
-            raise JobStopped(str(exc)) from None
-
-    def holding_version(self, tasks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(tasks holding a prediction of the version, the others), exact even where the page's
-        versions column was cut."""
-        holding, lacking, unsure = [], [], []
-        for task in tasks:
-            versions = prediction_versions(task)
-            if versions is None:
-                unsure.append(task)
-            else:
-                (holding if self.version in versions else lacking).append(task)
-        if unsure:
-            full = self._ls(
-                lambda: self.client.tasks_with_predictions(self.project, [t["id"] for t in unsure]), "reading tasks"
-            )
-            have = {t["id"] for t in full if self.version in (prediction_versions(t) or set())}
-            for task in unsure:
-                (holding if task["id"] in have else lacking).append(task)
-        return holding, lacking
-
-    def ids_holding_version(self, ids: list[int]) -> set[int]:
-        tasks, _ = self._ls(lambda: self.client.task_page(self.project, ids=ids, size=len(ids)), "reading tasks")
-        return {t["id"] for t in self.holding_version(tasks)[0]}
+        self.reader = TaskReader(client, self.project, self.version, self.options.backoff)
 
     # --- predicting ----------------------------------------------------------------------------
     def process(self, tasks: list[dict[str, Any]]) -> None:
-        holding, lacking = self.holding_version(tasks)
+        holding, lacking = self.reader.split(tasks)
         if holding:
             self.tally.skipped([t["id"] for t in holding])
         for start in range(0, len(lacking), self.options.batch_size):
@@ -173,7 +205,7 @@ class Preannotator:
                 lambda: self.predictor.predict(batch), (PredictorUnavailable,), f"predicting {len(batch)} tasks"
             )
         except PredictorUnavailable as exc:
-            raise JobStopped(f"{exc}; gave up after {self.options.backoff.tries} tries") from None
+            raise JobStopped(f"{exc}; gave up after {self.options.backoff.tries} tries", retryable=True) from None
         except VersionChanged as exc:
             raise JobStopped(f"{exc}; run again to pre-annotate with the new version") from None
         except Exception as exc:
@@ -201,13 +233,13 @@ class Preannotator:
 
         def send() -> int:
             if tried[0]:  # a failed call may have been stored before it failed: never write twice
-                stored = self.ids_holding_version([p["task"] for p in left])
+                stored = self.reader.ids_holding_version([p["task"] for p in left])
                 left[:] = [p for p in left if p["task"] not in stored]
             tried[0] = True
             return self.client.import_predictions(self.project, left) if left else 0
 
         try:
-            created = self._ls(send, f"writing {len(predictions)} predictions")
+            created = self.reader.call(send, f"writing {len(predictions)} predictions")
         except LabelStudioError as exc:  # the whole call refused (e.g. a task deleted meanwhile): one by one
             logger.warning("bulk write refused (%s); writing %d predictions one by one", exc, len(left))
             self.write_one_by_one(left)
@@ -218,7 +250,7 @@ class Preannotator:
         if created >= len(left):
             self.tally.done(ids)
             return
-        stored = self.ids_holding_version(ids)  # LS dropped some silently: find which
+        stored = self.reader.ids_holding_version(ids)  # LS dropped some silently: find which
         self.tally.done([i for i in ids if i in stored])
         for task_id in ids:
             if task_id not in stored:
@@ -227,7 +259,7 @@ class Preannotator:
     def write_one_by_one(self, predictions: Iterable[dict[str, Any]]) -> None:
         for prediction in predictions:
             try:
-                self._ls(lambda p=prediction: self.client.create_prediction(p), "writing a prediction")
+                self.reader.call(lambda p=prediction: self.client.create_prediction(p), "writing a prediction")
             except LabelStudioError as exc:
                 self.tally.failed(prediction["task"], str(exc))
             else:
@@ -240,10 +272,7 @@ class Preannotator:
         while True:
             if self.stop.is_set():
                 raise JobStopped("stopped on request")
-            tasks, total = self._ls(
-                lambda after=after: self.client.task_page(self.project, after=after, size=self.options.page_size),
-                "reading tasks",
-            )
+            tasks, total = self.reader.page(after, self.options.page_size)
             if first:
                 counts.total, first = total, False
             if not tasks:
@@ -263,4 +292,4 @@ def check_access(client: LabelStudioClient, project: int, backoff: Backoff) -> d
     try:
         return backoff.call(lambda: client.get_project(project), (LabelStudioUnavailable,), "reading the project")
     except LabelStudioUnavailable as exc:
-        raise JobStopped(f"{exc}; gave up after {backoff.tries} tries") from None
+        raise JobStopped(f"{exc}; gave up after {backoff.tries} tries", retryable=True) from None

@@ -16,6 +16,7 @@ from .console import Subcommands, fail, where
 from .model import LabelStudioMLBase
 
 STOPPED = 1
+logger = logging.getLogger(__name__)
 
 
 def stopped(reason: str, done: int | None = None) -> int:
@@ -76,12 +77,11 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     options = Options(
         batch_size=args.batch_size or model_class.predict_batch_size,
         page_size=args.page_size,
-        write_size=max(args.page_size, args.chunk_size),
+        write_size=args.page_size,
+        chunk_size=args.chunk_size,
         backoff=backoff,
     )
     if args.target is not None and settings.redis_url:
-        from .preannotate_redis import run_distributed
-
         return run_distributed(args, settings, client, model_class, label_config, options)
     return run_here(args, settings, client, model_class, label_config, options)
 
@@ -133,6 +133,72 @@ def run_here(
         return stopped("interrupted", counts.done)
     reporter.finish(counts, "done")
     return 0
+
+
+def run_distributed(
+    args: argparse.Namespace,
+    settings: Any,
+    client: Any,
+    model_class: type[LabelStudioMLBase],
+    label_config: str,
+    options: Any,
+) -> int:
+    """``preannotate SERVICE_DIR`` with REDIS_URL: plan (or resume) the job, then wait for the workers,
+    showing progress and requeueing chunks of dead workers."""
+    from .preannotate import JobStopped
+    from .preannotate_redis import plan, start_job
+    from .progress import make_reporter
+    from .runtime import ModelRuntime
+
+    runtime = ModelRuntime(model_class, settings)  # no load: planning needs the version only
+    job, resumed, queue = start_job(runtime, client, args.project, label_config, options)
+    meta = job.meta()
+    reporter = make_reporter(
+        args.json, args.progress_interval, job=job.id, project=args.project, model_version=meta["version"]
+    )
+    if resumed:
+        logger.warning("resuming pre-annotation job %s (see it with --status %s)", job.id, job.id)
+    try:
+        if not plan(job, client, queue, options.backoff, reporter):
+            logger.warning("another process is planning job %s; waiting for the workers", job.id)
+        return wait(job, queue, runtime.store, reporter)
+    except JobStopped as exc:
+        job.stop(str(exc))
+        reporter.finish(job.counts(), "stopped", reason=str(exc))
+        return stopped(f"{exc} (job {job.id})")
+    except KeyboardInterrupt:
+        reporter.finish(job.counts(), "stopped", reason="interrupted")
+        return stopped(f"interrupted; the workers go on with job {job.id}")
+
+
+def wait(job: Any, queue: Any, store: Any, reporter: Any) -> int:
+    """Until the job is done (0) or stopped (1): progress from Redis; chunks of dead workers requeued."""
+    import time
+
+    from rq import Worker
+
+    from .preannotate_redis import lease_seconds
+
+    last_scan, hinted = 0.0, False
+    while True:
+        meta = job.meta()
+        counts = job.counts()
+        reporter.update(counts)
+        if meta.get("state") == "done":
+            job.mirror(store)
+            reporter.finish(counts, "done")
+            return 0
+        if meta.get("state") != "running":
+            reason = meta.get("error") or meta.get("state", "stopped")
+            reporter.finish(counts, "stopped", reason=reason)
+            return stopped(f"{reason} (job {job.id})", counts.done)
+        if time.monotonic() - last_scan > lease_seconds() / 2:
+            last_scan = time.monotonic()
+            job.requeue_lost(queue)
+            if not hinted and not Worker.all(queue=queue):
+                hinted = True
+                logger.warning("no worker listens on %s yet: start `label-studio-ml worker SERVICE_DIR`", queue.name)
+        time.sleep(0.5)
 
 
 def show_status(job_id: str, redis_url: str) -> int:
