@@ -23,11 +23,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Settings
-from .errors import InvalidShape, MLBackendError, PayloadTooLarge, StateUnavailable, Unauthorized
+from .errors import InvalidInput, InvalidShape, MLBackendError, PayloadTooLarge, StateUnavailable, Unauthorized
 from .logs import RequestLog
 from .metrics import CONTENT_TYPE, Metrics
 from .model import LabelStudioMLBase
 from .openapi import openapi_spec
+from .preannotate_jobs import PreannotateJobs
 from .protocol import PredictRequest, SetupRequest, WebhookEvent, loads, parse_project
 from .runtime import ModelRuntime
 from .status_page import StatusPage, wants_html
@@ -142,6 +143,7 @@ class MLBackendApp:
         self.limiter = anyio.CapacityLimiter(max(1, self.settings.threads))
         self.request_log = RequestLog(logger)
         self.status_page = StatusPage(self)
+        self.preannotate = PreannotateJobs(runtime)
 
     async def health_report(self) -> tuple[dict[str, Any], int]:
         """``/health``'s body and status code (also shown on the status page)."""
@@ -180,7 +182,12 @@ class MLBackendApp:
             results = await anyio.to_thread.run_sync(self.runtime.predict, parsed, limiter=self.limiter)
         self.metrics.predictions.inc(len(results))
         self.metrics.dropped.inc(self.runtime.stats["dropped_regions"] - before["dropped_regions"])
-        self.metrics.failed_tasks.inc(self.runtime.stats["failed_tasks"] - before["failed_tasks"])
+        failed = self.runtime.stats["failed_tasks"] - before["failed_tasks"]
+        self.metrics.failed_tasks.inc(failed)
+        if failed:  # a failed task's error names the exception type only: its message stays in the log
+            for item in results:
+                if item.get("error"):
+                    item["error"] = str(item["error"]).split(":", 1)[0] + " (see the backend log)"
         self.request_log.info(
             "predicted %d task(s) for project %s in %.1f ms%s",
             len(results),
@@ -255,6 +262,38 @@ class MLBackendApp:
             raise InvalidShape("GET /jobs needs ?project=<id>")
         report = await anyio.to_thread.run_sync(self.job_report, project)
         return JSONResponse({"project": given, **report})
+
+    async def start_job(self, request: Request) -> Response:
+        """``POST /jobs`` ``{"project": ID, "kind": "preannotate", "batch_size": N}``: pre-annotate the
+        project in the background (202 with the job id; the project's running job if it has one)."""
+        body = await read_json(request, self.settings.max_request_bytes)
+        if not isinstance(body, dict):
+            raise InvalidInput('POST /jobs needs a JSON object: {"project": ID, "kind": "preannotate"}')
+        kind = body.get("kind", "preannotate")
+        if kind != "preannotate":
+            raise InvalidInput(f"unknown job kind {kind!r}: POST /jobs starts 'preannotate' (training starts from LS)")
+        try:
+            project = parse_project(body.get("project"))
+        except MLBackendError as exc:
+            raise InvalidInput(exc.reason) from None
+        if project is None or not project.isdigit():
+            raise InvalidInput("POST /jobs needs 'project': the LS project id")
+        batch_size = body.get("batch_size")
+        if batch_size is not None and (
+            not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size <= 10_000
+        ):
+            raise InvalidInput("'batch_size' must be an integer from 1 to 10000")
+        record, started = await anyio.to_thread.run_sync(self.preannotate.start, project, batch_size)
+        return JSONResponse(
+            {
+                "job": record["id"],
+                "kind": "preannotate",
+                "project": project,
+                "state": record.get("state"),
+                "status": "started" if started else "already running",
+            },
+            status_code=202,
+        )
 
     def job_report(self, project: str) -> dict[str, Any]:
         """A project's active version and job records, newest first."""
@@ -341,6 +380,7 @@ def create_app(
         Route("/train", handlers.train, methods=["POST"]),
         Route("/versions", handlers.versions, methods=["GET"]),
         Route("/jobs", handlers.jobs, methods=["GET"]),
+        Route("/jobs", handlers.start_job, methods=["POST"]),
         Route("/metrics", handlers.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", handlers.openapi, methods=["GET"]),
     ]

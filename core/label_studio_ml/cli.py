@@ -1,16 +1,17 @@
 """``label-studio-ml``: the entry module. Each subcommand lives in its own module (``start``,
-``worker``, ``scaffold`` for create, ``deploy``) and hangs off this parser through its
-``add_command``; their shared helpers are in ``console``. Nothing imports this module."""
+``worker``, ``preannotate_command`` for preannotate, ``scaffold`` for create, ``deploy``) and hangs
+off this parser through its ``add_command``; their shared helpers are in ``console``. Nothing
+imports this module."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import __version__, deploy, scaffold, start, worker
+from . import __version__, deploy, preannotate_command, scaffold, start, worker
 from .console import Parser
 
-SUBCOMMANDS = (start, worker, scaffold, deploy)
+SUBCOMMANDS = (start, worker, preannotate_command, scaffold, deploy)
 
 
 def build_parser() -> argparse.ArgumentParser:

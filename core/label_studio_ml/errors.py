@@ -51,3 +51,13 @@ class MediaError(MLBackendError):
     """A task's media could not be fetched or read; only that task fails."""
 
     status_code = 422
+
+
+class NotFound(MLBackendError):
+    status_code = 404
+
+
+class BadGateway(MLBackendError):
+    """Label Studio refused, or did not answer, a call the backend made for the request."""
+
+    status_code = 502

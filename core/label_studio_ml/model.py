@@ -94,6 +94,9 @@ class LabelStudioMLBase:
     #: where predict runs: None (measured: the event loop once it has proven sub-millisecond, else a worker
     #: thread), True (always the event loop: sub-millisecond, I/O-free models), False (always a thread)
     inline_predict: ClassVar[bool | None] = None
+    #: tasks per predict call in bulk pre-annotation (``label-studio-ml preannotate``; its --batch-size
+    #: overrides): the size at which the model's batch speed pays off without holding too much memory
+    predict_batch_size: ClassVar[int] = 16
     #: the version served before any training; defaults to ``<service_name>-0``
     INITIAL_MODEL_VERSION: ClassVar[str | None] = None
 

@@ -222,13 +222,53 @@ def openapi_spec(model_class: str = "model") -> dict[str, Any]:
             },
             "/jobs": {
                 "get": {
-                    "summary": "training jobs of a project, newest first",
+                    "summary": "jobs of a project, newest first: training (kind train) and pre-annotation"
+                    " (kind preannotate), each with its state and progress",
                     "parameters": [{"name": "project", "in": "query", "required": True, "schema": {"type": "string"}}],
                     "responses": {
                         "200": {"description": "jobs", **_json({"type": "object", "required": ["jobs"]})},
                         **common,
                     },
-                }
+                },
+                "post": {
+                    "summary": "pre-annotate a whole LS project in the background (the server's LABEL_STUDIO_URL and"
+                    " API key; on the workers' queue with REDIS_URL): every task lacking a prediction of the served"
+                    " version gets one",
+                    "requestBody": {
+                        "required": True,
+                        **_json(
+                            {
+                                "type": "object",
+                                "required": ["project"],
+                                "properties": {
+                                    "project": {"type": "integer"},
+                                    "kind": {"type": "string", "enum": ["preannotate"]},
+                                    "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000},
+                                },
+                            }
+                        ),
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "started, or the project's running job",
+                            **_json(
+                                {
+                                    "type": "object",
+                                    "required": ["job", "kind", "project", "status"],
+                                    "properties": {
+                                        "job": {"type": "string"},
+                                        "kind": {"type": "string"},
+                                        "project": {"type": "string"},
+                                        "state": {"type": "string", "nullable": True},
+                                        "status": {"type": "string", "enum": ["started", "already running"]},
+                                    },
+                                }
+                            ),
+                        },
+                        **common,
+                        **_errors(404, 502),
+                    },
+                },
             },
             "/metrics": {
                 "get": {

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from .config import Settings
@@ -139,23 +138,3 @@ def run_job(project: str, job_id: str) -> str | None:
         if job.state == "failed":
             raise RuntimeError(job.error)
         return job.version
-
-
-def run_worker(target: str | Path) -> int:
-    """``label-studio-ml worker DIR``: an RQ worker that keeps the model loaded between jobs."""
-    from rq import Queue, SimpleWorker
-
-    from .loader import load_model_class
-    from .logs import configure_logging
-
-    settings = Settings.from_env()
-    configure_logging(settings.log_level, settings.secrets)
-    path = str(Path(target).resolve())
-    os.environ["LSML_MODEL_PATH"] = path
-    model_class = load_model_class(path)
-    store = RedisStore(settings.redis_url)
-    _runtime(path)  # load before taking jobs
-    queue = Queue(queue_name(model_class), connection=store.client)
-    logger.info("training worker for %s listening on queue %s", model_class.__name__, queue.name)
-    SimpleWorker([queue], connection=store.client).work(with_scheduler=False)
-    return 0

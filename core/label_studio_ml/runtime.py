@@ -263,7 +263,9 @@ class ModelRuntime:
                     type(exc).__name__,
                     exc,
                 )
-                out.append({"result": [], "score": None})
+                # LS reads result/score/model_version only; bulk pre-annotation reads the error and
+                # writes nothing for the task, so a later run tries it again
+                out.append({"result": [], "score": None, "error": f"{type(exc).__name__}: {exc}"})
         self.stats["failed_tasks"] += failed
         if failed == len(request.tasks):
             raise RuntimeError(f"prediction failed for all {failed} tasks; see the server log")

@@ -123,7 +123,7 @@ def job_view(record: dict[str, Any], redact: Callable[[str], str] = str) -> dict
     error = record.get("error")
     return {
         "id": record.get("id", "?"),
-        "kind": record.get("kind") or "training",
+        "kind": record.get("kind") or "train",
         "project": record.get("project", ""),
         "state": record.get("state", "unknown"),
         "progress": min(1.0, max(0.0, float(progress))) if isinstance(progress, (int, float)) else None,

@@ -48,18 +48,23 @@ class Job:
     def public(self) -> dict[str, Any]:
         record = asdict(self)
         record.pop("payloads")
-        return record
+        return {"kind": "train", **record}
 
 
 def save_job(store: Store, job: Job, new: bool = False) -> None:
-    """One key per job (an atomic write, no read-modify-write race between a webhook thread and the
-    training thread); the per-project index of job ids changes only when a job is created."""
-    store.set(job.project, f"job-{job.id}", job.public())
+    save_record(store, job.project, job.public(), new)
+
+
+def save_record(store: Store, project: str, record: dict[str, Any], new: bool = False) -> None:
+    """A job record (training, pre-annotation: its ``kind`` says) under the project's job index. One key
+    per job (an atomic write, no read-modify-write race between a webhook thread and the training
+    thread); the per-project index of job ids changes only when a job is created."""
+    store.set(project, f"job-{record['id']}", record)
     if new:
-        index = [job.id] + [i for i in store.get(job.project, "jobs") or [] if i != job.id]
-        store.set(job.project, "jobs", index[:KEEP_JOBS])
+        index = [record["id"]] + [i for i in store.get(project, "jobs") or [] if i != record["id"]]
+        store.set(project, "jobs", index[:KEEP_JOBS])
         for old in index[KEEP_JOBS:]:
-            store.delete(job.project, f"job-{old}")
+            store.delete(project, f"job-{old}")
 
 
 def load_jobs(store: Store, project: str) -> list[dict[str, Any]]:
