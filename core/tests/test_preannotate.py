@@ -5,11 +5,13 @@ the HTTP backend, the server's job, and the Redis path with real redis-server an
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,16 @@ TARGETS = {"echo": fakes.Echo, "boom": fakes.BoomOnSome, "sevens": Sevens}
 
 
 @pytest.fixture
-def env(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+def env(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
+    """The command's environment; the logging it configures (a process entry point's) undone after."""
+    root, runtime = logging.getLogger(), logging.getLogger("label_studio_ml.runtime.failures")
+    saved = (root.handlers[:], root.level, runtime.level)
+    yield _env(monkeypatch, tmp_path)
+    root.handlers[:], root.level = saved[0], saved[1]
+    runtime.setLevel(saved[2])
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "model_dir"))
     monkeypatch.setattr(loader, "load_model_class", lambda target: TARGETS[str(target)])
