@@ -33,7 +33,7 @@ def cmd_preannotate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING").upper(), settings.secrets)
     # a failed task is reported once, by the job (with its id and reason), not also by the runtime
-    logging.getLogger("label_studio_ml.runtime").setLevel(logging.CRITICAL)
+    logging.getLogger("label_studio_ml.runtime.failures").setLevel(logging.CRITICAL)
     if args.status:
         return show_status(args.status, settings.redis_url)
     if (args.target is None) == (args.backend is None):

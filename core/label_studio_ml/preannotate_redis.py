@@ -114,7 +114,7 @@ class Lease:
         self.redis = redis
         self.key = key
         self.ttl_ms = int(ttl * 1000)
-        self.token = uuid.uuid4().hex
+        self.token = f"{os.getpid()}-{uuid.uuid4().hex}"  # the holder's pid first: tests kill by it
         self.on_renew = on_renew
         self.lost = False
         self._stop = threading.Event()

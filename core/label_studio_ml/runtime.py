@@ -24,6 +24,8 @@ from .training import TRAIN_EVENTS, Job, TrainingManager
 from .versions import Versions
 
 logger = logging.getLogger(__name__)
+# a failing batch and its failed tasks: a bulk job reports those itself, with task ids, and quiets this one
+failures_logger = logging.getLogger(__name__ + ".failures")
 
 MAX_CACHED_PROJECTS = 64
 
@@ -197,7 +199,7 @@ class ModelRuntime:
         except Exception as exc:
             if len(request.tasks) == 1 or isinstance(exc, (LabelConfigError, PredictionCountError)):
                 raise
-            logger.warning(
+            failures_logger.warning(
                 "batch predict failed (%s: %s); predicting %d tasks one by one",
                 type(exc).__name__,
                 exc,
@@ -257,7 +259,7 @@ class ModelRuntime:
                 out.extend(self._run_predict(model, [task], request.context, request.params))
             except Exception as exc:
                 failed += 1
-                logger.error(
+                failures_logger.error(
                     "task %s: prediction failed, answering an empty result: %s: %s",
                     task.get("id"),
                     type(exc).__name__,
