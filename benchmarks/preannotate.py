@@ -68,23 +68,8 @@ def fresh_project(ls: LabelStudio, service: str, texts: list[str], title: str) -
 
 
 def predictions_per_task(ls: LabelStudio, project: int) -> dict[int, int]:
-    """How many predictions each task holds (paged through the task list)."""
-    counts: dict[int, int] = {}
-    page = 1
-    while True:
-        reply = ls.http.get(
-            f"{ls.url}/api/tasks/",
-            params={"project": project, "page": page, "page_size": 1000, "fields": "all"},
-            timeout=120,
-        )
-        if reply.status_code == 404:
-            return counts
-        reply.raise_for_status()
-        tasks = reply.json()["tasks"]
-        counts.update({task["id"]: len(task.get("predictions") or []) for task in tasks})
-        if len(tasks) < 1000:
-            return counts
-        page += 1
+    """How many predictions each task holds."""
+    return {task["id"]: len(task.get("predictions") or []) for task in ls.tasks(project)}
 
 
 def preannotate(ls: LabelStudio, service: str, project: int, env: dict[str, str], log: Path) -> dict[str, Any]:

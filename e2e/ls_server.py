@@ -80,9 +80,22 @@ class LabelStudio:
             json={"selectedItems": {"all": True, "excluded": []}},
         )
 
-    def tasks(self, project: int) -> list[dict[str, Any]]:
-        reply = self.api("GET", f"/api/tasks/?project={project}&fields=all&page_size=100")
-        return reply["tasks"] if isinstance(reply, dict) else reply
+    def tasks(self, project: int, page_size: int = 1000) -> list[dict[str, Any]]:
+        """Every task of the project with its predictions and annotations in full, page by page."""
+        found: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            path = f"/api/tasks/?project={project}&fields=all&page={page}&page_size={page_size}"
+            reply = self.http.get(self.url + path, timeout=120)
+            if reply.status_code == 404 and found:  # LS answers 404 past the last page
+                return found
+            assert reply.status_code == 200, f"GET {path} -> {reply.status_code}: {reply.text[:500]}"
+            body = reply.json()
+            tasks = body["tasks"] if isinstance(body, dict) else body
+            found += tasks
+            if len(tasks) < page_size:
+                return found
+            page += 1
 
     def log_tail(self, lines: int = 80) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -35,8 +35,7 @@ def make_project(ls: Any, title: str) -> int:
 
 def predictions_per_task(ls: Any, project: int) -> Counter[int]:
     """How many tasks hold 0, 1, 2... predictions of VERSION (all tasks, read in full)."""
-    reply = ls.api("GET", f"/api/tasks/?project={project}&fields=all&page_size={TASKS + 10}")
-    tasks = reply["tasks"]
+    tasks = ls.tasks(project)
     assert len(tasks) == TASKS
     return Counter(sum(1 for p in t["predictions"] if p["model_version"] == VERSION) for t in tasks)
 
