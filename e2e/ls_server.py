@@ -44,6 +44,7 @@ class LabelStudio:
         self.url = url
         self.token = token
         self.log_path = log_path
+        self._personal_access_token: str | None = None
         self.http = requests.Session()
         self.http.headers.update({"Authorization": f"Token {token}"})
 
@@ -101,7 +102,13 @@ class LabelStudio:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def personal_access_token(self) -> str:
-        """Log in with a session, enable token kinds, and create a personal access token (a JWT)."""
+        """The user's personal access token (a JWT): created once by logging in with a session and enabling
+        token kinds; LS 1.23.2 refuses a second one (409) while the first is valid, so later calls reuse it."""
+        if self._personal_access_token is None:
+            self._personal_access_token = self._create_personal_access_token()
+        return self._personal_access_token
+
+    def _create_personal_access_token(self) -> str:
         web = requests.Session()
         web.get(self.url + "/user/login/", timeout=30)
         csrf = web.cookies.get("csrftoken", "")
