@@ -113,6 +113,7 @@ def preannotate(
         **SERVICE_ENV.get(service, {}),
         "LABEL_STUDIO_URL": ls.url,
         "LABEL_STUDIO_API_KEY": ls.token,
+        "MODEL_DIR": str(log.parent / f"{service}-job"),  # the command keeps project state there, not in the cwd
         **env,
     }
     started = time.perf_counter()
