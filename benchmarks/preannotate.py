@@ -5,7 +5,7 @@ on the same texts (no LS at all), versus LS's own "Retrieve Predictions" (one /p
 task, cut at LS's 100 s timeout).
 
     python benchmarks/preannotate.py [--tasks 10000] [--services substring_matching,spacy] [--workers 2]
-        [--write-sizes 500,1000,2000]     LS's ceiling at each bulk-call size; the job runs at the first
+        [--write-sizes 5000,2000,1000]    LS's ceiling at each bulk-call size; the job runs at the first
 
 Run it with an interpreter that has core[test] and the services' requirements (spaCy and its model
 package for `spacy`): `make bench-preannotate` builds that environment and runs it. Each run gets a fresh
@@ -151,10 +151,10 @@ def main() -> int:
     parser.add_argument("--skip-retrieve", action="store_true", help="leave out LS's Retrieve Predictions")
     parser.add_argument(
         "--write-sizes",
-        default="500",
-        help="predictions per bulk call for LS's ceiling, comma-separated; the job runs with the first (default 500)",
+        default="5000",
+        help="predictions per bulk call for LS's ceiling, comma-separated; the job runs with the first (default 5000)",
     )
-    parser.add_argument("--page-size", type=int, default=500, help="tasks per page read (default 500)")
+    parser.add_argument("--page-size", type=int, default=5000, help="tasks per page read (default 5000)")
     args = parser.parse_args()
     texts = sentences(args.tasks)
     work = Path(tempfile.mkdtemp(prefix="lsml-bench-preannotate-"))
