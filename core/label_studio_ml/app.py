@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Settings
+from .io_wait import SlotLender
 from .errors import InvalidInput, InvalidShape, MLBackendError, PayloadTooLarge, StateUnavailable, Unauthorized
 from .logs import RequestLog
 from .metrics import CONTENT_TYPE, Metrics
@@ -141,6 +142,7 @@ class MLBackendApp:
         self.metrics = metrics
         self.settings = runtime.settings
         self.limiter = anyio.CapacityLimiter(max(1, self.settings.threads))
+        runtime.fetcher.io_wait = SlotLender(self.limiter, max_lent=4 * max(1, self.settings.threads)).waiting
         self.request_log = RequestLog(logger)
         self.status_page = StatusPage(self)
         self.preannotate = PreannotateJobs(runtime)
