@@ -43,6 +43,7 @@ class Job:
     events: int = 1
     pid: int = field(default_factory=os.getpid)
     owner: str = PROCESS_TOKEN
+    retry_of: str | None = None  # the interrupted job this one trains again (re-run once, not again)
     payloads: list[tuple[str, dict[str, Any]]] = field(default_factory=list, repr=False)
 
     def public(self) -> dict[str, Any]:

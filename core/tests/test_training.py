@@ -277,3 +277,50 @@ def test_redis_down_gives_503_with_reason(make_client, trainable, tmp_path):
     assert health.status_code == 503 and "Redis" in health.json()["reason"]
     setup = client.post("/setup", json={"project": "3", "schema": CONFIG})
     assert setup.status_code == 503 and "unreachable" in setup.json()["error"]
+
+
+def test_redis_worker_sigkilled_mid_training_is_recovered_within_a_lease(tmp_path, redis_server):
+    """Issue 21 #1: a worker SIGKILLed while training left the job `running` and the project's lock held for
+    24 h. Now the lock and the job's liveness key expire a lease (2 s here) after its last heartbeat: a new
+    worker marks the job failed, trains its events again once, and trains the next annotation after it."""
+    env = {
+        "MODEL_DIR": str(tmp_path / "shared"),
+        "REDIS_URL": redis_server,
+        "TRAINABLE_FIT_SECONDS": "30",
+        "WORKER_LEASE_SECONDS": "2",
+    }
+    target = MODELS / "trainable.py"
+    with ServerProcess(target, env=env) as server:
+        setup_version_http(server.url)
+        first = requests.post(server.url + "/webhook", json=event(label="Negative"), timeout=5).json()["job"]
+        doomed = ServerProcess(target, env=env, command="worker", wait_healthy=False).start()
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                jobs = requests.get(server.url + "/jobs?project=3", timeout=5).json()["jobs"]
+                if jobs[0]["state"] == "running" and jobs[0]["progress"] > 0:
+                    break
+                time.sleep(0.05)
+            assert jobs[0]["id"] == first and jobs[0]["state"] == "running", doomed.log_tail()
+            os.kill(doomed.proc.pid, signal.SIGKILL)
+            doomed.proc.wait(10)
+        finally:
+            doomed.stop(kill=True)
+        killed_at = time.monotonic()
+        second = requests.post(server.url + "/webhook", json=event(label="Positive"), timeout=5).json()["job"]
+        with ServerProcess(target, env={**env, "TRAINABLE_FIT_SECONDS": "0"}, command="worker", wait_healthy=False):
+            deadline = killed_at + 60
+            while time.monotonic() < deadline:
+                jobs = {j["id"]: j for j in requests.get(server.url + "/jobs?project=3", timeout=5).json()["jobs"]}
+                if jobs[second]["state"] == "done" and all(j["state"] in ("done", "failed") for j in jobs.values()):
+                    break
+                time.sleep(0.1)
+            took = time.monotonic() - killed_at
+        assert jobs[first]["state"] == "failed" and "interrupted" in jobs[first]["error"], jobs
+        assert jobs[second]["state"] == "done", jobs
+        rerun = [j for j in jobs.values() if j.get("retry_of") == first]
+        assert len(rerun) == 1 and rerun[0]["state"] == "done", jobs  # its events trained again, once
+        assert took < 60, took
+        new = setup_version_http(server.url)
+        assert VERSION.match(new), new
+        print(f"training went on {took:.1f} s after the SIGKILL")
