@@ -124,7 +124,7 @@ class ProtocolMiddleware:
 
 async def read_json(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise PayloadTooLarge(f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)")
     chunks, size = [], 0
     async for chunk in request.stream():

@@ -195,7 +195,7 @@ class MediaFetcher:
                 if reply.status_code != 200:
                     raise MediaError(f"{_redact(url)} answered HTTP {reply.status_code}")
                 declared = reply.headers.get("Content-Length")
-                if declared and declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
+                if declared and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > self.max_bytes):
                     raise MediaError(f"{_redact(url)} is larger than {self.max_bytes} bytes")
                 chunks, size = [], 0
                 for chunk in reply.iter_content(64 * 1024):
