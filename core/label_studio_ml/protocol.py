@@ -107,6 +107,8 @@ class SetupRequest:
     hostname: str | None
     access_token: str | None = field(repr=False)
     extra_params: dict[str, Any] | None
+    # the caller passed basic auth: only then may its hostname receive the operator's LABEL_STUDIO_API_KEY
+    authenticated: bool = False
 
     @classmethod
     def parse(cls, body: Any) -> SetupRequest:

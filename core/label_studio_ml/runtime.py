@@ -174,10 +174,30 @@ class ModelRuntime:
                 self.store.set(project, "label_config", request.schema)
         if request.extra_params is not None and self.store.get(project, "extra_params") != request.extra_params:
             self.store.set(project, "extra_params", request.extra_params)
-        for key, value in (("hostname", request.hostname), ("access_token", request.access_token)):
-            if value is not None and self.store.get(project, key) != value:
-                self.store.set(project, key, value)
+        self._store_ls_credentials(project, request)
         return self.versions.active(project)
+
+    def _store_ls_credentials(self, project: str, request: SetupRequest) -> None:
+        """LS's hostname and token from /setup. A token goes only to the host it came with; a hostname
+        named without a token (by anyone, since without basic auth nobody is authenticated) never
+        receives one, and the operator's API key goes to a /setup hostname only when an authenticated
+        caller named it (see model.ls_credentials)."""
+        given = {"hostname": request.hostname, "access_token": request.access_token}
+        if not request.authenticated and (request.hostname is None) != (request.access_token is None):
+            logger.warning(
+                "/setup for project %s: %s without %s from an unauthenticated caller: ignored",
+                project,
+                *(("hostname", "access_token") if request.access_token is None else ("access_token", "hostname")),
+            )
+            return
+        if request.hostname is None and request.access_token is None:
+            return
+        given["hostname_trusted"] = request.authenticated
+        if request.access_token is None:  # an authenticated hostname alone: the stored token stays bound
+            given["access_token"] = None
+        for key, value in given.items():
+            if self.store.get(project, key) != value:
+                self.store.set(project, key, value)
 
     def label_config_for(self, project: str | None, given: str | None) -> str:
         if given:

@@ -410,3 +410,39 @@ def test_a_drip_feeding_media_server_cannot_take_every_prediction_thread(tmp_pat
     assert len(slow_replies) == 16 and all(r.status_code == 422 for r in slow_replies)
     assert all("took longer than 2 s (MEDIA_TIMEOUT)" in r.json()["error"] for r in slow_replies)
     assert time.monotonic() - started < 2.0 + 2.0, "every dripped fetch ended at MEDIA_TIMEOUT"
+
+
+def test_an_unauthenticated_setup_cannot_send_the_ls_token_elsewhere(
+    make_client: Any, ls: FakeLabelStudio, other: FileServer
+) -> None:
+    """Issue 21 #3: basic auth off, no LABEL_STUDIO_URL. LS's /setup gives its hostname and token; anyone then
+    names another hostname (alone, or with a token of their own): LS's token never goes there, and what the
+    other host served is never served for LS's URL."""
+    other.files[UPLOAD] = b"attacker bytes"
+    client = make_client(ImageSize, label_studio_api_key="operator-key-0123")
+    setup = {"project": "5.1700000000", "schema": IMAGE_CONFIG}
+    predict = {"project": "5.1700000000", "tasks": [{"id": 1, "data": {"image": UPLOAD}}]}
+    assert client.post("/setup", json={**setup, "hostname": ls.url, "access_token": ls.legacy_token}).status_code == 200
+    assert client.post("/predict", json=predict).json()["results"][0]["result"][0]["value"]["choices"] == ["Big"]
+    assert client.post("/setup", json={**setup, "hostname": other.url}).status_code == 200  # ignored: no token
+    assert client.post("/predict", json=predict).json()["results"][0]["result"][0]["value"]["choices"] == ["Big"]
+    assert other.requests == []
+    client.post("/setup", json={**setup, "hostname": other.url, "access_token": "attacker-token"})
+    client.post("/predict", json=predict)  # goes to the other host, with the token that came with it only
+    sent = [r["headers"].get("Authorization") for r in other.requests]
+    assert sent and all(h == "Token attacker-token" for h in sent), sent
+    assert all(ls.legacy_token not in str(r["headers"]) and "operator-key" not in str(r["headers"]) for r in other.requests)
+    client.post("/setup", json={**setup, "hostname": ls.url, "access_token": ls.legacy_token})  # LS sets it back
+    reply = client.post("/predict", json=predict).json()["results"][0]
+    assert reply["result"][0]["value"]["choices"] == ["Big"], "the other host's bytes are not served for LS's URL"
+
+
+def test_an_authenticated_setup_hostname_gets_the_operator_key(make_client: Any, ls: FakeLabelStudio) -> None:
+    client = make_client(
+        ImageSize, label_studio_api_key=ls.legacy_token, basic_auth_user="ls", basic_auth_pass="secret-pass"
+    )
+    auth = ("ls", "secret-pass")
+    client.post("/setup", auth=auth, json={"project": "5", "schema": IMAGE_CONFIG, "hostname": ls.url})
+    reply = client.post("/predict", auth=auth, json={"project": "5", "tasks": [{"id": 1, "data": {"image": UPLOAD}}]})
+    assert reply.json()["results"][0]["result"][0]["value"]["choices"] == ["Big"]
+    assert ls.auth_headers_seen(UPLOAD) == [f"Token {ls.legacy_token}"]
