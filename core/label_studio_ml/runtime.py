@@ -233,7 +233,8 @@ class ModelRuntime:
             for reason in dropped:
                 logger.warning("task %s: dropped a region: %s", task.get("id"), reason)
             self.stats["dropped_regions"] += len(dropped)
-            score = prediction.get("score")
+            # a score rates the regions given: none left, nothing to rate (LS would rank an empty task first)
+            score = prediction.get("score") if kept or not dropped else None
             out.append(
                 {
                     **prediction,

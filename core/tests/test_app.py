@@ -614,3 +614,17 @@ def test_options_on_jobs_lists_both_methods(client: Any) -> None:
     reply = client.options("/jobs")
     assert reply.status_code == 405
     assert {m.strip() for m in reply.headers["allow"].split(",")} >= {"GET", "POST"}
+
+
+class OnlyInvalidRegions(fakes.Echo):
+    def predict(self, tasks: list[dict[str, Any]], context: Any = None, **kwargs: Any) -> list[dict[str, Any]]:
+        bad = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Maybe"]}}
+        return [{"result": [bad], "score": 1.0} for _ in tasks]
+
+
+def test_a_task_whose_regions_were_all_dropped_has_no_score(make_client: Any) -> None:
+    """Issue 21 #7: it scored 1.0, ranking an empty prediction first."""
+    results = make_client(OnlyInvalidRegions).post("/predict", json=predict_body()).json()["results"]
+    assert results and all(r["result"] == [] and r["score"] is None for r in results)
+    kept = make_client(fakes.InvalidRegions).post("/predict", json=predict_body()).json()["results"]
+    assert kept[0]["result"] and kept[0]["score"] is not None, "a region kept: the score stays"

@@ -404,3 +404,14 @@ def test_redis_outage_under_load_fails_no_predict_and_loses_no_webhook(tmp_path)
     finally:
         server_redis.terminate()
         server_redis.wait(5)
+
+
+def test_webhook_secret_alone_cannot_start_training_for_a_project_never_set_up(make_client, trainable):
+    """Issue 21 #7: with basic auth on, WEBHOOK_SECRET alone started START_TRAINING for any project id."""
+    client = make_client(trainable, basic_auth_user="ls", basic_auth_pass="secret-pass", webhook_secret="hook-secret")
+    headers = {"X-Webhook-Secret": "hook-secret"}
+    reply = client.post("/webhook", json=event("START_TRAINING", project=99), headers=headers)
+    assert reply.status_code == 200 and reply.json() == {"status": "ignored", "reason": "unknown project"}
+    client.post("/setup", auth=("ls", "secret-pass"), json={"project": "99", "schema": CONFIG})
+    reply = client.post("/webhook", json=event("START_TRAINING", project=99), headers=headers)
+    assert reply.json()["status"] == "ok", reply.text  # a project set up by LS (with basic auth) trains
