@@ -188,14 +188,16 @@ class MLBackendApp:
         self.runtime.require_ready()
         started = time.perf_counter()
         before = dict(self.runtime.stats)
-        if self.runtime.predicts_inline(parsed):  # see scheduling.py
-            results = self.runtime.predict(parsed, inline=True)
-        else:
-            results = await anyio.to_thread.run_sync(self.runtime.predict, parsed, limiter=self.limiter)
+        try:
+            if self.runtime.predicts_inline(parsed):  # see scheduling.py
+                results = self.runtime.predict(parsed, inline=True)
+            else:
+                results = await anyio.to_thread.run_sync(self.runtime.predict, parsed, limiter=self.limiter)
+        finally:  # a request that failed as a whole counts its failed tasks too
+            failed = self.runtime.stats["failed_tasks"] - before["failed_tasks"]
+            self.metrics.failed_tasks.inc(failed)
         self.metrics.predictions.inc(len(results))
         self.metrics.dropped.inc(self.runtime.stats["dropped_regions"] - before["dropped_regions"])
-        failed = self.runtime.stats["failed_tasks"] - before["failed_tasks"]
-        self.metrics.failed_tasks.inc(failed)
         if failed:  # a failed task's error names the exception type only: its message stays in the log
             for item in results:
                 if item.get("error"):

@@ -218,6 +218,8 @@ class ModelRuntime:
             predictions = self._run_predict(model, request.tasks, request.context, request.params)
         except Exception as exc:
             if len(request.tasks) == 1 or isinstance(exc, (LabelConfigError, PredictionCountError)):
+                if not isinstance(exc, LabelConfigError):  # a task failed (its media, the model), not the request
+                    self.stats["failed_tasks"] += len(request.tasks)
                 raise
             failures_logger.warning(
                 "batch predict failed (%s: %s); predicting %d tasks one by one",
