@@ -23,8 +23,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Settings
-from .io_wait import SlotLender
 from .errors import InvalidInput, InvalidShape, MLBackendError, PayloadTooLarge, StateUnavailable, Unauthorized
+from .io_wait import SlotLender
 from .logs import RequestLog
 from .metrics import CONTENT_TYPE, Metrics
 from .model import LabelStudioMLBase
@@ -32,8 +32,8 @@ from .openapi import openapi_spec
 from .preannotate_jobs import PreannotateJobs
 from .protocol import PredictRequest, SetupRequest, WebhookEvent, loads, parse_project
 from .runtime import ModelRuntime
-from .status_page import StatusPage, wants_html
 from .spool import WebhookSpool
+from .status_page import StatusPage, wants_html
 from .storage import Store
 
 logger = logging.getLogger(__name__)

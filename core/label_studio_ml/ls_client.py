@@ -88,7 +88,9 @@ def prediction_versions(task: dict[str, Any]) -> set[str] | None:
 class LabelStudioClient:
     """Authenticated requests to one LS host; the token never goes anywhere else."""
 
-    def __init__(self, url: str, token: str, verify: bool = True, timeout: float = 30.0, operator_url: bool = True) -> None:
+    def __init__(
+        self, url: str, token: str, verify: bool = True, timeout: float = 30.0, operator_url: bool = True
+    ) -> None:
         """``operator_url``: the operator configured ``url`` (it may then be a link-local address)."""
         if not url.startswith(("http://", "https://")):
             raise ValueError("LABEL_STUDIO_URL must start with http:// or https://")

@@ -6,8 +6,8 @@ import base64
 import hashlib
 import logging
 import os
-import time
 import re
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -172,7 +172,11 @@ class MediaFetcher:
             try:
                 data = self._follow(url, client, deadline)
             except requests.RequestException as exc:
-                why = late if deadline.expired or isinstance(exc, requests.Timeout) else MediaError(f"cannot fetch {_redact(url)}: {type(exc).__name__}")
+                why = (
+                    late
+                    if deadline.expired or isinstance(exc, requests.Timeout)
+                    else MediaError(f"cannot fetch {_redact(url)}: {type(exc).__name__}")
+                )
                 raise why from None
             except (PermissionError, ValueError) as exc:  # RefusedAddress, a token refresh refused
                 raise MediaError(str(exc)) from None
@@ -195,7 +199,12 @@ class MediaFetcher:
                 if reply.status_code != 200:
                     raise MediaError(f"{_redact(url)} answered HTTP {reply.status_code}")
                 declared = reply.headers.get("Content-Length")
-                if declared and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > self.max_bytes):
+                if (
+                    declared
+                    and declared.isascii()
+                    and declared.isdigit()
+                    and (len(declared) > 18 or int(declared) > self.max_bytes)
+                ):
                     raise MediaError(f"{_redact(url)} is larger than {self.max_bytes} bytes")
                 chunks, size = [], 0
                 for chunk in reply.iter_content(64 * 1024):

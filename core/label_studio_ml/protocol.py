@@ -74,7 +74,9 @@ def parse_project(value: Any) -> str | None:
         if head.isascii() and head.isdigit():  # str.isdigit() is also true for "³", which int() refuses
             # checked before int(): Python refuses to convert more than 4,300 digits (a 500 otherwise)
             if len(head) > len(str(MAX_ID)) or int(head) > MAX_ID:
-                raise InvalidInput(f"project id of {len(head)} digits is out of range: Label Studio ids are 0 to 2^63-1")
+                raise InvalidInput(
+                    f"project id of {len(head)} digits is out of range: Label Studio ids are 0 to 2^63-1"
+                )
             return str(int(head))
         raise InvalidInput(f"malformed project id {value[:40]!r}; expected '<id>' or '<id>.<timestamp>'")
     raise InvalidShape("project must be a string or an integer")

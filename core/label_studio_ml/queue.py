@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from .config import Settings
@@ -196,7 +197,8 @@ def recover_lost_jobs(queue: RedisTrainingQueue) -> int:
             if store._call(store.client.exists, f"{prefix}:{project}:alive:{job_id}"):
                 continue
             # one replica or worker recovers it, however many notice
-            if not store._call(lambda: store.client.set(f"{prefix}:{project}:recovered:{job_id}", 1, nx=True, ex=86400)):
+            claim = partial(store.client.set, f"{prefix}:{project}:recovered:{job_id}", 1, nx=True, ex=86400)
+            if not store._call(claim):
                 continue
             lost += 1
             rerun = not record.get("retry_of")
@@ -208,8 +210,12 @@ def recover_lost_jobs(queue: RedisTrainingQueue) -> int:
             store.set(project, f"job-{job_id}", record)
             taken = f"{prefix}:taken:{job_id}"
             payloads = [json.loads(item) for item in store._call(store.client.lrange, taken, 0, -1)]
-            logger.warning("project %s: training job %s was interrupted (its worker died)%s", project, job_id,
-                           "; training again" if rerun else "")
+            logger.warning(
+                "project %s: training job %s was interrupted (its worker died)%s",
+                project,
+                job_id,
+                "; training again" if rerun else "",
+            )
             if rerun:
                 new_id = ""
                 for event, data in payloads or [[record.get("event") or "START_TRAINING", {}]]:

@@ -30,8 +30,8 @@ from .config import Settings
 from .errors import LabelConfigError, Unauthorized
 from .label_config import parse_config
 from .logs import RecentErrors
-from .model import LabelStudioMLBase
 from .metrics import Metrics
+from .model import LabelStudioMLBase
 from .runtime import ModelRuntime
 
 TEMPLATES = Path(__file__).parent / "status"

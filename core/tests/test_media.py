@@ -431,7 +431,9 @@ def test_an_unauthenticated_setup_cannot_send_the_ls_token_elsewhere(
     client.post("/predict", json=predict)  # goes to the other host, with the token that came with it only
     sent = [r["headers"].get("Authorization") for r in other.requests]
     assert sent and all(h == "Token attacker-token" for h in sent), sent
-    assert all(ls.legacy_token not in str(r["headers"]) and "operator-key" not in str(r["headers"]) for r in other.requests)
+    assert all(
+        ls.legacy_token not in str(r["headers"]) and "operator-key" not in str(r["headers"]) for r in other.requests
+    )
     client.post("/setup", json={**setup, "hostname": ls.url, "access_token": ls.legacy_token})  # LS sets it back
     reply = client.post("/predict", json=predict).json()["results"][0]
     assert reply["result"][0]["value"]["choices"] == ["Big"], "the other host's bytes are not served for LS's URL"

@@ -167,7 +167,7 @@ def test_redis_down_keeps_predictions_and_fails_writes_loudly(
         assert RedisStore(url).get("3", "label_config") == CONFIG
         proc.terminate()
         proc.wait(5)
-            # issue 21 #6: the loaded model keeps answering from the state last read; a change of state is refused
+        # issue 21 #6: the loaded model keeps answering from the state last read; a change of state is refused
         assert client.post("/predict", json=body).status_code == 200
         assert client.post("/setup", json={"project": "3.1", "schema": CONFIG}).status_code == 200, "nothing changes"
         reply = client.post("/setup", json={"project": "3.1", "schema": CONFIG.replace("label", "label2")})

@@ -379,7 +379,11 @@ def test_redis_outage_under_load_fails_no_predict_and_loses_no_webhook(tmp_path)
             replies = []
             for n in range(5):
                 time.sleep(1.5)
-                replies.append(requests.post(server.url + "/webhook", json=event(label="Negative" if n == 4 else "Positive"), timeout=5))
+                replies.append(
+                    requests.post(
+                        server.url + "/webhook", json=event(label="Negative" if n == 4 else "Positive"), timeout=5
+                    )
+                )
             health = requests.get(server.url + "/health", timeout=5).json()
             while time.monotonic() - outage < 10:
                 time.sleep(0.1)
