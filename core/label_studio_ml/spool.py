@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import StateUnavailable
 from .storage import atomic_write
+from .training import process_alive
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class WebhookSpool:
         """Claims of a process that ended before replaying them go back to the queue."""
         for claim in self.folder.glob("*.claimed") if self.folder.is_dir() else []:
             pid = claim.name.split(".")[1]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 os.replace(claim, claim.with_name(claim.name.split(".", 1)[0] + ".json"))
 
     def run(self, handle: Replay, ready: Callable[[], bool], stop: threading.Event, every: float = 1.0) -> None:
@@ -79,15 +80,3 @@ class WebhookSpool:
                     self.replay(handle)
             except Exception:
                 logger.exception("webhook replay failed; trying again")
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # a previous process with our pid (containers restart as pid 1)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

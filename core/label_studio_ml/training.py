@@ -200,8 +200,14 @@ def _alive(record: dict[str, Any]) -> bool:
     pid = record.get("pid")
     if record.get("owner") == PROCESS_TOKEN:
         return True
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False  # a previous process with our pid (containers restart as pid 1)
+    return isinstance(pid, int) and process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """Another live process has ``pid`` (ours counts as not: a previous process with our pid, as
+    containers restart as pid 1, is dead)."""
+    if pid == os.getpid():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

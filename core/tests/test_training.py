@@ -165,12 +165,7 @@ def test_sigkill_during_training_under_load_loses_nothing(tmp_path):
     try:
         load.start()
         requests.post(slow.url + "/webhook", json=event("START_TRAINING", label="Positive"), timeout=5)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            jobs = requests.get(slow.url + "/jobs?project=3", timeout=5).json()["jobs"]
-            if jobs[0]["state"] == "running" and jobs[0]["progress"] > 0:
-                break
-            time.sleep(0.05)
+        wait_training_under_way(slow.url)
         staged = list((model_dir / "projects" / "3" / "staging").glob("*/weights.json"))
         assert staged, "the killed job had written a partial artifact"
         time.sleep(0.5)  # predicts keep coming while the job runs
@@ -202,6 +197,17 @@ def test_sigkill_during_training_under_load_loses_nothing(tmp_path):
         assert "interrupted" in interrupted["error"]
         assert not list((model_dir / "projects" / "3" / "staging").glob("*/*"))
         assert setup_version_http(restarted.url) != good, "the re-run published a new version"
+
+
+def wait_training_under_way(url: str, timeout: float = 20) -> list[dict]:
+    """The project's jobs once its newest one runs and has reported progress."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = requests.get(url + "/jobs?project=3", timeout=5).json()["jobs"]
+        if jobs[0]["state"] == "running" and jobs[0]["progress"] > 0:
+            break
+        time.sleep(0.05)
+    return jobs
 
 
 class PredictLoad:
@@ -298,12 +304,7 @@ def test_redis_worker_sigkilled_mid_training_is_recovered_within_a_lease(tmp_pat
         first = requests.post(server.url + "/webhook", json=event(label="Negative"), timeout=5).json()["job"]
         doomed = ServerProcess(target, env=env, command="worker", wait_healthy=False).start()
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                jobs = requests.get(server.url + "/jobs?project=3", timeout=5).json()["jobs"]
-                if jobs[0]["state"] == "running" and jobs[0]["progress"] > 0:
-                    break
-                time.sleep(0.05)
+            jobs = wait_training_under_way(server.url)
             assert jobs[0]["id"] == first and jobs[0]["state"] == "running", doomed.log_tail()
             os.kill(doomed.proc.pid, signal.SIGKILL)
             doomed.proc.wait(10)
