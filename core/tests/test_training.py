@@ -420,3 +420,31 @@ def test_webhook_secret_alone_cannot_start_training_for_a_project_never_set_up(m
     client.post("/setup", auth=("ls", "secret-pass"), json={"project": "99", "schema": CONFIG})
     reply = client.post("/webhook", json=event("START_TRAINING", project=99), headers=headers)
     assert reply.json()["status"] == "ok", reply.text  # a project set up by LS (with basic auth) trains
+
+
+def test_redis_job_taken_by_a_worker_that_died_before_running_it_is_queued_again(tmp_path, redis_server):
+    """Issue 21 #1, the other half: a worker killed after RQ handed it the job (waiting on the project's lock,
+    say) left the job `queued` for good, and every later event was appended to it. Now a live worker puts it
+    back on the queue within a lease."""
+    import redis
+    from rq import Queue
+    from rq.job import Job as RQJob
+    from rq.job import JobStatus
+
+    env = {"MODEL_DIR": str(tmp_path / "shared"), "REDIS_URL": redis_server, "WORKER_LEASE_SECONDS": "1"}
+    target = MODELS / "trainable.py"
+    with ServerProcess(target, env=env) as server:
+        setup_version_http(server.url)
+        job_id = requests.post(server.url + "/webhook", json=event(label="Negative"), timeout=5).json()["job"]
+        connection = redis.Redis.from_url(redis_server)
+        taken = Queue("lsml-trainable", connection=connection).pop_job_id()  # what a worker's dequeue does
+        assert taken == f"lsml-{job_id}"
+        RQJob.fetch(taken, connection=connection).set_status(JobStatus.STARTED)  # ... and then it died
+        started = time.monotonic()
+        with ServerProcess(target, env=env, command="worker", wait_healthy=False) as worker:
+            while setup_version_http(server.url) == "trainable-0":
+                assert time.monotonic() - started < 60, worker.log_tail()  # the worker's start-up included
+                time.sleep(0.05)
+        jobs = requests.get(server.url + "/jobs?project=3", timeout=5).json()["jobs"]
+        assert [(j["id"], j["state"]) for j in jobs] == [(job_id, "done")]
+        assert "queued again" in worker.log_tail()
