@@ -179,7 +179,9 @@ class MLBackendApp:
 
     async def setup(self, request: Request) -> Response:
         parsed = SetupRequest.parse(await read_json(request, self.settings.max_request_bytes))
-        parsed.authenticated = self.settings.basic_auth_enabled and request.scope["state"]["authenticated"]
+        parsed.authenticated = self.settings.basic_auth_enabled and request.scope.get("state", {}).get(
+            "authenticated", False
+        )
         version = await anyio.to_thread.run_sync(self.runtime.setup, parsed)
         return JSONResponse({"model_version": version})
 
