@@ -137,7 +137,7 @@ class RedisStore:
 
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.prefix = prefix
-        self._known: OrderedDict[str, bytes | None] = OrderedDict()
+        self._known: OrderedDict[str, Any] = OrderedDict()
         self._down_since: float | None = None
         self._retry_at = 0.0
         self._lock = threading.Lock()
@@ -155,15 +155,16 @@ class RedisStore:
 
     def get(self, project: str, key: str) -> Any:
         name = self._key(project, key)
-        raw = self._read(name)
+        raw = self._read(name, self.client.get)
         return None if raw is None else json.loads(raw)
 
-    def _read(self, name: str) -> bytes | None:
+    def _read(self, name: str, fetch: Any) -> Any:
+        """``fetch(name)`` from Redis, remembered; the remembered value while Redis is unreachable."""
         import redis
 
         if self._down_since is None or time.monotonic() >= self._retry_at:
             try:
-                raw = self.client.get(name)
+                raw = fetch(name)
             except redis.RedisError as exc:
                 self._went_down(exc)
             else:
@@ -209,7 +210,7 @@ class RedisStore:
 
     def projects(self) -> list[str]:
         """Projects any replica has stored state for, sorted."""
-        members = self._call(self.client.smembers, f"{self.prefix}:projects")
+        members = self._read(f"{self.prefix}:projects", self.client.smembers)
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
 

@@ -172,20 +172,31 @@ class TrainingManager:
         with self._lock:
             return len(self._running) + len(self._queued)
 
-    def recover(self, projects: list[str], resubmit: Callable[[str, str], None]) -> None:
-        """Jobs left queued/running by a dead process are marked failed and trained again."""
+    def recover(self, projects: list[str], resubmit: Callable[[str, str], Job]) -> None:
+        """Jobs left queued/running by a dead process are marked failed and trained again, once: a re-run
+        that is interrupted too (a fit that kills the process, say) is not run a third time."""
         for project in projects:
             lost = [
                 r for r in load_jobs(self.store, project) if r.get("state") in ("queued", "running") and not _alive(r)
             ]
             for record in lost:
+                again = "" if record.get("retry_of") is None else " (a re-run: not run again)"
                 record.update(
-                    state="failed", error="interrupted: the process ended during the job", ended_at=time.time()
+                    state="failed", error=f"interrupted: the process ended during the job{again}", ended_at=time.time()
                 )
                 self.store.set(project, f"job-{record['id']}", record)
+            first_runs = [r for r in lost if r.get("retry_of") is None]
             if lost:
-                logger.warning("project %s: %d training job(s) were interrupted; training again", project, len(lost))
-                resubmit(project, lost[0].get("event") or "START_TRAINING")
+                logger.warning(
+                    "project %s: %d training job(s) were interrupted%s",
+                    project,
+                    len(lost),
+                    "; training again" if first_runs else "",
+                )
+            if first_runs:
+                job = resubmit(project, first_runs[0].get("event") or "START_TRAINING")
+                job.retry_of = first_runs[0]["id"]
+                self._save(job)
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout

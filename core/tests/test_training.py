@@ -448,3 +448,21 @@ def test_redis_job_taken_by_a_worker_that_died_before_running_it_is_queued_again
         jobs = requests.get(server.url + "/jobs?project=3", timeout=5).json()["jobs"]
         assert [(j["id"], j["state"]) for j in jobs] == [(job_id, "done")]
         assert "queued again" in worker.log_tail()
+
+
+def test_an_interrupted_job_is_run_again_once_only(tmp_path):
+    """A re-run that is interrupted too (a fit that kills the process) is marked failed, not run a third time."""
+    from label_studio_ml.storage import FileStore
+    from label_studio_ml.training import TrainingManager, save_record
+
+    store = FileStore(tmp_path)
+    ran = []
+    trainer = TrainingManager(lambda job, progress: ran.append(job.retry_of), store)
+    dead = {"kind": "train", "state": "running", "pid": os.getpid(), "owner": "a previous process"}
+    save_record(store, "3", {**dead, "id": "first", "event": "START_TRAINING", "retry_of": None}, new=True)
+    trainer.recover(["3"], lambda project, event: trainer.submit(project, event, {}))
+    assert trainer.wait_idle(10) and ran == ["first"], "the interrupted job ran again, marked as its re-run"
+    save_record(store, "4", {**dead, "id": "rerun", "event": "START_TRAINING", "retry_of": "first"}, new=True)
+    trainer.recover(["4"], lambda project, event: trainer.submit(project, event, {}))
+    assert trainer.wait_idle(10) and ran == ["first"], "an interrupted re-run is not run again"
+    assert "not run again" in store.get("4", "job-rerun")["error"]
