@@ -182,20 +182,23 @@ class ModelRuntime:
         named without a token (by anyone, since without basic auth nobody is authenticated) never
         receives one, and the operator's API key goes to a /setup hostname only when an authenticated
         caller named it (see model.ls_credentials)."""
-        given = {"hostname": request.hostname, "access_token": request.access_token}
-        if not request.authenticated and (request.hostname is None) != (request.access_token is None):
+        if request.hostname is None and request.access_token is None:
+            return
+        if not request.authenticated and (request.hostname is None or request.access_token is None):
             logger.warning(
                 "/setup for project %s: %s without %s from an unauthenticated caller: ignored",
                 project,
                 *(("hostname", "access_token") if request.access_token is None else ("access_token", "hostname")),
             )
             return
-        if request.hostname is None and request.access_token is None:
-            return
-        given["hostname_trusted"] = request.authenticated
-        if request.access_token is None:  # an authenticated hostname alone: the stored token stays bound
-            given["access_token"] = None
-        for key, value in given.items():
+        writes: list[tuple[str, Any]] = []  # in this order: a predict in between never pairs a token and a host
+        if request.hostname is not None:
+            if self.store.get(project, "hostname") != request.hostname:
+                writes.append(("access_token", None))  # the previous host's token does not follow it
+            writes += [("hostname", request.hostname), ("hostname_trusted", request.authenticated)]
+        if request.access_token is not None:
+            writes.append(("access_token", request.access_token))
+        for key, value in writes:
             if self.store.get(project, key) != value:
                 self.store.set(project, key, value)
 
