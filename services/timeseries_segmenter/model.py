@@ -160,8 +160,9 @@ class TimeSeriesSegmenter(LabelStudioMLBase):
             logger.info("project %s: %d labelled rows in <2 classes; nothing to train", self.project_id, len(y))
             return {"trained": False, "examples": len(examples)}
         self.report_progress(0.3, f"{len(y)} rows, {features[0].shape[1]} features")
+        trees = _env_ints("SEGMENTER_TREES", "50")[0]
         classifier = ExtraTreesClassifier(
-            n_estimators=100, min_samples_leaf=3, class_weight="balanced", n_jobs=1, random_state=0
+            n_estimators=trees, min_samples_leaf=5, class_weight="balanced", n_jobs=1, random_state=0
         )
         classifier.fit(np.vstack(features), y)
         segmenter = Segmenter(classifier, labels, self.spec.channels, windows, max(1, smoothing))
