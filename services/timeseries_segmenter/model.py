@@ -30,8 +30,9 @@ def _env_ints(name: str, default: str) -> tuple[int, ...]:
 
 
 def window_features(values: np.ndarray, windows: tuple[int, ...]) -> np.ndarray:
-    """Per row and channel: the value, its step, and centered rolling mean/std/min/max/mean |step| per window."""
-    frame = pd.DataFrame(values)
+    """Per row and channel: the value, its step, and centered rolling mean/std/min/max/mean |step| per window.
+    Missing values (empty CSV cells) are interpolated from their neighbours."""
+    frame = pd.DataFrame(values).interpolate(limit_direction="both").fillna(0.0)
     step = frame.diff().fillna(0.0)
     columns = [frame, step]
     for size in windows:
@@ -53,12 +54,10 @@ class Segmenter:
 
     def probabilities(self, series: list[Series]) -> list[np.ndarray]:
         """Per series, rows x (background + labels) probabilities, smoothed over ``smoothing`` rows."""
-        if not series:
-            return []
-        features = np.vstack([window_features(s.values, self.windows) for s in series])
-        known = self.classifier.predict_proba(features)
-        full = np.zeros((len(features), len(self.labels) + 1))
-        full[:, self.classifier.classes_] = known  # a label absent from training keeps probability 0
+        full = np.zeros((sum(len(s) for s in series), len(self.labels) + 1))
+        if len(full):
+            features = np.vstack([window_features(s.values, self.windows) for s in series])
+            full[:, self.classifier.classes_] = self.classifier.predict_proba(features)
         out, start = [], 0
         for s in series:
             rows = full[start : start + len(s)]

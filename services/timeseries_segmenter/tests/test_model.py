@@ -151,6 +151,17 @@ def test_a_series_that_cannot_be_read_fails_alone(trained):
     assert [bool(r["result"]) for r in results] == [False, True, False]
 
 
+def test_missing_values_and_empty_series_are_answered(trained):
+    columns, _ = make_series(11)
+    holes = {**columns, "accel": [None if i % 7 == 0 else v for i, v in enumerate(columns["accel"])]}
+    empty = {"time": [], "accel": [], "gyro": []}
+    tasks = [{"id": 1, "data": {"csv": holes}}, {"id": 2, "data": {"csv": empty}}]
+    with_holes, nothing = predict(trained, INLINE, tasks)
+    labels = {r["value"]["timeserieslabels"][0] for r in with_holes["result"]}
+    assert labels == {"Run", "Walk"} and nothing == {**nothing, "result": [], "score": None}
+    assert predict(trained, INLINE, [{"id": 2, "data": {"csv": empty}}])[0]["result"] == []
+
+
 def test_date_time_column_in_time_format_trains_and_answers_in_that_format(make_client, tmp_path: Path):
     label_config = config(time_format=DATE_FORMAT, value_type="json")
     client = make_client(TimeSeriesSegmenter)
