@@ -32,7 +32,11 @@ def test_timeseries_segmenter_trains_and_stores_regions_through_label_studio(lab
     project = ls.create_project(SERIES)
     ml = ls.connect(project, server.url)
     series = {f"series{seed}.csv": make_series(seed) for seed in TRAIN_SEEDS + HELD_OUT_SEEDS}
-    ls.upload_files(project, {name: to_csv(columns).encode() for name, (columns, _) in series.items()})
+    # as LS's import dialog does for "Treat CSV/TSV as: time series": upload, then one task per file
+    files = {name: (name, to_csv(columns).encode()) for name, (columns, _) in series.items()}
+    uploaded = ls.api("POST", f"/api/projects/{project}/import?commit_to_project=false", files=files)
+    ids = uploaded["file_upload_ids"]
+    ls.api("POST", f"/api/projects/{project}/reimport", json={"file_upload_ids": ids, "files_as_tasks_list": False})
     tasks = ls.tasks(project)
     assert len(tasks) == len(series) and all(t["data"]["csv"].startswith("/data/upload/") for t in tasks), tasks
     by_name = {next(n for n in series if t["data"]["csv"].endswith(n)): t for t in tasks}
