@@ -183,3 +183,32 @@ def test_date_time_column_in_time_format_trains_and_answers_in_that_format(make_
     found = predicted_rows(dated["time"], prediction)
     truth = row_labels(len(dated["time"]), segments)
     assert min(iou(truth, found, label) for label in ("Run", "Walk")) >= IOU_FLOOR
+
+
+def test_start_training_reads_annotated_tasks_and_their_csv_files_from_label_studio(make_client):
+    files, tasks = {}, []
+    for seed in TRAIN_SEEDS:
+        columns, segments = make_series(seed)
+        files[f"/data/upload/5/{seed}.csv"] = to_csv(columns, sep=";").encode()
+        annotation = {
+            "id": seed,
+            "was_cancelled": False,
+            "updated_at": "2026-01-01",
+            "result": regions_of(columns, segments),
+        }
+        tasks.append({"id": seed + 1, "data": {"csv": f"/data/upload/5/{seed}.csv"}, "annotations": [annotation]})
+    with FakeLabelStudio(files=files, tasks={5: tasks}) as ls:
+        client = make_client(TimeSeriesSegmenter, label_studio_url=ls.url, label_studio_api_key=ls.legacy_token)
+        v0 = client.post("/setup", json={"project": "5", "schema": BY_URL}).json()["model_version"]
+        reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 5}})
+        assert reply.status_code == 200 and reply.json()["job"]
+        v1 = wait_for_version(client, "5", BY_URL, v0)
+        assert len(ls.auth_headers_seen("/data/upload/5/")) == len(TRAIN_SEEDS)
+        columns, segments = make_series(12)
+        ls.files["/data/upload/5/new.csv"] = to_csv(columns, sep=";").encode()
+        task = {"id": 9, "data": {"csv": "/data/upload/5/new.csv"}}
+        (prediction,) = assert_conformant(client, BY_URL, [task], project="5")
+    assert prediction["model_version"] == v1
+    found = predicted_rows(columns["time"], prediction)
+    truth = row_labels(len(columns["time"]), segments)
+    assert min(iou(truth, found, label) for label in ("Run", "Walk")) >= IOU_FLOOR
