@@ -90,6 +90,8 @@ def main() -> None:
             segmenter = Segmenter(**pickle.load(fh))
         trees = segmenter.classifier.n_estimators
         spec = SeriesSpec.from_config(CONFIG, "ts")
+        warm_up = {"tasks": [{"id": 1, "data": {"csv": make_series(99)[0]}}], "label_config": CONFIG, "project": "1"}
+        service.session.post(service.url + "/predict", json=warm_up, timeout=60)  # builds the project's instance
         print(f"timeseries_segmenter: 2 channels, Run/Walk/background, {trees} trees, medians of {RUNS} runs")
         print(f"  fit (service job, START_TRAINING): {TRAIN} series x {TRAIN_ROWS} rows = {TRAIN * TRAIN_ROWS} rows")
         print(f"    {fit_s:.2f} s  ({1000 * fit_s / (TRAIN * TRAIN_ROWS / 1000):.0f} ms per 1k training rows)")

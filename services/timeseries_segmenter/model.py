@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 from series import Series, SeriesSpec, bound_key, read_series
 from sklearn.ensemble import ExtraTreesClassifier
 
@@ -30,16 +31,26 @@ def _env_ints(name: str, default: str) -> tuple[int, ...]:
 
 
 def window_features(values: np.ndarray, windows: tuple[int, ...]) -> np.ndarray:
-    """Per row and channel: the value, its step, and centered rolling mean/std/min/max/mean |step| per window.
-    Missing values (empty CSV cells) are interpolated from their neighbours."""
-    frame = pd.DataFrame(values).interpolate(limit_direction="both").fillna(0.0)
-    step = frame.diff().fillna(0.0)
-    columns = [frame, step]
+    """Per row and channel: the value, its step, and centered rolling mean/std/min/max/mean |step| per window
+    (scipy's running filters, the series' ends repeated). Missing values (empty CSV cells) are interpolated."""
+    x = pd.DataFrame(values).interpolate(limit_direction="both").fillna(0.0).to_numpy(float)
+    if not len(x):
+        return np.zeros((0, x.shape[1] * (2 + 5 * len(windows))))
+    step = np.vstack([np.zeros((1, x.shape[1])), np.diff(x, axis=0)])
+    offset = x.mean(axis=0)
+    centered = x - offset  # the variance as E[x²] - E[x]² loses precision far from zero
+    columns = [x, step]
     for size in windows:
-        rolling = frame.rolling(size, center=True, min_periods=1)
-        columns += [rolling.mean(), rolling.std().fillna(0.0), rolling.min(), rolling.max()]
-        columns.append(step.abs().rolling(size, center=True, min_periods=1).mean())
-    return np.hstack([c.to_numpy(float) for c in columns])
+        mean = uniform_filter1d(centered, size, axis=0, mode="nearest")
+        variance = uniform_filter1d(centered * centered, size, axis=0, mode="nearest") - mean * mean
+        columns += [
+            mean + offset,
+            np.sqrt(np.maximum(variance, 0.0)),
+            minimum_filter1d(x, size, axis=0, mode="nearest"),
+            maximum_filter1d(x, size, axis=0, mode="nearest"),
+            uniform_filter1d(np.abs(step), size, axis=0, mode="nearest"),
+        ]
+    return np.hstack(columns)
 
 
 @dataclass
@@ -62,7 +73,7 @@ class Segmenter:
         for s in series:
             rows = full[start : start + len(s)]
             start += len(s)
-            out.append(pd.DataFrame(rows).rolling(self.smoothing, center=True, min_periods=1).mean().to_numpy())
+            out.append(uniform_filter1d(rows, self.smoothing, axis=0, mode="nearest") if len(rows) else rows)
         return out
 
 
