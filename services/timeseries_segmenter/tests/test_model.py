@@ -212,3 +212,10 @@ def test_start_training_reads_annotated_tasks_and_their_csv_files_from_label_stu
     found = predicted_rows(columns["time"], prediction)
     truth = row_labels(len(columns["time"]), segments)
     assert min(iou(truth, found, label) for label in ("Run", "Walk")) >= IOU_FLOOR
+
+
+def test_a_config_without_channels_is_refused_with_a_reason(make_client):
+    client = make_client(TimeSeriesSegmenter)
+    no_channels = INLINE.replace('<Channel column="accel"/>', "").replace('<Channel column="gyro"/>', "")
+    reply = client.post("/predict", json={"tasks": [{"id": 1, "data": {"csv": {}}}], "label_config": no_channels})
+    assert reply.status_code == 422 and "Channel" in reply.json()["error"], reply.text
