@@ -32,6 +32,7 @@ from .preannotate_jobs import PreannotateJobs
 from .protocol import PredictRequest, SetupRequest, WebhookEvent, loads, parse_project
 from .runtime import ModelRuntime, settle_heap
 from .scheduling import WorkerThreads
+from .spool import WebhookSpool
 from .status_page import StatusPage, wants_html
 from .storage import Store
 
@@ -123,7 +124,7 @@ class ProtocolMiddleware:
 
 async def read_json(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise PayloadTooLarge(f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -141,17 +142,26 @@ class MLBackendApp:
         self.runtime = runtime
         self.metrics = metrics
         self.settings = runtime.settings
-        self.predict_threads = WorkerThreads(self.settings.threads, "predict")
+        self.predict_threads = WorkerThreads(self.settings.threads, "predict", max_lent=4 * self.settings.threads)
+        runtime.fetcher.io_wait = self.predict_threads.lending
         self.request_log = RequestLog(logger)
         self.status_page = StatusPage(self)
         self.preannotate = PreannotateJobs(runtime)
+        # with Redis, webhooks arriving while it is away wait on disk (LS does not send them again)
+        self.spool = WebhookSpool(self.settings.model_dir / ".webhook-spool") if self.settings.redis_url else None
 
     async def health_report(self) -> tuple[dict[str, Any], int]:
         """``/health``'s body and status code (also shown on the status page)."""
         body = self.runtime.health()
-        if self.runtime.queue is not None and not await anyio.to_thread.run_sync(self.runtime.queue.ping):
-            body["status"], body["reason"] = "DEGRADED", "Redis is unreachable: state and training unavailable"
-            return body, 503
+        if self.runtime.state == "ready" and self.runtime.queue is not None:
+            if not await anyio.to_thread.run_sync(self.runtime.queue.ping):
+                # still 200: LS checks /health before each /predict, and the loaded model can answer those
+                body["status"] = "DEGRADED"
+                body["reason"] = (
+                    "Redis is unreachable: predictions use the last state read, /setup changes fail, "
+                    "webhooks are kept on disk and trained on when it returns"
+                )
+                return body, 200
         if self.runtime.state != "ready":
             body["reason"] = self.runtime.error or "model is loading"
             return body, 503
@@ -169,6 +179,9 @@ class MLBackendApp:
 
     async def setup(self, request: Request) -> Response:
         parsed = SetupRequest.parse(await read_json(request, self.settings.max_request_bytes))
+        parsed.authenticated = self.settings.basic_auth_enabled and request.scope.get("state", {}).get(
+            "authenticated", False
+        )
         version = await anyio.to_thread.run_sync(self.runtime.setup, parsed)
         return JSONResponse({"model_version": version})
 
@@ -178,17 +191,19 @@ class MLBackendApp:
         started = time.perf_counter()
         stats = self.runtime.stats
         dropped_before, failed_before = stats["dropped_regions"], stats["failed_tasks"]
-        model = self.runtime.inline_instance(parsed)  # see scheduling.py
-        if model is not None:
-            results = self.runtime.predict(parsed, inline=model)
-        else:
-            results = await self.predict_threads.run(self.runtime.predict, parsed)
+        try:
+            model = self.runtime.inline_instance(parsed)  # see scheduling.py
+            if model is not None:
+                results = self.runtime.predict(parsed, inline=model)
+            else:
+                results = await self.predict_threads.run(self.runtime.predict, parsed)
+        finally:  # a request that failed as a whole counts its failed tasks too
+            if failed := stats["failed_tasks"] - failed_before:
+                self.metrics.failed_tasks.inc(failed)
         self.metrics.predictions.inc(len(results))
         if dropped := stats["dropped_regions"] - dropped_before:
             self.metrics.dropped.inc(dropped)
-        if failed := stats["failed_tasks"] - failed_before:
-            self.metrics.failed_tasks.inc(failed)
-            # a failed task's error names the exception type only: its message stays in the log
+        if failed:  # a failed task's error names the exception type only: its message stays in the log
             for item in results:
                 if item.get("error"):
                     item["error"] = str(item["error"]).split(":", 1)[0] + " (see the backend log)"
@@ -202,7 +217,8 @@ class MLBackendApp:
         return JSONResponse({"results": results})
 
     async def webhook(self, request: Request) -> Response:
-        event = WebhookEvent.parse(await read_json(request, self.settings.max_request_bytes))
+        body = await read_json(request, self.settings.max_request_bytes)
+        event = WebhookEvent.parse(body)
         authenticated = request.scope.get("state", {}).get("authenticated", True)
         if not authenticated:
             if event.action == "START_TRAINING" and not self._webhook_secret_ok(request):
@@ -217,14 +233,26 @@ class MLBackendApp:
         ):
             # without basic auth every event is unauthenticated: WEBHOOK_SECRET must still apply
             raise Unauthorized("webhook secret missing or wrong (X-Webhook-Secret)")
-        if event.project is not None and event.action != "START_TRAINING" and not authenticated:
-            # unauthenticated events may only schedule work for projects this backend knows
-            known = await anyio.to_thread.run_sync(self.runtime.store.get, event.project, "label_config")
-            if not known:
-                return JSONResponse({"status": "ignored", "reason": "unknown project"})
-        reply = await anyio.to_thread.run_sync(self.runtime.webhook, event)
+        try:
+            reply = await anyio.to_thread.run_sync(self.accept_event, event, authenticated)
+        except StateUnavailable:
+            if self.spool is None:
+                raise
+            await anyio.to_thread.run_sync(self.spool.keep, event.data, authenticated)
+            reply = {"status": "accepted", "reason": "Redis is unreachable: kept on disk, trained on when it returns"}
         self.metrics.jobs_active.set(self.runtime.trainer.active_count())
         return JSONResponse(reply)
+
+    def accept_event(self, event: WebhookEvent, authenticated: bool) -> dict[str, Any]:
+        """Schedule training for a webhook (also for one replayed from the spool)."""
+        if event.project is not None and not authenticated:
+            # unauthenticated events (WEBHOOK_SECRET, START_TRAINING included) only for projects set up here
+            if not self.runtime.store.get(event.project, "label_config"):
+                return {"status": "ignored", "reason": "unknown project"}
+        return self.runtime.webhook(event)
+
+    def replay_event(self, body: dict[str, Any], authenticated: bool) -> None:
+        self.accept_event(WebhookEvent.parse(body), authenticated)
 
     def _webhook_secret_ok(self, request: Request) -> bool:
         secret = self.settings.webhook_secret
@@ -258,6 +286,10 @@ class MLBackendApp:
                 if version not in found:
                     found.append(version)
         return found or [self.runtime.versions.initial]
+
+    async def jobs_endpoint(self, request: Request) -> Response:
+        """One route for both methods: a 405 (an OPTIONS, say) then lists both in Allow."""
+        return await (self.start_job(request) if request.method == "POST" else self.jobs(request))
 
     async def jobs(self, request: Request) -> Response:
         given = request.query_params.get("project")
@@ -381,9 +413,16 @@ def create_app(
                 threading.Thread(target=load, name="model-load", daemon=True).start()
             else:
                 await anyio.to_thread.run_sync(load)
+            stop = threading.Event()
+            if handlers.spool is not None:
+                spool, queue = handlers.spool, runtime.queue
+                threading.Thread(
+                    target=spool.run, args=(handlers.replay_event, queue.ping, stop), name="webhook-replay", daemon=True
+                ).start()
             try:
                 yield
             finally:
+                stop.set()
                 handlers.predict_threads.stop()
 
     routes = [
@@ -394,8 +433,7 @@ def create_app(
         Route("/webhook", handlers.webhook, methods=["POST"]),
         Route("/train", handlers.train, methods=["POST"]),
         Route("/versions", handlers.versions, methods=["GET"]),
-        Route("/jobs", handlers.jobs, methods=["GET"]),
-        Route("/jobs", handlers.start_job, methods=["POST"]),
+        Route("/jobs", handlers.jobs_endpoint, methods=["GET", "POST"]),
         Route("/metrics", handlers.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", handlers.openapi, methods=["GET"]),
     ]
