@@ -283,6 +283,8 @@ class Preannotator:
             after = max(int(t["id"]) for t in tasks)
             if reporter is not None:
                 reporter.update(counts)
+            if len(tasks) < self.options.page_size:
+                break  # a short page is the last: reading on costs LS a count of the whole project (~10 s at 10k)
         self.flush()
         if reporter is not None:
             reporter.update(counts, force=True)
