@@ -75,9 +75,9 @@ def ceiling(ls: LabelStudio, project: int, predictions: list[dict], write_size: 
     started = time.perf_counter()
     while True:
         tasks, _ = client.task_page(project, after=ids[-1] if ids else 0, size=page_size)
-        if not tasks:
-            break
         ids += [int(t["id"]) for t in tasks]
+        if len(tasks) < page_size:  # the last page, as the job reads them
+            break
     read = time.perf_counter() - started
     rows = [
         {"task": i, "result": p["result"], "score": p["score"], "model_version": "ceiling"}
