@@ -284,7 +284,7 @@ class Preannotator:
             if reporter is not None:
                 reporter.update(counts)
             if len(tasks) < self.options.page_size:
-                break  # a short page is the last: reading on costs LS a count of the whole project (~10 s at 10k)
+                break  # a short page is the last: one more read would find nothing
         self.flush()
         if reporter is not None:
             reporter.update(counts, force=True)
