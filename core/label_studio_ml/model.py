@@ -429,12 +429,13 @@ class LabelStudioMLBase:
         """``value`` (``task["data"]`` when None) with every string that names a file (LS upload or
         local file, cloud URI, URL, existing path) replaced by the file's text, or by its local path
         when ``read_file`` is False; dicts and lists are walked. The task itself is left unchanged."""
-        if value is None:
-            value = task.get("data")
+        return self._preload(task, task.get("data") if value is None else value, read_file)
+
+    def _preload(self, task: dict[str, Any], value: Any, read_file: bool) -> Any:
         if isinstance(value, dict):
-            return {key: self.preload_task_data(task, item, read_file) for key, item in value.items()}
+            return {key: self._preload(task, item, read_file) for key, item in value.items()}
         if isinstance(value, list):
-            return [self.preload_task_data(task, item, read_file) for item in value]
+            return [self._preload(task, item, read_file) for item in value]
         if isinstance(value, str) and is_preload_needed(value):
             path = self.get_local_path(url=value, task_id=task.get("id"))
             if not read_file:
