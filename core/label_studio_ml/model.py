@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from . import sdk_extra
-from .cache import BaseCache, StoreCache
 from .config import Settings
 from .errors import LabelConfigError
 from .label_config import ControlPair, LabelConfig, parse_config
@@ -70,7 +69,7 @@ def update_fn(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-_cache: BaseCache | None = None
+_cache: Any = None  # a cache.StoreCache, made on first use (sqlite3 and the cache module cost ~1 MB)
 
 
 def __getattr__(name: str) -> Any:
@@ -79,6 +78,8 @@ def __getattr__(name: str) -> Any:
     global _cache
     if name == "CACHE":
         if _cache is None:
+            from .cache import StoreCache
+
             settings = Settings.from_env()
             _cache = StoreCache(make_store(settings.model_dir, settings.redis_url), str(settings.model_dir))
         return _cache
