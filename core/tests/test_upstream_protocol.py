@@ -132,3 +132,18 @@ def test_a_recorded_label_studio_session_against_an_upstream_style_backend(make_
             assert len(results) == len(tasks) and {r["model_version"] for r in results} == {"Interactive-v0.0.1"}
     assert seen["/setup"] == seen["/predict"] == seen["/health"] == {200}
     assert seen["/webhook"] == {200, 201}, "training events scheduled, the others ignored"
+
+
+def test_bulk_preannotation_with_upstream_style_models(make_client: Any) -> None:
+    from label_studio_ml.predictors import InProcessPredictor, PredictError, VersionChanged
+
+    client = make_client(upstream_models.OwnVersions)
+    predictor = InProcessPredictor(client.runtime, "5", CONFIG)
+    tasks = [{"id": i, "data": {"text": "x", "mode": "dicts"}} for i in (1, 2)]
+    assert [p["model_version"] for p in predictor.predict(tasks)] == ["dict-v7"] * 2, "own versions are no change"
+    client.runtime.store.set("5", "model_version", "trained-1")
+    with pytest.raises(VersionChanged):
+        predictor.predict(tasks)
+    short = InProcessPredictor(make_client(upstream_models.Template).runtime, "5", CONFIG)
+    with pytest.raises(PredictError, match="0 predictions for 2 tasks"):
+        short.predict(tasks)
