@@ -73,8 +73,9 @@ _cache: Any = None  # a cache.StoreCache, made on first use (sqlite3 and the cac
 
 
 def __getattr__(name: str) -> Any:
-    """Upstream's module attributes, made on first use: ``CACHE`` (the per-project state ``get``/``set``
-    use, here MODEL_DIR's store or Redis) and ``LabelStudio`` (the sdk's client class)."""
+    """Upstream's module attributes, made or imported on first use: ``CACHE`` (the per-project state
+    ``get``/``set`` use, here MODEL_DIR's store or Redis), ``LabelStudio`` (the sdk's client class), and
+    the names upstream's module imports, which user code takes from it."""
     global _cache
     if name == "CACHE":
         if _cache is None:
@@ -85,6 +86,16 @@ def __getattr__(name: str) -> Any:
         return _cache
     if name == "LabelStudio":
         return sdk_extra.require("label_studio_sdk.client", "the Label Studio SDK client").LabelStudio
+    if name == "LabelInterface":
+        return sdk_extra.require("label_studio_sdk.label_interface", "LabelInterface").LabelInterface
+    if name == "ModelResponse":  # upstream's model.py imports it, and user code takes it from there
+        from .response import ModelResponse
+
+        return ModelResponse
+    if name in ("create_cache", "get_local_path"):
+        from . import cache, utils
+
+        return getattr(cache if name == "create_cache" else utils, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

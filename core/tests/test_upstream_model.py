@@ -350,7 +350,15 @@ def test_label_studio_client_is_made_once_and_a_failure_is_remembered(monkeypatc
     assert make().get_label_studio_access_token() == "legacy-token"
 
 
-def test_the_real_sdk_client_class_is_there_on_first_use() -> None:
+def test_names_upstreams_module_imports_are_there_on_first_use() -> None:
     from label_studio_sdk.client import LabelStudio
 
+    from label_studio_ml import cache, response, utils
+
     assert model_module.LabelStudio is LabelStudio
+    assert model_module.LabelInterface is LabelInterface
+    assert model_module.ModelResponse is response.ModelResponse
+    assert model_module.create_cache is cache.create_cache and model_module.get_local_path is utils.get_local_path
+    assert model_module.is_preload_needed is utils.is_preload_needed
+    with pytest.raises(AttributeError):
+        model_module.nothing_like_this  # noqa: B018
