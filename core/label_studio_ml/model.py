@@ -180,6 +180,8 @@ class LabelStudioMLBase:
             self._ctx = ModelContext.standalone(project_id=project_id)
             self._ctx.initial_version = self.initial_version()
         self.project_id = str(project_id) if project_id not in (None, "") else None
+        if label_config is None and self.project_id is not None:
+            label_config = self.get("label_config")  # as upstream: the config /setup stored for the project
         self._set_label_config(label_config or "")
         self.setup()
 

@@ -52,6 +52,13 @@ def test_label_interface_is_the_sdks_built_once_and_follows_use_label_config() -
     assert model.get("label_config") == TEXT_CONFIG.replace("Org", "Place"), "use_label_config stores a new config"
 
 
+def test_without_a_config_an_instance_uses_the_projects_stored_one() -> None:
+    make().use_label_config(TEXT_CONFIG)
+    later = LabelStudioMLBase(project_id="42")
+    assert later.label_config == TEXT_CONFIG and later.parsed_label_config["ner"]["type"] == "Labels"
+    assert LabelStudioMLBase(project_id="43").label_config == "" and LabelStudioMLBase().parsed_label_config == {}
+
+
 def test_label_interface_can_be_assigned_as_upstream_code_does() -> None:
     model = make()
     replacement = LabelInterface(config=IMAGE_CONFIG.format(labels='<Label value="Car"/>'))
