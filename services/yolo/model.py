@@ -1,0 +1,593 @@
+"""Ultralytics YOLO for every control tag it can fill: boxes (``RectangleLabels``, oriented with an OBB
+model), instance masks (``PolygonLabels``, ``BrushLabels``), image classes (``Choices``), pose
+(``KeyPointLabels``), object tracking in video (``VideoRectangle``) and per-frame video classes
+(``TimelineLabels``). Each control picks its weights (``model_path``) and thresholds in the label
+config; model class names map onto the config's labels by name or ``predicted_values``. Detection
+fine-tunes from the project's annotated boxes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from label_studio_ml import LabelStudioMLBase, regions
+from label_studio_ml.brush import mask_to_rle
+from label_studio_ml.devices import torch_device
+from label_studio_ml.errors import LabelConfigError, MediaError
+from label_studio_ml.examples import collect
+from label_studio_ml.geometry import point_to_percent, polygon_to_percent, to_percent
+from label_studio_ml.images import open_image
+from label_studio_ml.label_config import ControlPair
+
+logger = logging.getLogger(__name__)
+
+#: weights each kind of control uses when its tag names none (ultralytics fetches these names on first use)
+DEFAULT_WEIGHTS = {
+    "detect": "yolo11n.pt",
+    "obb": "yolo11n-obb.pt",
+    "segment": "yolo11n-seg.pt",
+    "classify": "yolo11n-cls.pt",
+    "pose": "yolo11n-pose.pt",
+}
+#: (control tag, object tag) -> what the control needs from a model
+CONTROL_KINDS = {
+    ("RectangleLabels", "Image"): "detect",
+    ("PolygonLabels", "Image"): "segment",
+    ("BrushLabels", "Image"): "segment",
+    ("Choices", "Image"): "classify",
+    ("KeyPointLabels", "Image"): "pose",
+    ("VideoRectangle", "Video"): "detect",
+    ("TimelineLabels", "Video"): "classify",
+}
+TRUE = {"1", "true", "yes"}
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def configure_ultralytics() -> None:
+    """Keep ultralytics from phoning home (analytics) and from pip-installing packages at run time; with
+    ``YOLO_OFFLINE=1`` it also downloads nothing (no fonts, no weights)."""
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_VERBOSE", "false")
+    from ultralytics.utils import SETTINGS
+
+    if SETTINGS.get("sync"):
+        SETTINGS.update(sync=False)
+
+
+@dataclass
+class Loaded:
+    """One YOLO object with the lock that serialises its use (ultralytics predictors are stateful)."""
+
+    yolo: Any
+    source: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def names(self) -> dict[int, str]:
+        return {int(k): str(v) for k, v in self.yolo.names.items()}
+
+    @property
+    def task(self) -> str:
+        return str(self.yolo.task)
+
+
+class Weights:
+    """Every YOLO model the process has loaded, once per weight file and use: shared by all projects.
+    Tracking gets its own object, as ultralytics attaches tracker state to the model it tracks with."""
+
+    def __init__(self, model_dir: Path, device: str, allow_custom: bool) -> None:
+        self.model_dir = model_dir
+        self.device = device
+        self.allow_custom = allow_custom
+        self._lock = threading.Lock()
+        self._models: dict[tuple[str, str], Loaded] = {}
+
+    def resolve(self, name: str) -> str:
+        """A weight file: an absolute path, else a file under MODEL_DIR; any other name goes to ultralytics,
+        which fetches its own released weights (``yolo11n.pt``, ...) into MODEL_DIR."""
+        path = Path(name)
+        if path.is_absolute():
+            if not path.is_file():
+                raise LabelConfigError(f"model_path {name!r} does not exist")
+            return str(path)
+        local = (self.model_dir / path).resolve()
+        if not local.is_relative_to(self.model_dir.resolve()):
+            raise LabelConfigError(f"model_path {name!r} leaves MODEL_DIR")
+        return str(local)
+
+    def get(self, source: str, use: str = "predict") -> Loaded:
+        key = (source, use)
+        with self._lock:
+            loaded = self._models.get(key)
+            if loaded is None:
+                from ultralytics import YOLO
+
+                loaded = Loaded(YOLO(source), source)
+                logger.info("loaded %s for %s: task %s, %d classes", source, use, loaded.task, len(loaded.names))
+                self._models[key] = loaded
+            return loaded
+
+
+@dataclass(frozen=True)
+class Control:
+    """A control tag the model fills, with what its tag attributes ask for."""
+
+    pair: ControlPair
+    kind: str
+    weights: str
+    threshold: float
+    attrs: dict[str, str]
+
+    def attr(self, name: str, default: str) -> str:
+        return self.attrs.get(name) or default
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """ultralytics predict arguments: the confidence floor, NMS IoU and image size the tag asks for."""
+        return {
+            "conf": float(self.attr("model_conf", str(min(self.threshold, 0.25)))),
+            "iou": float(self.attr("model_iou", "0.7")),
+            "imgsz": int(self.attr("model_imgsz", _env("YOLO_IMGSZ", "640"))),
+        }
+
+
+class YOLOModel(LabelStudioMLBase):
+    service_name = "yolo"
+    predict_batch_size = 8
+
+    @classmethod
+    def load(cls) -> Weights:
+        configure_ultralytics()
+        device = torch_device()
+        weights = Weights(
+            Path(_env("MODEL_DIR", ".")),
+            device,
+            _env("ALLOW_CUSTOM_MODEL_PATH", "true").lower() in TRUE,
+        )
+        for name in filter(None, (n.strip() for n in _env("YOLO_PRELOAD", "").split(","))):
+            weights.get(weights.resolve(name))
+        logger.info("yolo: device %s", device)
+        return weights
+
+    # --- label config --------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.controls: list[Control] = []
+        for name, info in self.config.controls.items():
+            pair = self.config.find(info["type"], name_filter=name, required=False)
+            kind = CONTROL_KINDS.get((info["type"], pair.object_type)) if pair and pair.from_name == name else None
+            if kind is None:
+                continue
+            attrs = self.config.attrs(name)
+            if attrs.get("model_skip", "").lower() in TRUE:
+                continue
+            if info["type"] == "VideoRectangle":
+                pair = self._with_video_labels(pair)
+            elif kind == "detect" and attrs.get("model_obb", "").lower() in TRUE:
+                kind = "obb"
+            self.controls.append(Control(pair, kind, self._weights_for(pair, kind, attrs), _threshold(attrs), attrs))
+        if not self.controls:
+            raise LabelConfigError(
+                "label config has no RectangleLabels, PolygonLabels, BrushLabels, Choices or KeyPointLabels on an "
+                "Image, nor VideoRectangle or TimelineLabels on a Video"
+            )
+
+    def _with_video_labels(self, pair: ControlPair) -> ControlPair:
+        """A VideoRectangle holds no labels: they come from the Labels tag on the same video."""
+        for labels in self.config.find_all("Labels"):
+            if labels.to_name == pair.to_name:
+                return replace(pair, labels=labels.labels, labels_attrs=labels.labels_attrs)
+        return pair
+
+    def _weights_for(self, pair: ControlPair, kind: str, attrs: dict[str, str]) -> str:
+        """The project's own trained weights for this control, else the tag's ``model_path``, else the default."""
+        trained = self.version_dir / f"{pair.from_name}.pt" if self.version_dir is not None else None
+        if trained is not None and trained.is_file():
+            return str(trained)
+        weights: Weights | None = self.resources
+        custom = attrs.get("model_path") if weights is None or weights.allow_custom else None
+        name = custom or _env(f"YOLO_{kind.upper()}_MODEL", DEFAULT_WEIGHTS[kind])
+        return weights.resolve(name) if weights is not None else name
+
+    # --- prediction ----------------------------------------------------------------------------
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        found: list[list[dict[str, Any]]] = [[] for _ in tasks]
+        images = [c for c in self.controls if c.pair.object_type == "Image"]
+        for data_key in dict.fromkeys(c.pair.data_key for c in images):
+            on_image = [c for c in images if c.pair.data_key == data_key]
+            for index, items in self._predict_images(tasks, data_key, on_image):
+                found[index] += items
+        for control in (c for c in self.controls if c.pair.object_type == "Video"):
+            for index, task in enumerate(tasks):
+                path = self._media_path(task, control.pair.data_key)
+                if control.kind == "classify":
+                    found[index] += self._timeline(control, path)
+                else:
+                    found[index] += self._track(control, path)
+        return [{"result": items, "score": _mean_score(items)} for items in found]
+
+    def _media_path(self, task: dict[str, Any], key: str) -> str:
+        url = (task.get("data") or {}).get(key)
+        if not isinstance(url, str) or not url:
+            raise MediaError(f"task {task.get('id')} has no media in data[{key!r}]")
+        return self.get_local_path(url, task_id=task.get("id"))
+
+    def _predict_images(
+        self, tasks: list[dict[str, Any]], data_key: str, controls: list[Control]
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Each control's regions per task: the images are decoded once, and each weight file runs once
+        over the whole batch for every control that uses it."""
+        weights: Weights = self.resources
+        pictures = [open_image(self._media_path(task, data_key)) for task in tasks]
+        # ultralytics expects BGR arrays (what cv2 decodes); Pillow applied the EXIF rotation LS shows
+        arrays = [np.ascontiguousarray(np.asarray(p)[:, :, ::-1]) for p in pictures]
+        by_weights: dict[tuple[str, tuple[tuple[str, Any], ...]], list[Control]] = defaultdict(list)
+        for control in controls:
+            by_weights[(control.weights, tuple(sorted(control.options.items())))].append(control)
+        for (source, options), users in by_weights.items():
+            model = weights.get(source)
+            with model.lock:
+                results = model.yolo.predict(arrays, device=weights.device, verbose=False, **dict(options))
+            for index, result in enumerate(results):
+                items: list[dict[str, Any]] = []
+                for control in users:
+                    items += self._regions(control, model, result)
+                yield index, items
+
+    def _regions(self, control: Control, model: Loaded, result: Any) -> list[dict[str, Any]]:
+        height, width = (int(v) for v in result.orig_shape[:2])
+        names = model.names
+        pair = control.pair
+        out: list[dict[str, Any]] = []
+        if control.kind == "classify":
+            return _choices(control, names, result.probs.data.detach().cpu().numpy())
+        if control.kind == "obb":
+            if result.obb is None:
+                return out
+            found = result.obb
+            corners = found.xyxyxyxy.cpu().numpy()
+            # LS keeps a turned box only whole inside the image: one reaching past an edge is left out
+            inside = ((corners >= -0.5) & (corners <= np.array([width, height]) + 0.5)).all(axis=(1, 2))
+            for (cx, cy, w, h, angle), score, cls, whole in zip(
+                found.xywhr.tolist(), found.conf.tolist(), found.cls.tolist(), inside
+            ):
+                label = pair.map_label(names[int(cls)])
+                if label is not None and score >= control.threshold and whole:
+                    box, rotation = rotated_box(cx, cy, w, h, angle, width, height)
+                    out.append(regions.rectangle(pair, box, width, height, label, score, rotation=rotation))
+            return out
+        boxes = result.boxes
+        if boxes is None or not len(boxes):
+            return out
+        if control.kind == "pose":
+            return _keypoints(control, result, names, width, height) if result.keypoints is not None else out
+        scores, classes = boxes.conf.tolist(), boxes.cls.tolist()
+        keep = [
+            (i, label, score)
+            for i, (score, cls) in enumerate(zip(scores, classes))
+            if score >= control.threshold and (label := pair.map_label(names[int(cls)])) is not None
+        ]
+        if control.kind == "detect":
+            for i, label, score in keep:
+                x1, y1, x2, y2 = boxes.xyxy[i].tolist()
+                box = to_percent(x1, y1, x2 - x1, y2 - y1, width, height)
+                out.append(regions.rectangle(pair, box, width, height, label, score))
+        elif control.kind == "segment" and result.masks is not None:
+            if pair.type == "PolygonLabels":
+                polygons = result.masks.xy
+                for i, label, score in keep:
+                    if len(polygons[i]) >= 3:
+                        points = polygon_to_percent(polygons[i].tolist(), width, height)
+                        out.append(regions.polygon(pair, points, width, height, label, score))
+            else:
+                out += self._brushes(pair, result, keep, width, height)
+        return out
+
+    @staticmethod
+    def _brushes(
+        pair: ControlPair, result: Any, keep: list[tuple[int, str, float]], width: int, height: int
+    ) -> list[dict[str, Any]]:
+        from ultralytics.utils.ops import scale_masks
+
+        if not keep:
+            return []
+        # the library's own rescaling of its letterboxed masks onto the original image
+        chosen = result.masks.data[[i for i, _, _ in keep]]
+        masks = (scale_masks(chosen[None].float(), (height, width))[0] > 0.5).cpu().numpy()
+        return [
+            regions.brush(pair, mask_to_rle(mask), width, height, label, score)
+            for mask, (_, label, score) in zip(masks, keep)
+            if mask.any()
+        ]
+
+    def _track(self, control: Control, path: str) -> list[dict[str, Any]]:
+        """Tracks over a video, one ``videorectangle`` region per track id. Frames stream through the model
+        one at a time; only the boxes are kept."""
+        weights: Weights = self.resources
+        model = weights.get(control.weights, use="track")
+        names = model.names
+        tracker = control.attr("model_tracker", "botsort")
+        tracker = tracker if tracker.endswith((".yaml", ".yml")) else f"{tracker}.yaml"
+        fps = video_fps(path)
+        tracks: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        labels: dict[int, str] = {}
+        frames = 0
+        with model.lock:
+            stream = model.yolo.track(
+                path, stream=True, persist=False, tracker=tracker, device=weights.device, verbose=False,
+                **control.options,
+            )
+            for frames, result in enumerate(stream, start=1):
+                boxes = result.boxes
+                if boxes is None or boxes.id is None:
+                    continue
+                height, width = result.orig_shape[:2]
+                for track, score, cls, xyxy in zip(
+                    boxes.id.int().tolist(), boxes.conf.tolist(), boxes.cls.tolist(), boxes.xyxy.tolist()
+                ):
+                    label = control.pair.map_label(names[int(cls)])
+                    if label is None or score < control.threshold:
+                        continue
+                    x1, y1, x2, y2 = xyxy
+                    box = to_percent(x1, y1, x2 - x1, y2 - y1, width, height)
+                    # LS numbers frames from 1; a frame's time is when it starts showing
+                    tracks[track].append(
+                        {"frame": frames, "time": (frames - 1) / fps, **box, "rotation": 0, "enabled": True, "score": score}
+                    )
+                    labels[track] = label
+        duration = frames / fps
+        return [video_rectangle(control.pair, sequence, labels[track], frames, duration) for track, sequence in tracks.items()]
+
+    def _timeline(self, control: Control, path: str) -> list[dict[str, Any]]:
+        """Per-frame classes over a video as ``timelinelabels`` ranges of consecutive frames."""
+        weights: Weights = self.resources
+        model = weights.get(control.weights)
+        mapped = {i: label for i, name in model.names.items() if (label := control.pair.map_label(name)) is not None}
+        runs: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        out: list[dict[str, Any]] = []
+        options = {k: v for k, v in control.options.items() if k == "imgsz"}
+        with model.lock:
+            stream = model.yolo.predict(path, stream=True, device=weights.device, verbose=False, **options)
+            for frame, result in enumerate(stream, start=1):
+                probs = result.probs.data.detach().cpu().numpy()
+                best: dict[str, float] = {}
+                for index, label in mapped.items():
+                    best[label] = max(best.get(label, 0.0), float(probs[index]))
+                for label, score in best.items():
+                    run = runs[label]
+                    if score >= control.threshold:
+                        run.append((frame, score))
+                    elif run:
+                        out.append(timeline_range(control.pair, label, run))
+                        run.clear()
+        out += [timeline_range(control.pair, label, run) for label, run in runs.items() if run]
+        return out
+
+    # --- training ------------------------------------------------------------------------------
+    def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Fine-tune the first detection control's weights on the project's annotated boxes; the result is
+        the control's weights in the new version (``<control name>.pt``)."""
+        control = next((c for c in self.controls if c.kind == "detect" and c.pair.object_type == "Image"), None)
+        if control is None:
+            logger.info("project %s: no RectangleLabels on an Image to train", self.project_id)
+            return {"trained": False}
+        examples = collect(
+            self, event, data, lambda t, a: box_example(control.pair, t, a), kwargs.get("events"), key="detection-examples"
+        )
+        minimum = int(_env("YOLO_TRAIN_MIN_IMAGES", "2"))
+        if len(examples) < minimum:
+            logger.info("project %s: %d annotated image(s), training needs %d", self.project_id, len(examples), minimum)
+            return {"trained": False, "examples": len(examples)}
+        with tempfile.TemporaryDirectory(prefix="yolo-train-") as tmp:
+            dataset = self._write_dataset(Path(tmp), control, examples)
+            weights = self._train(control, dataset, Path(tmp) / "runs")
+            shutil.copyfile(weights, self.output_dir / f"{control.pair.from_name}.pt")
+        return {"trained": True, "examples": len(examples)}
+
+    def _write_dataset(self, root: Path, control: Control, examples: dict[str, dict[str, Any]]) -> Path:
+        """A YOLO dataset: images as LS shows them (EXIF applied), one label file of normalised boxes each."""
+        (root / "images").mkdir()
+        (root / "labels").mkdir()
+        for number, (key, example) in enumerate(sorted(examples.items())):
+            self.report_progress(0.3 * number / len(examples), "reading images")
+            try:
+                picture = open_image(self.get_local_path(example["image"], task_id=example.get("task")))
+            except MediaError as exc:
+                logger.warning("task %s left out of training: %s", key, exc)
+                continue
+            picture.save(root / "images" / f"{key}.png")
+            lines = [f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in example["boxes"]]
+            (root / "labels" / f"{key}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        names = "".join(f"  {i}: {label!r}\n" for i, label in enumerate(control.pair.labels))
+        dataset = root / "data.yaml"
+        dataset.write_text(f"path: {root}\ntrain: images\nval: images\nnames:\n{names}")
+        return dataset
+
+    def _train(self, control: Control, dataset: Path, runs: Path) -> Path:
+        from ultralytics import YOLO
+
+        weights: Weights = self.resources
+        model = YOLO(control.weights)  # a copy of its own: the served model keeps serving meanwhile
+        epochs = int(control.attr("model_train_epochs", _env("YOLO_TRAIN_EPOCHS", "30")))
+
+        def progress(trainer: Any) -> None:
+            self.report_progress(0.3 + 0.7 * (trainer.epoch + 1) / epochs, f"epoch {trainer.epoch + 1}/{epochs}")
+
+        model.add_callback("on_train_epoch_end", progress)
+        model.train(
+            data=str(dataset),
+            epochs=epochs,
+            imgsz=int(control.attr("model_imgsz", _env("YOLO_IMGSZ", "640"))),
+            batch=int(_env("YOLO_TRAIN_BATCH", "8")),
+            device=weights.device,
+            workers=0,
+            project=str(runs),
+            name="train",
+            exist_ok=True,
+            plots=False,
+            verbose=False,
+            seed=0,
+        )
+        trainer = model.trainer
+        best = Path(trainer.best)
+        return best if best.is_file() else Path(trainer.last)
+
+
+def _threshold(attrs: dict[str, str]) -> float:
+    value = attrs.get("model_score_threshold") or attrs.get("score_threshold") or _env("SCORE_THRESHOLD", "0.5")
+    return float(value)
+
+
+def _mean_score(items: list[dict[str, Any]]) -> float | None:
+    scores = [item["score"] for item in items if isinstance(item.get("score"), float)]
+    return float(np.mean(scores)) if scores else None
+
+
+def _choices(control: Control, names: dict[int, str], probs: np.ndarray) -> list[dict[str, Any]]:
+    """``choice="multiple"``: every mapped class at or above the threshold; otherwise the best mapped one."""
+    scored: dict[str, float] = {}
+    for index, name in names.items():
+        label = control.pair.map_label(name)
+        if label is not None:
+            scored[label] = max(scored.get(label, 0.0), float(probs[index]))
+    if control.attr("choice", "single") == "multiple":
+        chosen = {label: score for label, score in scored.items() if score >= control.threshold}
+    else:
+        top = max(scored.items(), key=lambda item: item[1], default=None)
+        chosen = dict([top]) if top is not None and top[1] >= control.threshold else {}
+    if not chosen:
+        return []
+    return [regions.choices(control.pair, list(chosen), float(np.mean(list(chosen.values()))))]
+
+
+def _keypoints(control: Control, result: Any, names: dict[int, str], width: int, height: int) -> list[dict[str, Any]]:
+    """Points of each pose instance scoring at least the threshold. A config label names the point it is
+    with ``model_index="<point number>"`` and, optionally, the class through ``predicted_values``."""
+    point_labels = {
+        (attrs.get("predicted_values", "").strip() or None, int(attrs["model_index"])): label
+        for label, attrs in control.pair.labels_attrs.items()
+        if attrs.get("model_index", "").strip().isdigit()
+    }
+    point_threshold = float(control.attr("model_point_threshold", "0"))
+    size = float(control.attr("model_point_size", "1")) * 100.0 / width
+    points = result.keypoints.xy.tolist()
+    confidence = result.keypoints.conf.tolist() if result.keypoints.conf is not None else None
+    out = []
+    for i, (score, cls) in enumerate(zip(result.boxes.conf.tolist(), result.boxes.cls.tolist())):
+        if score < control.threshold:
+            continue
+        for k, (x, y) in enumerate(points[i]):
+            label = point_labels.get((names[int(cls)], k)) or point_labels.get((None, k))
+            point_score = confidence[i][k] if confidence is not None else score
+            if label is None or point_score < point_threshold:
+                continue
+            point = point_to_percent(x, y, width, height)
+            out.append(regions.keypoint(control.pair, point, size, width, height, label, point_score))
+    return out
+
+
+def rotated_box(
+    cx: float, cy: float, w: float, h: float, angle: float, width: int, height: int
+) -> tuple[dict[str, float], float]:
+    """An oriented box (centre, size, angle in radians, clockwise on screen) as LS percent geometry: LS turns
+    a rectangle about its top-left corner, so ``x``/``y`` is that corner after the turn."""
+    cos, sin = np.cos(angle), np.sin(angle)
+    corner_x = cx - (w / 2) * cos + (h / 2) * sin
+    corner_y = cy - (w / 2) * sin - (h / 2) * cos
+    box = {"x": 100.0 * corner_x / width, "y": 100.0 * corner_y / height, "width": 100.0 * w / width, "height": 100.0 * h / height}
+    return box, float(np.degrees(angle) % 360.0)
+
+
+def box_example(pair: ControlPair, task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any] | None:
+    """A training example of an annotation: the image and its boxes as (class, cx, cy, w, h), normalised."""
+    boxes = []
+    for item in annotation.get("result") or []:
+        value = item.get("value") or {}
+        labels = value.get("rectanglelabels") or []
+        if item.get("from_name") != pair.from_name or not labels or labels[0] not in pair.labels:
+            continue
+        box = upright_box(value)
+        if box is not None:
+            boxes.append([pair.labels.index(labels[0]), *box])
+    image = (task.get("data") or {}).get(pair.data_key)
+    if not isinstance(image, str) or not image:
+        return None
+    # an annotation without boxes is a negative example: the image holds none of the labels
+    return {"image": image, "task": task.get("id"), "boxes": boxes}
+
+
+def upright_box(value: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    """A LS rectangle (percent, turned by ``rotation`` degrees about its corner) as the normalised centre and
+    size of the upright box around it, clipped to the image; None when nothing of it is left."""
+    try:
+        x, y, w, h = (float(value[k]) / 100.0 for k in ("x", "y", "width", "height"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    turn = np.radians(float(value.get("rotation") or 0.0))
+    # the corners in percent space are exact only for a square image; LS's own YOLO export does the same
+    offsets = np.array([[0, 0], [w, 0], [w, h], [0, h]])
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    corners = np.clip(offsets @ rotation.T + [x, y], 0.0, 1.0)
+    (left, top), (right, bottom) = corners.min(axis=0), corners.max(axis=0)
+    if right - left <= 0 or bottom - top <= 0:
+        return None
+    return (left + right) / 2, (top + bottom) / 2, right - left, bottom - top
+
+
+def video_fps(path: str) -> float:
+    import cv2
+
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            raise MediaError(f"{Path(path).name} is not a video OpenCV can read")
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        capture.release()
+    return fps if fps > 0 else 25.0
+
+
+def video_rectangle(
+    pair: ControlPair, sequence: list[dict[str, Any]], label: str, frames: int, duration: float
+) -> dict[str, Any]:
+    """One track as LS's ``videorectangle``: a keyframe per frame it was seen. ``enabled: false`` ends the
+    box's lifespan at the last frame before a gap and at the track's last frame."""
+    for before, after in zip(sequence, sequence[1:]):
+        if after["frame"] - before["frame"] > 1:
+            before["enabled"] = False
+    sequence[-1]["enabled"] = False
+    score = max(box.pop("score") for box in sequence)
+    return {
+        "id": regions.region_id(),
+        "from_name": pair.from_name,
+        "to_name": pair.to_name,
+        "type": "videorectangle",
+        "value": {"framesCount": frames, "duration": duration, "sequence": sequence, "labels": [label]},
+        "score": float(score),
+    }
+
+
+def timeline_range(pair: ControlPair, label: str, run: list[tuple[int, float]]) -> dict[str, Any]:
+    """Consecutive frames (1-based, inclusive) where ``label`` scored above the threshold."""
+    return {
+        "id": regions.region_id(),
+        "from_name": pair.from_name,
+        "to_name": pair.to_name,
+        "type": "timelinelabels",
+        "value": {"ranges": [{"start": run[0][0], "end": run[-1][0]}], "timelinelabels": [label]},
+        "score": float(np.mean([score for _, score in run])),
+    }
