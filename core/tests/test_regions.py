@@ -69,7 +69,10 @@ def test_image_builders_validate() -> None:
 
 
 def test_keypoint_builder_validates() -> None:
-    config = '<View><Image name="img" value="$image"/><KeyPointLabels name="kp" toName="img"><Label value="nose"/></KeyPointLabels></View>'
+    config = (
+        '<View><Image name="img" value="$image"/>'
+        '<KeyPointLabels name="kp" toName="img"><Label value="nose"/></KeyPointLabels></View>'
+    )
     point = regions.keypoint(LabelConfig(config).find("KeyPointLabels"), [12.5, 40.0], 0.5, 640, 480, "nose", 0.9)
     assert point["type"] == "keypointlabels"
     assert point["value"] == {"x": 12.5, "y": 40.0, "width": 0.5, "keypointlabels": ["nose"]}

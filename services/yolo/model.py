@@ -14,11 +14,13 @@ import tempfile
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml.brush import mask_to_rle
@@ -320,15 +322,18 @@ class YOLOModel(LabelStudioMLBase):
         weights: Weights = self.resources
         model = weights.get(control.weights, use="track")
         names = model.names
-        tracker = control.attr("model_tracker", "botsort")
-        tracker = tracker if tracker.endswith((".yaml", ".yml")) else f"{tracker}.yaml"
         fps = video_fps(path)
         tracks: dict[int, list[dict[str, Any]]] = defaultdict(list)
         labels: dict[int, str] = {}
         frames = 0
-        with model.lock:
+        with model.lock, tracker_config(control, weights) as tracker:
             stream = model.yolo.track(
-                path, stream=True, persist=False, tracker=tracker, device=weights.device, verbose=False,
+                path,
+                stream=True,
+                persist=False,
+                tracker=tracker,
+                device=weights.device,
+                verbose=False,
                 **control.options,
             )
             for frames, result in enumerate(stream, start=1):
@@ -346,11 +351,21 @@ class YOLOModel(LabelStudioMLBase):
                     box = to_percent(x1, y1, x2 - x1, y2 - y1, width, height)
                     # LS numbers frames from 1; a frame's time is when it starts showing
                     tracks[track].append(
-                        {"frame": frames, "time": (frames - 1) / fps, **box, "rotation": 0, "enabled": True, "score": score}
+                        {
+                            "frame": frames,
+                            "time": (frames - 1) / fps,
+                            **box,
+                            "rotation": 0,
+                            "enabled": True,
+                            "score": score,
+                        }
                     )
                     labels[track] = label
         duration = frames / fps
-        return [video_rectangle(control.pair, sequence, labels[track], frames, duration) for track, sequence in tracks.items()]
+        return [
+            video_rectangle(control.pair, sequence, labels[track], frames, duration)
+            for track, sequence in tracks.items()
+        ]
 
     def _timeline(self, control: Control, path: str) -> list[dict[str, Any]]:
         """Per-frame classes over a video as ``timelinelabels`` ranges of consecutive frames."""
@@ -386,7 +401,12 @@ class YOLOModel(LabelStudioMLBase):
             logger.info("project %s: no RectangleLabels on an Image to train", self.project_id)
             return {"trained": False}
         examples = collect(
-            self, event, data, lambda t, a: box_example(control.pair, t, a), kwargs.get("events"), key="detection-examples"
+            self,
+            event,
+            data,
+            lambda t, a: box_example(control.pair, t, a),
+            kwargs.get("events"),
+            key="detection-examples",
         )
         minimum = int(_env("YOLO_TRAIN_MIN_IMAGES", "2"))
         if len(examples) < minimum:
@@ -423,6 +443,7 @@ class YOLOModel(LabelStudioMLBase):
         weights: Weights = self.resources
         model = YOLO(control.weights)  # a copy of its own: the served model keeps serving meanwhile
         epochs = int(control.attr("model_train_epochs", _env("YOLO_TRAIN_EPOCHS", "30")))
+        batch = int(_env("YOLO_TRAIN_BATCH", "8"))
 
         def progress(trainer: Any) -> None:
             self.report_progress(0.3 + 0.7 * (trainer.epoch + 1) / epochs, f"epoch {trainer.epoch + 1}/{epochs}")
@@ -432,7 +453,8 @@ class YOLOModel(LabelStudioMLBase):
             data=str(dataset),
             epochs=epochs,
             imgsz=int(control.attr("model_imgsz", _env("YOLO_IMGSZ", "640"))),
-            batch=int(_env("YOLO_TRAIN_BATCH", "8")),
+            batch=batch,
+            nbs=batch,  # step every batch: ultralytics would otherwise accumulate up to 64 images a step
             device=weights.device,
             workers=0,
             project=str(runs),
@@ -508,7 +530,12 @@ def rotated_box(
     cos, sin = np.cos(angle), np.sin(angle)
     corner_x = cx - (w / 2) * cos + (h / 2) * sin
     corner_y = cy - (w / 2) * sin - (h / 2) * cos
-    box = {"x": 100.0 * corner_x / width, "y": 100.0 * corner_y / height, "width": 100.0 * w / width, "height": 100.0 * h / height}
+    box = {
+        "x": 100.0 * corner_x / width,
+        "y": 100.0 * corner_y / height,
+        "width": 100.0 * w / width,
+        "height": 100.0 * h / height,
+    }
     return box, float(np.degrees(angle) % 360.0)
 
 
@@ -546,6 +573,33 @@ def upright_box(value: dict[str, Any]) -> tuple[float, float, float, float] | No
     if right - left <= 0 or bottom - top <= 0:
         return None
     return (left + right) / 2, (top + bottom) / 2, right - left, bottom - top
+
+
+@contextmanager
+def tracker_config(control: Control, weights: Weights) -> Iterator[str]:
+    """The tracker a VideoRectangle names (``model_tracker``: botsort, bytetrack, or a YAML file in MODEL_DIR),
+    with the settings it overrides through prefixed attributes (``bytetrack_track_buffer="60"``)."""
+    from ultralytics.utils.checks import check_yaml
+
+    name = control.attr("model_tracker", "botsort")
+    file = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
+    local = Path(weights.resolve(file))
+    base = str(local) if local.is_file() else file
+    prefix = f"{Path(file).stem}_"
+    overrides = {key[len(prefix) :]: value for key, value in control.attrs.items() if key.startswith(prefix)}
+    if not overrides:
+        yield base
+        return
+    settings = yaml.safe_load(Path(check_yaml(base)).read_text())
+    for key, value in overrides.items():
+        if key not in settings:
+            raise LabelConfigError(f"tracker {name!r} has no setting {key!r}")
+        kind = type(settings[key])
+        settings[key] = value.lower() in TRUE if kind is bool else kind(value) if kind in (int, float) else value
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="tracker-") as written:
+        yaml.safe_dump(settings, written)
+        written.flush()
+        yield written.name
 
 
 def video_fps(path: str) -> float:

@@ -190,8 +190,10 @@ def test_video_tracking_gives_one_region_per_object_over_the_decoded_frames(clie
     config = """<View>
       <Video name="video" value="$video"/>
       <VideoRectangle name="track" toName="video" model_path="shapes-seg.pt" model_imgsz="64"
-                      model_score_threshold="0.3" model_tracker="bytetrack"/>
-      <Labels name="kind" toName="video"><Label value="Round" predicted_values="circle"/><Label value="Square"/></Labels>
+                      model_score_threshold="0.3" model_tracker="bytetrack" bytetrack_track_buffer="10"/>
+      <Labels name="kind" toName="video">
+        <Label value="Round" predicted_values="circle"/><Label value="Square"/>
+      </Labels>
     </View>"""
     frames = shapes.decoded_frames(media / "clip.mp4")
     truth = shapes.write_video(media / "unused.mp4")  # the same clip's shapes, frame by frame
@@ -269,14 +271,29 @@ def test_fit_fine_tunes_detection_and_serves_the_new_weights(make_client, models
         annotation = {
             "id": 10 + i,
             "result": [
-                {"from_name": "box", "to_name": "image", "type": "rectanglelabels", "original_width": 64,
-                 "original_height": 64, "value": {"x": 10, "y": 10, "width": 30, "height": 30, "rotation": 0,
-                                                  "rectanglelabels": ["Square"]}}
+                {
+                    "from_name": "box",
+                    "to_name": "image",
+                    "type": "rectanglelabels",
+                    "original_width": 64,
+                    "original_height": 64,
+                    "value": {
+                        "x": 10,
+                        "y": 10,
+                        "width": 30,
+                        "height": 30,
+                        "rotation": 0,
+                        "rectanglelabels": ["Square"],
+                    },
+                }
             ],
         }
-        event = {"action": "ANNOTATION_CREATED", "project": {"id": 3, "label_config": config},
-                 "task": {"id": i + 1, "project": 3, "data": {"image": f"/data/local-files/?d={name}"}},
-                 "annotation": annotation}
+        event = {
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": 3, "label_config": config},
+            "task": {"id": i + 1, "project": 3, "data": {"image": f"/data/local-files/?d={name}"}},
+            "annotation": annotation,
+        }
         assert client.post("/webhook", json=event).status_code < 300
     new = wait_for_version(client, project, config, old, timeout=120)
     assert new.startswith("yolo-1-")
