@@ -315,6 +315,7 @@ class ServerProcess:
         port: int | None = None,
         command: str = "start",
         wait_healthy: bool = True,
+        python: str | None = None,
     ) -> None:
         import os
         import sys
@@ -323,7 +324,8 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="lsml-server-", suffix=".log")[1])
-        args = [sys.executable, "-m", "label_studio_ml", command, str(target)]
+        # another interpreter runs a service whose libraries live in another virtualenv (e.g. torch's)
+        args = [python or sys.executable, "-m", "label_studio_ml", command, str(target)]
         if command == "start":
             args += ["--host", "127.0.0.1", "-p", str(self.port)]
         self.args = args

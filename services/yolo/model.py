@@ -209,10 +209,13 @@ class YOLOModel(LabelStudioMLBase):
     ) -> list[dict[str, Any]]:
         found: list[list[dict[str, Any]]] = [[] for _ in tasks]
         images = [c for c in self.controls if c.pair.object_type == "Image"]
+        batch = int(_env("YOLO_BATCH", "16"))
         for data_key in dict.fromkeys(c.pair.data_key for c in images):
             on_image = [c for c in images if c.pair.data_key == data_key]
-            for index, items in self._predict_images(tasks, data_key, on_image):
-                found[index] += items
+            # a bounded number of decoded images at a time: LS may send every task of a project at once
+            for start in range(0, len(tasks), batch):
+                for index, items in self._predict_images(tasks[start : start + batch], data_key, on_image):
+                    found[start + index] += items
         for control in (c for c in self.controls if c.pair.object_type == "Video"):
             for index, task in enumerate(tasks):
                 path = self._media_path(task, control.pair.data_key)

@@ -149,3 +149,30 @@ def decoded_frames(path: Path) -> int:
         count += 1
     capture.release()
     return count
+
+
+def prepare(models: Path, media: Path) -> None:
+    """The trained segmenter as ``models/shapes-seg.pt`` (trained once, cached like the tests do), two shape
+    images and the clip in ``media``: what the end-to-end test hands a real Label Studio."""
+    import tempfile
+
+    cached = Path(tempfile.gettempdir()) / "lsml-yolo-tests" / f"shapes-seg-{recipe_key()}.pt"
+    if not cached.is_file():
+        with tempfile.TemporaryDirectory() as work:
+            train_segmenter(Path(work), cached)
+    models.mkdir(parents=True, exist_ok=True)
+    media.mkdir(parents=True, exist_ok=True)
+    (models / "shapes-seg.pt").write_bytes(cached.read_bytes())
+    rng = np.random.default_rng(7)
+    for i in range(2):
+        cv2.imwrite(str(media / f"shapes{i}.png"), paint(place(rng, SIZE), SIZE, SIZE))
+    write_video(media / "clip.mp4")
+
+
+if __name__ == "__main__":  # python shapes.py MODELS MEDIA (the end-to-end test runs it in the torch env)
+    import os
+    import sys
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    prepare(Path(sys.argv[1]), Path(sys.argv[2]))

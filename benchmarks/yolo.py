@@ -1,0 +1,156 @@
+"""yolo: images/s through the service's /predict (a real server process) against ultralytics' own
+``YOLO.predict`` on the same image files and weights, and video frames/s of tracking through the service
+against ``YOLO.track`` on the same clip. Target: service / direct <= 1.10 for images.
+
+    python benchmarks/yolo.py [--images 8] [--rounds 5] [--frames 60] [--weights yolo11n.pt]
+
+Without --weights (none can be fetched offline) it builds yolo11n from the YAML inside ultralytics with
+random weights: the inference cost is that of yolo11n; only the number of regions differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import requests
+
+from label_studio_ml.testing import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICE = ROOT / "services" / "yolo"
+IMAGE_CONFIG = """<View><Image name="image" value="$image"/>
+  <RectangleLabels name="box" toName="image" model_path="{weights}" model_score_threshold="{threshold}">
+    <Label value="Object" predicted_values="{names}"/></RectangleLabels></View>"""
+VIDEO_CONFIG = """<View><Video name="video" value="$video"/>
+  <VideoRectangle name="track" toName="video" model_path="{weights}" model_score_threshold="{threshold}"
+                  model_tracker="bytetrack"/>
+  <Labels name="kind" toName="video"><Label value="Object" predicted_values="{names}"/></Labels></View>"""
+
+
+def make_images(folder: Path, count: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        width, height = (640, 480) if i % 2 == 0 else (480, 640)
+        small = rng.integers(0, 255, (height // 16, width // 16, 3), dtype=np.uint8)
+        path = folder / f"image{i}.jpg"
+        cv2.imwrite(str(path), cv2.resize(small, (width, height)), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(path)
+    return paths
+
+
+def make_video(path: Path, frames: int) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (640, 480))
+    for f in range(frames):
+        frame = np.full((480, 640, 3), 60, np.uint8)
+        cv2.circle(frame, (100 + 4 * f, 200), 50, (60, 200, 230), -1)
+        cv2.rectangle(frame, (500 - 3 * f, 300), (580 - 3 * f, 380), (230, 120, 60), -1)
+        writer.write(frame)
+    writer.release()
+
+
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--weights", default="")
+    parser.add_argument("--threshold", type=float, default=0.25)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        env = {
+            "YOLO_OFFLINE": "1",
+            "YOLO_AUTOINSTALL": "false",
+            "YOLO_CONFIG_DIR": str(folder / "ultralytics"),
+            "LOCAL_FILES_DOCUMENT_ROOT": str(folder),
+            "MODEL_DIR": str(folder),
+            "LOG_LEVEL": "WARNING",
+        }
+        os.environ.update({k: v for k, v in env.items() if k.startswith("YOLO_")})
+        import torch
+        from ultralytics import YOLO
+
+        from label_studio_ml.devices import torch_device
+
+        device = torch_device()
+        weights = args.weights
+        if not weights:
+            weights = str(folder / "yolo11n-random.pt")
+            torch.manual_seed(0)
+            YOLO("yolo11n.yaml").save(weights)
+        model = YOLO(weights)
+        names = ",".join(model.names.values())
+        paths = make_images(folder, args.images)
+        make_video(folder / "clip.mp4", args.frames)
+        image_config = IMAGE_CONFIG.format(weights=weights, threshold=args.threshold, names=names)
+        video_config = VIDEO_CONFIG.format(weights=weights, threshold=args.threshold, names=names)
+        tasks = [{"id": i, "data": {"image": f"/data/local-files/?d={p.name}"}} for i, p in enumerate(paths)]
+        video_task = [{"id": 99, "data": {"video": "/data/local-files/?d=clip.mp4"}}]
+        with ServerProcess(SERVICE, env={**env, "DEVICE": device}) as server:
+            session = requests.Session()
+
+            def service(config: str, batch: list) -> list:
+                reply = session.post(
+                    server.url + "/predict",
+                    timeout=600,
+                    json={"tasks": batch, "project": "1", "label_config": config, "params": {"context": None}},
+                )
+                reply.raise_for_status()
+                return reply.json()["results"]
+
+            def direct_images() -> list:
+                return model.predict([str(p) for p in paths], device=device, conf=args.threshold, verbose=False)
+
+            def direct_video() -> int:
+                stream = model.track(
+                    str(folder / "clip.mp4"), stream=True, tracker="bytetrack.yaml", device=device,
+                    conf=args.threshold, verbose=False,
+                )  # fmt: skip
+                return sum(1 for _ in stream)
+
+            results, replies = direct_images(), service(image_config, tasks)  # warm-up: lazy inits, allocator
+            direct, served = [], []
+            for _ in range(args.rounds):  # interleaved, so that load from elsewhere hits both alike
+                direct.append(timed(direct_images))
+                served.append(timed(lambda: service(image_config, tasks)))
+            direct_video(), service(video_config, video_task)
+            video_direct = [timed(direct_video) for _ in range(2)]
+            video_served = [timed(lambda: service(video_config, video_task)) for _ in range(2)]
+            tracks = service(video_config, video_task)[0]["result"]
+        boxes = sum(int((r.boxes.conf >= args.threshold).sum()) for r in results)
+        regions = sum(len(r["result"]) for r in replies)
+
+    n = args.images
+    d, s = statistics.median(direct), statistics.median(served)
+    vd, vs = min(video_direct), min(video_served)
+    source = "random-weight yolo11n" if not args.weights else args.weights
+    print(f"yolo: {source} on {device}, torch threads {torch.get_num_threads()}, medians of {args.rounds}")
+    print(f"  direct YOLO.predict({n} image paths):  {d:.3f} s ({n / d:.1f} images/s), {boxes} boxes")
+    print(f"  service POST /predict ({n} tasks):       {s:.3f} s ({n / s:.1f} images/s), {regions} regions")
+    print(f"  per-round ratios: {', '.join(f'{b / a:.2f}' for a, b in zip(direct, served))}")
+    print(f"  ratio service / direct: {s / d:.3f}x (target <= 1.10x)")
+    frames = args.frames
+    print(f"  video 640x480, {frames} frames, ByteTrack (best of 2):")
+    print(f"    direct YOLO.track(stream=True): {vd:.2f} s ({frames / vd:.1f} frames/s)")
+    print(f"    service POST /predict:          {vs:.2f} s ({frames / vs:.1f} frames/s), {len(tracks)} tracks")
+    print(f"    ratio service / direct: {vs / vd:.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
