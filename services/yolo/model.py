@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ CONTROL_KINDS = {
     ("TimelineLabels", "Video"): "classify",
 }
 TRUE = {"1", "true", "yes"}
+#: the class of video frames no TimelineLabels range covers, when training
+BACKGROUND = "_background"
 
 
 def _env(name: str, default: str) -> str:
@@ -142,7 +145,8 @@ class Control:
         return {
             "conf": float(self.attr("model_conf", str(min(self.threshold, 0.25)))),
             "iou": float(self.attr("model_iou", "0.7")),
-            "imgsz": int(self.attr("model_imgsz", _env("YOLO_IMGSZ", "640"))),
+            # classifiers are trained at 224 pixels, detectors at 640
+            "imgsz": int(self.attr("model_imgsz", "224" if self.kind == "classify" else _env("YOLO_IMGSZ", "640"))),
         }
 
 
@@ -397,33 +401,39 @@ class YOLOModel(LabelStudioMLBase):
 
     # --- training ------------------------------------------------------------------------------
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """Fine-tune the first detection control's weights on the project's annotated boxes; the result is
-        the control's weights in the new version (``<control name>.pt``)."""
-        control = next((c for c in self.controls if c.kind == "detect" and c.pair.object_type == "Image"), None)
-        if control is None:
-            logger.info("project %s: no RectangleLabels on an Image to train", self.project_id)
-            return {"trained": False}
-        examples = collect(
-            self,
-            event,
-            data,
-            lambda t, a: box_example(control.pair, t, a),
-            kwargs.get("events"),
-            key="detection-examples",
+        """Fine-tune from the project's annotations the first ``RectangleLabels`` on an Image (detection) and
+        every ``TimelineLabels`` (per-frame classes). Each trained control's weights go into the new version as
+        ``<control name>.pt``; the others keep the weights the previous version gave them."""
+        detection = next((c for c in self.controls if c.kind == "detect" and c.pair.type == "RectangleLabels"), None)
+        jobs = (
+            [(detection, box_example, self._write_boxes, int(_env("YOLO_TRAIN_MIN_IMAGES", "2")))] if detection else []
         )
-        minimum = int(_env("YOLO_TRAIN_MIN_IMAGES", "2"))
-        if len(examples) < minimum:
-            logger.info("project %s: %d annotated image(s), training needs %d", self.project_id, len(examples), minimum)
-            return {"trained": False, "examples": len(examples)}
-        with tempfile.TemporaryDirectory(prefix="yolo-train-") as tmp:
-            dataset = self._write_dataset(Path(tmp), control, examples)
-            weights = self._train(control, dataset, Path(tmp) / "runs")
-            shutil.copyfile(weights, self.output_dir / f"{control.pair.from_name}.pt")
-        return {"trained": True, "examples": len(examples)}
+        jobs += [(c, timeline_example, self._write_frames, 1) for c in self.controls if c.pair.type == "TimelineLabels"]
+        trained = []
+        for control, example_of, write, minimum in jobs:
+            name = control.pair.from_name
+            examples = collect(
+                self, event, data, partial(example_of, control.pair), kwargs.get("events"), key=f"examples-{name}"
+            )
+            if len(examples) < minimum:
+                logger.info(
+                    "project %s: %d example(s) for %s, training needs %d", self.project_id, len(examples), name, minimum
+                )
+                continue
+            with tempfile.TemporaryDirectory(prefix="yolo-train-") as tmp:
+                dataset = write(Path(tmp) / "dataset", control, examples)
+                if dataset is not None:
+                    shutil.copyfile(self._train(control, dataset, Path(tmp) / "runs"), self.output_dir / f"{name}.pt")
+                    trained.append(name)
+        if trained and self.version_dir is not None:
+            for previous in self.version_dir.glob("*.pt"):
+                if not (self.output_dir / previous.name).exists():
+                    shutil.copyfile(previous, self.output_dir / previous.name)
+        return {"trained": trained}
 
-    def _write_dataset(self, root: Path, control: Control, examples: dict[str, dict[str, Any]]) -> Path:
-        """A YOLO dataset: images as LS shows them (EXIF applied), one label file of normalised boxes each."""
-        (root / "images").mkdir()
+    def _write_boxes(self, root: Path, control: Control, examples: dict[str, dict[str, Any]]) -> Path:
+        """A YOLO detection dataset: images as LS shows them (EXIF applied), a file of normalised boxes each."""
+        (root / "images").mkdir(parents=True)
         (root / "labels").mkdir()
         for number, (key, example) in enumerate(sorted(examples.items())):
             self.report_progress(0.3 * number / len(examples), "reading images")
@@ -440,6 +450,46 @@ class YOLOModel(LabelStudioMLBase):
         dataset.write_text(f"path: {root}\ntrain: images\nval: images\nnames:\n{names}")
         return dataset
 
+    def _write_frames(self, root: Path, control: Control, examples: dict[str, dict[str, Any]]) -> Path | None:
+        """A classification dataset (a folder per class) of the annotated videos' frames: a frame inside one
+        label's range is that label's, a frame in none is background, a frame in several is left out. Frames
+        stream from the decoder and go to disk; at most ``YOLO_TRAIN_MAX_FRAMES`` in all."""
+        import cv2
+
+        budget = int(_env("YOLO_TRAIN_MAX_FRAMES", "2000"))
+        for number, (key, example) in enumerate(sorted(examples.items())):
+            self.report_progress(0.3 * number / len(examples), "reading video frames")
+            try:
+                path = self.get_local_path(example["video"], task_id=example.get("task"))
+            except MediaError as exc:
+                logger.warning("task %s left out of training: %s", key, exc)
+                continue
+            capture = cv2.VideoCapture(path)
+            step = max(1, -(-int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) * len(examples) // budget))
+            frame = 0
+            while capture.grab():
+                frame += 1
+                covering = {label for start, end, label in example["ranges"] if start <= frame <= end}
+                if (frame - 1) % step or len(covering) > 1:
+                    continue
+                ok, image = capture.retrieve()
+                folder = root / "train" / (covering.pop() if covering else BACKGROUND)
+                folder.mkdir(parents=True, exist_ok=True)
+                if ok:
+                    cv2.imwrite(str(folder / f"{key}-{frame}.jpg"), image)
+            capture.release()
+        classes = [p.name for p in (root / "train").glob("*")] if (root / "train").is_dir() else []
+        if len(classes) < 2:
+            logger.info(
+                "project %s: frames of %d class(es) for %s; training needs 2",
+                self.project_id,
+                len(classes),
+                control.pair.from_name,
+            )
+            return None
+        (root / "val").symlink_to(root / "train")  # ultralytics wants a validation split: the same frames
+        return root
+
     def _train(self, control: Control, dataset: Path, runs: Path) -> Path:
         from ultralytics import YOLO
 
@@ -455,7 +505,7 @@ class YOLOModel(LabelStudioMLBase):
         model.train(
             data=str(dataset),
             epochs=epochs,
-            imgsz=int(control.attr("model_imgsz", _env("YOLO_IMGSZ", "640"))),
+            imgsz=control.options["imgsz"],
             batch=batch,
             nbs=batch,  # step every batch: ultralytics would otherwise accumulate up to 64 images a step
             device=weights.device,
@@ -558,6 +608,24 @@ def box_example(pair: ControlPair, task: dict[str, Any], annotation: dict[str, A
         return None
     # an annotation without boxes is a negative example: the image holds none of the labels
     return {"image": image, "task": task.get("id"), "boxes": boxes}
+
+
+def timeline_example(pair: ControlPair, task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any] | None:
+    """A training example of an annotation: the video and its labelled frame ranges (1-based, inclusive)."""
+    ranges = []
+    for item in annotation.get("result") or []:
+        value = item.get("value") or {}
+        labels = value.get("timelinelabels") or []
+        if item.get("from_name") != pair.from_name or not labels or labels[0] not in pair.labels:
+            continue
+        for span in value.get("ranges") or []:
+            start, end = span.get("start"), span.get("end")
+            if isinstance(start, (int, float)) and isinstance(end, (int, float)) and 1 <= start <= end:
+                ranges.append([int(start), int(end), labels[0]])
+    video = (task.get("data") or {}).get(pair.data_key)
+    if not isinstance(video, str) or not video:
+        return None
+    return {"video": video, "task": task.get("id"), "ranges": ranges}
 
 
 def upright_box(value: dict[str, Any]) -> tuple[float, float, float, float] | None:

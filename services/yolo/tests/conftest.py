@@ -61,6 +61,7 @@ def media(tmp_path_factory: pytest.TempPathFactory, drawn: dict[str, list[shapes
     exif[0x0112] = 6
     Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))).save(root / "rotated.jpg", exif=exif.tobytes())
     shapes.write_video(root / "clip.mp4")
+    shapes.write_phases(root / "phases.mp4")
     return root
 
 

@@ -94,10 +94,14 @@ def write_dataset(root: Path, count: int = TRAIN_IMAGES, seed: int = 0) -> Path:
 
 
 def recipe_key() -> str:
-    """Changes when this file or ultralytics changes: the cached trained model is then trained again."""
+    """Changes when the training recipe or ultralytics changes: the cached trained model is then trained again."""
+    import inspect
+
     import ultralytics
 
-    return hashlib.sha256(Path(__file__).read_bytes() + ultralytics.__version__.encode()).hexdigest()[:12]
+    recipe = [repr(TRAIN), str(TRAIN_IMAGES), ultralytics.__version__]
+    recipe += [inspect.getsource(f) for f in (place, paint, outline, write_dataset, train_segmenter)]
+    return hashlib.sha256("".join(recipe).encode()).hexdigest()[:12]
 
 
 def train_segmenter(work: Path, target: Path) -> Path:
@@ -140,6 +144,14 @@ def write_video(path: Path, frames: int = 24, fps: float = 8.0) -> list[list[Sha
         truth.append(shapes)
     writer.release()
     return truth
+
+
+def write_phases(path: Path, frames: int = 24, fps: float = 8.0) -> None:
+    """A clip showing a circle for its first half and a square for the rest (per-frame classes to learn)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (SIZE, SIZE))
+    for f in range(frames):
+        writer.write(paint([Shape(0 if f < frames // 2 else 1, 32, 32, 14)], SIZE, SIZE))
+    writer.release()
 
 
 def decoded_frames(path: Path) -> int:

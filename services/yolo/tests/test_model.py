@@ -300,3 +300,38 @@ def test_fit_fine_tunes_detection_and_serves_the_new_weights(make_client, models
     weights = next(models.glob(f"projects/*/versions/{new}/box.pt"))
     assert YOLO(str(weights)).names == {0: "Round", 1: "Square"}
     assert_conformant(client, config, tasks(IMAGES[0]), project=project)
+
+
+def test_fit_trains_timeline_labels_on_annotated_frames(make_client, models, media, monkeypatch):
+    monkeypatch.setenv("MODEL_DIR", str(models))
+    config = """<View><Video name="video" value="$video"/>
+      <TimelineLabels name="when" toName="video" model_path="cls.pt" model_imgsz="64" model_train_epochs="15">
+        <Label value="Round" predicted_values="circle"/><Label value="Boxy" predicted_values="square"/>
+      </TimelineLabels></View>"""
+    client = make_client(YOLOModel, model_dir=models, local_files_document_root=str(media))
+    project = "4.1700000000"
+    old = client.post("/setup", json={"project": project, "schema": config}).json()["model_version"]
+    spans = [("Round", 1, 12), ("Boxy", 13, 24)]
+    result = [
+        {"from_name": "when", "to_name": "video", "type": "timelinelabels",
+         "value": {"ranges": [{"start": start, "end": end}], "timelinelabels": [label]}}
+        for label, start, end in spans
+    ]  # fmt: skip
+    event = {
+        "action": "ANNOTATION_CREATED",
+        "project": {"id": 4, "label_config": config},
+        "task": {"id": 1, "project": 4, "data": {"video": "/data/local-files/?d=phases.mp4"}},
+        "annotation": {"id": 40, "result": result},
+    }
+    assert client.post("/webhook", json=event).status_code < 300
+    new = wait_for_version(client, project, config, old, timeout=120)
+    weights = next(models.glob(f"projects/*/versions/{new}/when.pt"))
+    assert set(YOLO(str(weights)).names.values()) == {"Round", "Boxy"}
+    regions = assert_conformant(client, config, tasks("phases.mp4", key="video"), project=project)[0]["result"]
+    right = sum(
+        end - start + 1
+        for r in regions
+        for label, (start, end) in [(r["value"]["timelinelabels"][0], r["value"]["ranges"][0].values())]
+        if any(label == want and lo <= start and end <= hi for want, lo, hi in spans)
+    )
+    assert right >= 18, f"{right} of 24 frames classified as annotated: {regions}"
