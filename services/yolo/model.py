@@ -592,39 +592,40 @@ def rotated_box(
     return box, float(np.degrees(angle) % 360.0)
 
 
-def box_example(pair: ControlPair, task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any] | None:
-    """A training example of an annotation: the image and its boxes as (class, cx, cy, w, h), normalised."""
-    boxes = []
+def labelled(pair: ControlPair, annotation: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(label, value) of each region of the annotation on ``pair`` whose label the config has."""
     for item in annotation.get("result") or []:
         value = item.get("value") or {}
-        labels = value.get("rectanglelabels") or []
-        if item.get("from_name") != pair.from_name or not labels or labels[0] not in pair.labels:
-            continue
-        box = upright_box(value)
-        if box is not None:
-            boxes.append([pair.labels.index(labels[0]), *box])
+        labels = value.get(pair.result_type) or []
+        if item.get("from_name") == pair.from_name and labels and labels[0] in pair.labels:
+            yield labels[0], value
+
+
+def box_example(pair: ControlPair, task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any] | None:
+    """A training example of an annotation: the image and its boxes as (class, cx, cy, w, h), normalised."""
     image = (task.get("data") or {}).get(pair.data_key)
     if not isinstance(image, str) or not image:
         return None
+    boxes = [
+        [pair.labels.index(label), *box] for label, value in labelled(pair, annotation) if (box := upright_box(value))
+    ]
     # an annotation without boxes is a negative example: the image holds none of the labels
     return {"image": image, "task": task.get("id"), "boxes": boxes}
 
 
 def timeline_example(pair: ControlPair, task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any] | None:
     """A training example of an annotation: the video and its labelled frame ranges (1-based, inclusive)."""
-    ranges = []
-    for item in annotation.get("result") or []:
-        value = item.get("value") or {}
-        labels = value.get("timelinelabels") or []
-        if item.get("from_name") != pair.from_name or not labels or labels[0] not in pair.labels:
-            continue
-        for span in value.get("ranges") or []:
-            start, end = span.get("start"), span.get("end")
-            if isinstance(start, (int, float)) and isinstance(end, (int, float)) and 1 <= start <= end:
-                ranges.append([int(start), int(end), labels[0]])
     video = (task.get("data") or {}).get(pair.data_key)
     if not isinstance(video, str) or not video:
         return None
+    ranges = [
+        [int(span["start"]), int(span["end"]), label]
+        for label, value in labelled(pair, annotation)
+        for span in value.get("ranges") or []
+        if isinstance(span.get("start"), (int, float))
+        and isinstance(span.get("end"), (int, float))
+        and 1 <= span["start"] <= span["end"]
+    ]
     return {"video": video, "task": task.get("id"), "ranges": ranges}
 
 
