@@ -83,11 +83,7 @@ def main() -> int:
         }
         os.environ.update({k: v for k, v in env.items() if k.startswith("YOLO_")})
         import torch
-
-        threads = torch.get_num_threads()  # before ultralytics sets OMP_NUM_THREADS=1; the service does the same
         from ultralytics import YOLO
-
-        torch.set_num_threads(threads)
 
         from label_studio_ml.devices import torch_device
 

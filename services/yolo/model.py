@@ -63,17 +63,10 @@ def _env(name: str, default: str) -> str:
 
 def configure_ultralytics() -> None:
     """Keep ultralytics from phoning home (analytics) and from pip-installing packages at run time; with
-    ``YOLO_OFFLINE=1`` it also downloads nothing (no fonts, no weights). Importing ultralytics sets
-    OMP_NUM_THREADS=1 when unset, which would leave torch one core for inference: torch keeps the threads it
-    had (all cores, or what OMP_NUM_THREADS said before)."""
-    import torch
-
+    ``YOLO_OFFLINE=1`` it also downloads nothing (no fonts, no weights)."""
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "false")
-    threads = torch.get_num_threads()
     from ultralytics.utils import SETTINGS
-
-    torch.set_num_threads(threads)
 
     if SETTINGS.get("sync"):
         SETTINGS.update(sync=False)
@@ -172,9 +165,7 @@ class YOLOModel(LabelStudioMLBase):
         )
         for name in filter(None, (n.strip() for n in _env("YOLO_PRELOAD", "").split(","))):
             weights.get(weights.resolve(name))
-        import torch
-
-        logger.info("yolo: device %s, %d CPU threads", device, torch.get_num_threads())
+        logger.info("yolo: device %s", device)
         return weights
 
     # --- label config --------------------------------------------------------------------------
