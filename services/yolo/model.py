@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -90,27 +90,24 @@ class Loaded:
 
 
 class Weights:
-    """Every YOLO model the process has loaded, once per weight file and use: shared by all projects.
+    """The YOLO models the process has loaded, once per weight file and use, shared by all projects; the
+    least recently used goes when more than ``capacity`` are loaded (each training adds a weight file).
     Tracking gets its own object, as ultralytics attaches tracker state to the model it tracks with."""
 
-    def __init__(self, model_dir: Path, device: str, allow_custom: bool) -> None:
-        self.model_dir = model_dir
+    def __init__(self, model_dir: Path, device: str, allow_custom: bool, capacity: int = 8) -> None:
+        self.model_dir = model_dir.resolve()
         self.device = device
         self.allow_custom = allow_custom
+        self.capacity = max(1, capacity)
         self._lock = threading.Lock()
-        self._models: dict[tuple[str, str], Loaded] = {}
+        self._models: OrderedDict[tuple[str, str], Loaded] = OrderedDict()
 
     def resolve(self, name: str) -> str:
-        """A weight file: an absolute path, else a file under MODEL_DIR; any other name goes to ultralytics,
-        which fetches its own released weights (``yolo11n.pt``, ...) into MODEL_DIR."""
-        path = Path(name)
-        if path.is_absolute():
-            if not path.is_file():
-                raise LabelConfigError(f"model_path {name!r} does not exist")
-            return str(path)
-        local = (self.model_dir / path).resolve()
-        if not local.is_relative_to(self.model_dir.resolve()):
-            raise LabelConfigError(f"model_path {name!r} leaves MODEL_DIR")
+        """A weight file under MODEL_DIR (a path leaving it is refused: label configs name these files). A
+        released name that is not there yet (``yolo11n.pt``, ...) is fetched there by ultralytics."""
+        local = (self.model_dir / name).resolve()
+        if not local.is_relative_to(self.model_dir):
+            raise LabelConfigError(f"model_path {name!r} is outside MODEL_DIR")
         return str(local)
 
     def get(self, source: str, use: str = "predict") -> Loaded:
@@ -123,6 +120,9 @@ class Weights:
                 loaded = Loaded(YOLO(source), source)
                 logger.info("loaded %s for %s: task %s, %d classes", source, use, loaded.task, len(loaded.names))
                 self._models[key] = loaded
+                while len(self._models) > self.capacity:
+                    self._models.popitem(last=False)
+            self._models.move_to_end(key)
             return loaded
 
 
@@ -162,6 +162,7 @@ class YOLOModel(LabelStudioMLBase):
             Path(_env("MODEL_DIR", ".")),
             device,
             _env("ALLOW_CUSTOM_MODEL_PATH", "true").lower() in TRUE,
+            int(_env("YOLO_MAX_MODELS", "8")),
         )
         for name in filter(None, (n.strip() for n in _env("YOLO_PRELOAD", "").split(","))):
             weights.get(weights.resolve(name))

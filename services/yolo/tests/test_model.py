@@ -252,6 +252,12 @@ def test_a_missing_weight_file_is_a_json_error(client):
     assert "Traceback" not in reply.text
 
 
+def test_a_weight_file_outside_model_dir_is_refused(client):
+    config = CONFIG.replace('model_path="shapes-seg.pt"', 'model_path="../../../etc/passwd"', 1)
+    reply = client.post("/predict", json={"tasks": tasks(IMAGES[0]), "project": "9.2", "label_config": config})
+    assert 400 <= reply.status_code < 500 and "outside MODEL_DIR" in reply.json()["error"]
+
+
 def test_upright_box_of_ls_rectangles():
     assert upright_box({"x": 10, "y": 20, "width": 30, "height": 40}) == pytest.approx((0.25, 0.4, 0.3, 0.4))
     turned = upright_box({"x": 50, "y": 50, "width": 20, "height": 10, "rotation": 90})
