@@ -134,16 +134,17 @@ def build_untrained(yaml: str, names: dict[int, str], target: Path, **kwargs: ob
     return target
 
 
-def write_video(path: Path, frames: int = 24, fps: float = 8.0) -> list[list[Shape]]:
-    """A clip of a circle and a square moving across a 64 x 64 frame (mp4v); the shapes in each frame."""
+def moving_shapes(frames: int = 24) -> list[list[Shape]]:
+    """A circle moving right along the top and a square moving left along the bottom, frame by frame."""
+    return [[Shape(0, 12 + f, 16, 9), Shape(1, 50 - f, 46, 9)] for f in range(frames)]
+
+
+def write_video(path: Path, frames: int = 24, fps: float = 8.0) -> None:
+    """The moving shapes as a 64 x 64 clip (mp4v)."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (SIZE, SIZE))
-    truth = []
-    for f in range(frames):
-        shapes = [Shape(0, 12 + f, 16, 9), Shape(1, 50 - f, 46, 9)]
+    for shapes in moving_shapes(frames):
         writer.write(paint(shapes, SIZE, SIZE))
-        truth.append(shapes)
     writer.release()
-    return truth
 
 
 def write_phases(path: Path, frames: int = 24, fps: float = 8.0) -> None:
