@@ -235,13 +235,25 @@ class LabelStudioMLBase:
         else:
             logger.info("training progress %.0f%% %s", 100 * fraction, message)
 
+    def ls_credentials(self) -> tuple[str, str]:
+        """Label Studio's URL and the token that may go there: the operator's LABEL_STUDIO_URL and API key,
+        else the /setup hostname with the token that came with it (the operator's key only when an
+        authenticated caller named that hostname)."""
+        if self.settings.label_studio_url:
+            return self.settings.label_studio_url, self.settings.label_studio_api_key or self.get("access_token") or ""
+        host, token = self.get("hostname") or "", self.get("access_token") or ""
+        if not token and self.get("hostname_trusted"):
+            token = self.settings.label_studio_api_key
+        return host, token
+
     def fetch_labeled_tasks(self) -> list[dict[str, Any]]:
         """The project's annotated tasks from LS's export API, cancelled and empty annotations removed."""
-        url = self.settings.label_studio_url or self.get("hostname") or ""
-        token = self.settings.label_studio_api_key or self.get("access_token") or ""
+        url, token = self.ls_credentials()
         if not url or self.project_id is None:
             raise RuntimeError("fetching training data needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
-        client = LabelStudioClient(url, token, verify=self.settings.verify_ssl)
+        client = LabelStudioClient(
+            url, token, verify=self.settings.verify_ssl, operator_url=bool(self.settings.label_studio_url)
+        )
         return labeled_tasks(client.export_tasks(self.project_id))
 
     # --- media ---------------------------------------------------------------------------------
@@ -256,8 +268,7 @@ class LabelStudioMLBase:
         **kwargs: Any,
     ) -> str:
         """A local file path for a task's media URL (LS uploads, local files, cloud URIs, http)."""
-        host = ls_host or self.get("hostname") or ""
-        token = ls_access_token or self.get("access_token") or ""
+        host, token = (ls_host, ls_access_token or "") if ls_host else self.ls_credentials()
         return str(self._ctx.fetcher.fetch(url, task_id=task_id, ls_url=host, ls_token=token))
 
     def read_text(self, task: dict[str, Any], key: str) -> str:
