@@ -9,8 +9,11 @@ the a2wsgi bridge (see ``wsgi.py``). ``app.asgi`` is the same app for ASGI serve
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import logging
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,10 +25,11 @@ from .model import LabelStudioMLBase
 from .training import TRAIN_EVENTS
 from .wsgi import WSGIBridge
 
-__all__ = ["TRAIN_EVENTS", "LabelStudioMLApp", "init_app"]
+__all__ = ["TRAIN_EVENTS", "LabelStudioMLApp", "UpstreamTestClient", "init_app"]
 
 logger = logging.getLogger(__name__)
 
+READY_TIMEOUT_S = 120.0  # test_client() waits this long for load()
 # what upstream's generated _wsgi.py passes and core reads elsewhere: REDIS_URL replaces the Redis trio,
 # the per-project instance replaces model kwargs
 IGNORED_KWARGS = ("redis_queue", "redis_host", "redis_port")
@@ -44,6 +48,20 @@ class LabelStudioMLApp:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         return self.wsgi(environ, start_response)
 
+    def test_client(self) -> UpstreamTestClient:
+        """Flask's test client, as upstream backends' ``test_api.py`` use it (``with app.test_client() as c``)."""
+        return UpstreamTestClient(self)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Start serving in this process (WSGI) and wait until the model loaded or failed to."""
+        self.wsgi.start()
+        runtime = self.asgi.state.runtime
+        deadline = time.monotonic() + timeout
+        while runtime.state == "loading":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.model_class.__name__} did not load in {timeout:.0f} s")
+            time.sleep(0.01)
+
     def run(self, host: str = "0.0.0.0", port: int = 9090, debug: bool = False, **_flask_options: Any) -> None:
         """Serve with uvicorn until stopped (Flask's ``app.run`` signature; ``debug`` logs at DEBUG)."""
         import uvicorn
@@ -61,6 +79,83 @@ class LabelStudioMLApp:
         shown = "localhost" if host in ("0.0.0.0", "::") else host
         logger.info("serving %s on http://%s:%d", self.model_class.__name__, shown, port)
         uvicorn.run(self.asgi, **uvicorn_options(self.settings, host, port, level))  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass
+class ClientResponse:
+    """What Flask's test client answers, the parts tests read."""
+
+    status_code: int
+    headers: dict[str, str]
+    data: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.data) if self.data else None
+
+    def get_json(self) -> Any:
+        return self.json
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+class UpstreamTestClient:
+    """Requests through the app's WSGI side, in this process, with Flask's test-client signature."""
+
+    def __init__(self, app: LabelStudioMLApp) -> None:
+        self.app = app
+
+    def __enter__(self) -> UpstreamTestClient:
+        self.app.wait_ready()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def open(
+        self,
+        path: str,
+        method: str = "GET",
+        data: str | bytes | None = None,
+        json: Any = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> ClientResponse:
+        if json is not None:
+            data, content_type = _json_dumps(json), content_type or "application/json"
+        body = data.encode() if isinstance(data, str) else (data or b"")
+        route, _, query = path.partition("?")
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": method.upper(),
+            "PATH_INFO": route,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.url_scheme": "http",
+        }
+        if content_type:
+            environ["CONTENT_TYPE"] = content_type
+        for name, value in (headers or {}).items():
+            environ["HTTP_" + name.upper().replace("-", "_")] = value
+        started: list[tuple[str, list[tuple[str, str]]]] = []
+        content = b"".join(self.app(environ, lambda status, sent, exc_info=None: started.append((status, sent))))
+        status, sent = started[0]
+        return ClientResponse(int(status.split()[0]), {name.lower(): value for name, value in sent}, content)
+
+    def get(self, path: str, **kwargs: Any) -> ClientResponse:
+        return self.open(path, "GET", **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> ClientResponse:
+        return self.open(path, "POST", **kwargs)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value)
 
 
 def init_app(

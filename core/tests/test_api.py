@@ -20,26 +20,10 @@ from label_studio_ml.wsgi import gunicorn_role
 
 
 def wsgi_call(app: Any, method: str, path: str, body: Any = None, auth: str | None = None) -> tuple[int, Any]:
-    """One request as a WSGI server makes it: environ in, status line and body iterable out."""
-    payload = json.dumps(body).encode() if body is not None else b""
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "9090",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(payload)),
-        "wsgi.input": io.BytesIO(payload),
-        "wsgi.url_scheme": "http",
-    }
-    if auth:
-        environ["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(auth.encode()).decode()
-    status: list[str] = []
-    chunks = app(environ, lambda line, headers, exc_info=None: status.append(line))
-    data = b"".join(chunks)
-    return int(status[0].split()[0]), json.loads(data)
+    """One request as a WSGI server makes it (the Flask-style client, not waiting for the load)."""
+    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else None
+    reply = app.test_client().open(path, method, json=body, headers=headers)
+    return reply.status_code, reply.json
 
 
 @pytest.fixture
@@ -121,3 +105,21 @@ def test_the_logging_of_a_wsgi_file_is_kept_and_redacted(model_dir: Path) -> Non
         assert "s3cret-pass" not in handler.stream.getvalue() and "***" in handler.stream.getvalue()
     finally:
         root.handlers[:] = saved
+
+
+def test_flask_style_test_client_of_upstream_tests(model_dir: Path) -> None:
+    """What upstream's generated test_api.py does: config['TESTING'], test_client() as a context manager,
+    post(data=json.dumps(...), content_type=...), then status_code and json.loads(response.data)."""
+    app = init_app(model_class=fakes.Echo)
+    app.config["TESTING"] = True
+    request = {"tasks": [{"id": 1, "data": {"text": "good"}}], "project": "3.1", "label_config": fakes.CONFIG}
+    with app.test_client() as client:  # entered once the model loaded: the first predict is served
+        response = client.post("/predict", data=json.dumps(request), content_type="application/json")
+        assert response.status_code == 200
+        assert json.loads(response.data)["results"][0]["result"][0]["value"]["choices"] == ["Positive"]
+        assert response.get_json() == response.json and response.headers["content-type"] == "application/json"
+        health = client.get("/health")
+        assert health.status_code == 200 and health.json["status"] == "UP"
+        assert client.get("/versions?project=3").json["model_class"] == "Echo"
+        assert client.post("/predict", data="{not json", content_type="application/json").status_code == 400
+    app.wsgi.close()

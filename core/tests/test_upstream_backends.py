@@ -5,6 +5,8 @@ _wsgi.py, requirements, Dockerfile) served by core three ways: ``label-studio-ml
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -293,3 +295,19 @@ def test_run_refuses_a_taken_port(tmp_path: Path, clean_env: None, monkeypatch: 
         taken.listen()
         with pytest.raises(SystemExit, match="already in use"):
             init_app(LengthClassifier).run(host="127.0.0.1", port=taken.getsockname()[1])
+
+
+def test_a_backends_own_flask_style_tests_run_unchanged(tmp_path: Path) -> None:
+    """upstream's generated test_api.py: init_app(...).test_client(), post(data=..., content_type=...)."""
+    folder = BACKENDS / "default_template"
+    env = {**os.environ, "MODEL_DIR": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_api.py"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-2000:]
+    assert "2 passed" in ran.stdout
