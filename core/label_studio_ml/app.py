@@ -220,7 +220,8 @@ class MLBackendApp:
                 return JSONResponse({"status": "ignored", "reason": "unknown project"})
         reply = await anyio.to_thread.run_sync(self.runtime.webhook, event)
         self.metrics.jobs_active.set(self.runtime.trainer.active_count())
-        return JSONResponse(reply)
+        # 201 when a job was scheduled, as upstream answers for training events; 200 for an ignored one
+        return JSONResponse(reply, status_code=201 if reply.get("status") == "ok" else 200)
 
     def _webhook_secret_ok(self, request: Request) -> bool:
         secret = self.settings.webhook_secret

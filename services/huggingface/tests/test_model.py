@@ -253,7 +253,7 @@ def test_fine_tunes_ner_from_annotation_webhooks(serve, minilm_dir):
             }
             for k, (s, e, label) in enumerate(spans)
         ]
-        assert client.post("/webhook", json=annotation_event(i, text, result, NER)).status_code == 200
+        assert client.post("/webhook", json=annotation_event(i, text, result, NER)).status_code == 201
     version = wait_for_version(client, "1", NER, "huggingface-0", timeout=180)
     assert client.runtime.trainer.wait_idle(180)
     version = client.post("/setup", json={"project": "1", "schema": NER}).json()["model_version"]
