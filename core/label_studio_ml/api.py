@@ -194,7 +194,8 @@ def adopt_logging(settings: Settings) -> None:
     configure core's own when there is none."""
     root = logging.getLogger()
     if not root.handlers:
-        configure_logging(os.environ.get("LOG_LEVEL", settings.log_level).upper(), settings.secrets)
+        level = os.environ.get("LOG_LEVEL", settings.log_level).upper()
+        configure_logging(level, settings.secrets, lean_records=False)
         return
     for handler in root.handlers:
         if not any(isinstance(f, RedactSecrets) for f in handler.filters):

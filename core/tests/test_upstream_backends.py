@@ -188,6 +188,7 @@ def test_backend_answers_like_upstream(name: str, way: str, tmp_path: Path, clea
         assert hook.status_code == 201, hook.text  # upstream answers a training event with 201
         other = post(server, "/webhook", {"action": "PROJECT_UPDATED", "project": {"id": 7}})
         assert other.status_code == 200, other.text  # and any other event with 200
+    assert "Traceback" not in server.log_tail(1000)  # nor a logging error (gunicorn's formats need process ids)
 
 
 def test_training_under_gunicorn_changes_predictions_and_version(tmp_path: Path, clean_env: None) -> None:
