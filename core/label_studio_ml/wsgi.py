@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 
 logger = logging.getLogger(__name__)
 
+INSTALL_HINT = "pip install 'label-studio-ml[wsgi]'"
 STARTUP_TIMEOUT_S = 60.0  # the lifespan only starts the load (in the background): seconds are plenty
 SHUTDOWN_TIMEOUT_S = 5.0
 
@@ -47,6 +48,17 @@ def gunicorn_role() -> str | None:
     return None
 
 
+def bridge() -> Any:
+    """a2wsgi's ``ASGIMiddleware``, or an ImportError naming the extra that installs it."""
+    try:
+        from a2wsgi import ASGIMiddleware
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "a2wsgi":
+            raise
+        raise ModuleNotFoundError(f"serving under a WSGI server needs a2wsgi: {INSTALL_HINT}", name="a2wsgi") from None
+    return ASGIMiddleware
+
+
 class WSGIBridge:
     """A WSGI callable serving a Starlette app built by ``create_app``."""
 
@@ -59,6 +71,8 @@ class WSGIBridge:
         self._stop: asyncio.Event | None = None
         self._lifespan: concurrent.futures.Future[None] | None = None
         role = gunicorn_role()
+        if role is not None:
+            bridge()  # under gunicorn a missing extra stops the boot with its one line, before any request
         if role == "worker":
             self.start()
         elif role == "arbiter":
@@ -88,8 +102,7 @@ class WSGIBridge:
             logger.exception("starting the app after the fork failed")
 
     def _serve(self) -> Any:
-        from a2wsgi import ASGIMiddleware
-
+        middleware_class = bridge()
         loop = asyncio.new_event_loop()
         threading.Thread(target=loop.run_forever, name="asgi-loop", daemon=True).start()
         started: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -97,7 +110,7 @@ class WSGIBridge:
         self._lifespan = asyncio.run_coroutine_threadsafe(self._run_lifespan(started), loop)
         started.result(timeout=STARTUP_TIMEOUT_S)
         atexit.register(self.close)
-        return ASGIMiddleware(self.app, loop=loop)
+        return middleware_class(self.app, loop=loop)
 
     async def _run_lifespan(self, started: concurrent.futures.Future[None]) -> None:
         self._stop = asyncio.Event()

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,10 @@ def test_flask_style_test_client_of_upstream_tests(model_dir: Path) -> None:
         assert client.get("/versions?project=3").json["model_class"] == "Echo"
         assert client.post("/predict", data="{not json", content_type="application/json").status_code == 400
     app.wsgi.close()
+
+
+def test_a_missing_wsgi_extra_is_named(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "a2wsgi", None)  # as if not installed
+    app = init_app(fakes.Echo)  # python _wsgi.py (app.run on uvicorn) does not need it
+    with pytest.raises(ModuleNotFoundError, match=r"label-studio-ml\[wsgi\]"):
+        wsgi_call(app, "GET", "/health")
