@@ -9,6 +9,7 @@ the a2wsgi bridge (see ``wsgi.py``). ``app.asgi`` is the same app for ASGI serve
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import io
 import json
 import logging
@@ -25,7 +26,7 @@ from .model import LabelStudioMLBase
 from .training import TRAIN_EVENTS
 from .wsgi import WSGIBridge
 
-__all__ = ["TRAIN_EVENTS", "LabelStudioMLApp", "UpstreamTestClient", "init_app"]
+__all__ = ["TRAIN_EVENTS", "LabelStudioMLApp", "UpstreamTestClient", "init_app", "safe_str_cmp"]
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,11 @@ def init_app(
     settings = dataclasses.replace(settings, **changes)
     adopt_logging(settings)
     return LabelStudioMLApp(model_class, settings)
+
+
+def safe_str_cmp(a: str, b: str) -> bool:
+    """Upstream's constant-time comparison helper (for user code that checks its own secrets)."""
+    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def adopt_logging(settings: Settings) -> None:
