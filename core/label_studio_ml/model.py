@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from . import sdk_extra
-from .cache import BaseCache, StoreCache
 from .config import Settings
 from .errors import LabelConfigError
 from .label_config import ControlPair, LabelConfig, parse_config
@@ -70,20 +69,33 @@ def update_fn(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-_cache: BaseCache | None = None
+_cache: Any = None  # a cache.StoreCache, made on first use (sqlite3 and the cache module cost ~1 MB)
 
 
 def __getattr__(name: str) -> Any:
-    """Upstream's module attributes, made on first use: ``CACHE`` (the per-project state ``get``/``set``
-    use, here MODEL_DIR's store or Redis) and ``LabelStudio`` (the sdk's client class)."""
+    """Upstream's module attributes, made or imported on first use: ``CACHE`` (the per-project state
+    ``get``/``set`` use, here MODEL_DIR's store or Redis), ``LabelStudio`` (the sdk's client class), and
+    the names upstream's module imports, which user code takes from it."""
     global _cache
     if name == "CACHE":
         if _cache is None:
+            from .cache import StoreCache
+
             settings = Settings.from_env()
             _cache = StoreCache(make_store(settings.model_dir, settings.redis_url), str(settings.model_dir))
         return _cache
     if name == "LabelStudio":
         return sdk_extra.require("label_studio_sdk.client", "the Label Studio SDK client").LabelStudio
+    if name == "LabelInterface":
+        return sdk_extra.require("label_studio_sdk.label_interface", "LabelInterface").LabelInterface
+    if name == "ModelResponse":  # upstream's model.py imports it, and user code takes it from there
+        from .response import ModelResponse
+
+        return ModelResponse
+    if name in ("create_cache", "get_local_path"):
+        from . import cache, utils
+
+        return getattr(cache if name == "create_cache" else utils, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -168,6 +180,8 @@ class LabelStudioMLBase:
             self._ctx = ModelContext.standalone(project_id=project_id)
             self._ctx.initial_version = self.initial_version()
         self.project_id = str(project_id) if project_id not in (None, "") else None
+        if label_config is None and self.project_id is not None:
+            label_config = self.get("label_config")  # as upstream: the config /setup stored for the project
         self._set_label_config(label_config or "")
         self.setup()
 
@@ -429,12 +443,13 @@ class LabelStudioMLBase:
         """``value`` (``task["data"]`` when None) with every string that names a file (LS upload or
         local file, cloud URI, URL, existing path) replaced by the file's text, or by its local path
         when ``read_file`` is False; dicts and lists are walked. The task itself is left unchanged."""
-        if value is None:
-            value = task.get("data")
+        return self._preload(task, task.get("data") if value is None else value, read_file)
+
+    def _preload(self, task: dict[str, Any], value: Any, read_file: bool) -> Any:
         if isinstance(value, dict):
-            return {key: self.preload_task_data(task, item, read_file) for key, item in value.items()}
+            return {key: self._preload(task, item, read_file) for key, item in value.items()}
         if isinstance(value, list):
-            return [self.preload_task_data(task, item, read_file) for item in value]
+            return [self._preload(task, item, read_file) for item in value]
         if isinstance(value, str) and is_preload_needed(value):
             path = self.get_local_path(url=value, task_id=task.get("id"))
             if not read_file:
