@@ -39,13 +39,14 @@ LENGTH = (
 TEXTS = ["Apple makes phones; apple pie is not an Apple product.", "a good day", "a bad and awful day"]
 
 
-def gunicorn_argv(port: int, workers: int = 1, module: str = "_wsgi:app") -> list[str]:
+def gunicorn_argv(port: int, workers: int = 1, preload: bool = True) -> list[str]:
     """Upstream's image command (its Dockerfile's CMD) on a loopback port."""
     binary = str(Path(sys.executable).with_name("gunicorn"))
-    return [binary, "--preload", "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "8"] + [
+    options = ["--preload"] if preload else []
+    return [binary, *options, "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "8"] + [
         "--timeout",
         "0",
-        module,
+        "_wsgi:app",
     ]
 
 
@@ -248,16 +249,18 @@ class Gated(LabelStudioMLBase):
 GATED_WSGI = "from label_studio_ml.api import init_app\nfrom model import Gated\n\napp = init_app(model_class=Gated)\n"
 
 
-def test_gunicorn_preload_loads_once_per_worker_never_in_the_master(tmp_path: Path, clean_env: None) -> None:
+@pytest.mark.parametrize("preload", [True, False], ids=["preload", "no-preload"])
+def test_gunicorn_loads_once_per_worker_never_in_the_master(preload: bool, tmp_path: Path, clean_env: None) -> None:
     """With --preload the master imports _wsgi.py and forks: each worker must load the model itself
-    (a thread started before the fork would not exist in it), and /health must say LOADING until then."""
+    (a thread started before the fork would not exist in it), and /health must say LOADING until then.
+    Without it each worker imports _wsgi.py and loads at once, before its first request."""
     folder, model_dir = tmp_path / "gated", tmp_path / "model_dir"
     folder.mkdir()
     model_dir.mkdir()
     (folder / "model.py").write_text(GATED_MODEL)
     (folder / "_wsgi.py").write_text(GATED_WSGI)
     port = free_port()
-    argv = gunicorn_argv(port, workers=2)
+    argv = gunicorn_argv(port, workers=2, preload=preload)
     env = {"MODEL_DIR": str(model_dir)}
     with ServerProcess(folder, env=env, port=port, argv=argv, cwd=folder, wait_healthy=False) as server:
         deadline = time.monotonic() + 30
