@@ -286,19 +286,15 @@ def test_run_refuses_a_taken_port(tmp_path: Path, clean_env: None, monkeypatch: 
     import socket
 
     from label_studio_ml.api import init_app
+    from label_studio_ml.loader import load_model_class
 
-    sys.path.insert(0, str(BACKENDS / "sdk_predictions"))
     monkeypatch.setenv("MODEL_DIR", str(tmp_path))
-    try:
-        from model import LengthClassifier  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(BACKENDS / "sdk_predictions"))
-        sys.modules.pop("model", None)
+    model_class = load_model_class(BACKENDS / "sdk_predictions")  # another test's `model` may be imported
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         with pytest.raises(SystemExit, match="already in use"):
-            init_app(LengthClassifier).run(host="127.0.0.1", port=taken.getsockname()[1])
+            init_app(model_class).run(host="127.0.0.1", port=taken.getsockname()[1])
 
 
 def test_a_backends_own_flask_style_tests_run_unchanged(tmp_path: Path) -> None:
