@@ -4,7 +4,8 @@ from typing import Any
 
 from .model import LabelStudioMLBase
 
-__all__ = ["LabelStudioMLBase", "ModelResponse", "PredictionValue", "__version__", "package_name"]
+# ModelResponse and PredictionValue are attributes too (below), left out of * so that it never needs the sdk
+__all__ = ["LabelStudioMLBase", "__version__", "package_name"]
 __version__ = "2.1.0"
 package_name = "label-studio-ml"
 

@@ -44,7 +44,7 @@ from .ls_client import LabelStudioClient, labeled_tasks
 from .media import MediaFetcher, fetcher_from_settings, is_media_reference
 from .storage import FileStore, Store, make_store
 from .training import TRAIN_EVENTS
-from .utils import is_preload_needed
+from .utils import fetcher_for, is_preload_needed
 
 logger = logging.getLogger(__name__)
 
@@ -428,16 +428,13 @@ class LabelStudioMLBase:
         **kwargs: Any,
     ) -> str:
         """A local file path for a task's media URL (LS uploads, local files, cloud URIs, http), cached
-        under MODEL_DIR/.file-cache. ``project_dir`` and upstream's other keywords (``cache_dir``) are
-        accepted and change nothing."""
-        return str(
-            self._ctx.fetcher.fetch(
-                url,
-                task_id=task_id,
-                ls_url=ls_host or self.get("hostname") or "",
-                ls_token=ls_access_token or self._ls_token(),
-            )
-        )
+        under MODEL_DIR/.file-cache. ``ls_host``/``ls_access_token`` given win over the configured ones
+        (as upstream's); ``project_dir`` and upstream's other keywords (``cache_dir``) change nothing."""
+        if ls_host or ls_access_token:
+            fetcher = fetcher_for(self.settings, ls_host or self._ls_host(), ls_access_token or self._ls_token())
+        else:
+            fetcher = self._ctx.fetcher
+        return str(fetcher.fetch(url, task_id=task_id, ls_url=self.get("hostname") or "", ls_token=self._ls_token()))
 
     def preload_task_data(self, task: dict[str, Any], value: Any = None, read_file: bool = True) -> Any:
         """``value`` (``task["data"]`` when None) with every string that names a file (LS upload or

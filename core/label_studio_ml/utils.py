@@ -11,6 +11,7 @@ import difflib
 import logging
 import os
 from collections import OrderedDict
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,20 @@ def get_local_path(
     defaults to ``MODEL_DIR/.file-cache``. ``project_dir``, ``image_dir`` and ``download_resources``
     are accepted for compatibility: LS 1.23 serves uploads over HTTP, so they change nothing.
     """
-    settings = Settings.from_env()
-    fetcher = _fetcher(settings, str(cache_dir) if cache_dir else None)
-    return str(fetcher.fetch(url, task_id=task_id, ls_url=hostname or "", ls_token=access_token or ""))
+    return str(fetcher_for(Settings.from_env(), hostname, access_token, cache_dir).fetch(url, task_id=task_id))
+
+
+def fetcher_for(
+    settings: Settings, hostname: str | None = None, access_token: str | None = None, cache_dir: str | None = None
+) -> MediaFetcher:
+    """A fetcher for an LS host and token given by the caller, which win over the configured ones."""
+    if hostname or access_token:
+        settings = replace(
+            settings,
+            label_studio_url=(hostname or settings.label_studio_url).rstrip("/"),
+            label_studio_api_key=access_token or settings.label_studio_api_key,
+        )
+    return _fetcher(settings, str(cache_dir) if cache_dir else None)
 
 
 def get_image_local_path(

@@ -260,9 +260,11 @@ def test_get_all_classes_inherited(tmp_path: Path) -> None:
 
 
 # --- media ----------------------------------------------------------------------------------------
-def test_get_local_path_has_upstreams_signature_and_fetches_from_label_studio() -> None:
+def test_get_local_path_has_upstreams_signature_and_fetches_from_label_studio(monkeypatch: pytest.MonkeyPatch) -> None:
     params = list(inspect.signature(LabelStudioMLBase.get_local_path).parameters)
     assert params == ["self", "url", "project_dir", "ls_host", "ls_access_token", "task_id", "args", "kwargs"]
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")  # configured, but the caller's host wins
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "configured-token")
     with FakeLabelStudio(files={"/data/upload/1/a.txt": b"uploaded text"}) as fake:
         model = make()
         path = model.get_local_path(

@@ -106,6 +106,8 @@ def test_get_local_path_and_image_helpers(tmp_path: Path, monkeypatch: pytest.Mo
     image = tmp_path / "img.png"
     Image.new("RGB", (30, 20)).save(image)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "md"))
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")  # configured, but the caller's host wins
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "configured-token")
     with FakeLabelStudio(files={"/data/upload/3/img.png": image.read_bytes()}) as fake:
         path = utils.get_local_path(
             "/data/upload/3/img.png", cache_dir=str(tmp_path / "cache"), hostname=fake.url, access_token=fake.pat
