@@ -241,6 +241,7 @@ class Gated(LabelStudioMLBase):
         (folder / f"loaded-{os.getpid()}").touch()
         while not (folder / "open").exists():
             time.sleep(0.02)
+        (folder / f"ready-{os.getpid()}").touch()
         return "weights"
 
     def predict(self, tasks, context=None, **kwargs):
@@ -274,9 +275,13 @@ def test_gunicorn_loads_once_per_worker_never_in_the_master(preload: bool, tmp_p
         assert post(server, "/predict", predict_body("1", NER, ["x"])).status_code == 503
         (model_dir / "open").touch()
         deadline = time.monotonic() + 20
-        while requests.get(server.url + "/health", timeout=TIMEOUT).status_code != 200:
+        while len(list(model_dir.glob("ready-*"))) < 2:  # both workers: either may answer the next request
             assert time.monotonic() < deadline, server.log_tail()
             time.sleep(0.05)
+        streak = 0  # load() returned in both; each runtime marks itself ready right after
+        while streak < 10:
+            streak = streak + 1 if requests.get(server.url + "/health", timeout=TIMEOUT).status_code == 200 else 0
+            assert time.monotonic() < deadline, server.log_tail()
         answered = post(server, "/predict", predict_body("1", NER, ["x"]))
         assert answered.status_code == 200 and answered.json()["results"][0]["score"] == 1.0  # load()'s resources
         assert {int(p.name.split("-")[1]) for p in model_dir.glob("loaded-*")} == loaders  # no second load
