@@ -33,10 +33,21 @@ $(VENV)/.installed: core/pyproject.toml services/$(MODEL)/requirements.txt
 	$(VENV)/bin/python -m pip install -q -e core -r services/$(MODEL)/requirements.txt
 	touch $@
 
-run: check-model system-packages $(VENV)/.installed ## serve MODEL on http://localhost:$(PORT) without Docker
+# redis and rq, for REDIS_URL (the worker always needs them)
+$(VENV)/.redis: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install -q -e 'core[redis]' -r services/$(MODEL)/requirements.txt
+	touch $@
+
+# what the image bakes in besides packages (spaCy's pipeline): services/<name>/model_files.sh, run by the
+# Dockerfile too; it checks first, so a second run costs nothing
+MODEL_FILES = if [ -f services/$(MODEL)/model_files.sh ]; then PYTHON=$(VENV)/bin/python sh services/$(MODEL)/model_files.sh; fi
+
+run: check-model system-packages $(VENV)/.installed $(if $(REDIS_URL),$(VENV)/.redis) ## serve MODEL on http://localhost:$(PORT) without Docker
+	@$(MODEL_FILES)
 	MODEL_DIR=$${MODEL_DIR:-$(CURDIR)/model_dir/$(MODEL)} $(VENV)/bin/label-studio-ml start services/$(MODEL) -p $(PORT)
 
-worker: check-model system-packages $(VENV)/.installed ## run the training worker for MODEL (needs REDIS_URL)
+worker: check-model system-packages $(VENV)/.redis ## run the training worker for MODEL (needs REDIS_URL)
+	@$(MODEL_FILES)
 	MODEL_DIR=$${MODEL_DIR:-$(CURDIR)/model_dir/$(MODEL)} $(VENV)/bin/label-studio-ml worker services/$(MODEL)
 
 test-envs: ## print the tox envs `make test` runs (comma-separated)

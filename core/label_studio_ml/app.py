@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Settings
 from .errors import InvalidInput, InvalidShape, MLBackendError, PayloadTooLarge, StateUnavailable, Unauthorized
+from .io_wait import SlotLender
 from .logs import RequestLog
 from .metrics import CONTENT_TYPE, Metrics
 from .model import LabelStudioMLBase
@@ -31,6 +32,7 @@ from .openapi import openapi_spec
 from .preannotate_jobs import PreannotateJobs
 from .protocol import PredictRequest, SetupRequest, WebhookEvent, loads, parse_project
 from .runtime import ModelRuntime
+from .spool import WebhookSpool
 from .status_page import StatusPage, wants_html
 from .storage import Store
 
@@ -122,7 +124,7 @@ class ProtocolMiddleware:
 
 async def read_json(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise PayloadTooLarge(f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -141,16 +143,25 @@ class MLBackendApp:
         self.metrics = metrics
         self.settings = runtime.settings
         self.limiter = anyio.CapacityLimiter(max(1, self.settings.threads))
+        runtime.fetcher.io_wait = SlotLender(self.limiter, max_lent=4 * max(1, self.settings.threads)).waiting
         self.request_log = RequestLog(logger)
         self.status_page = StatusPage(self)
         self.preannotate = PreannotateJobs(runtime)
+        # with Redis, webhooks arriving while it is away wait on disk (LS does not send them again)
+        self.spool = WebhookSpool(self.settings.model_dir / ".webhook-spool") if self.settings.redis_url else None
 
     async def health_report(self) -> tuple[dict[str, Any], int]:
         """``/health``'s body and status code (also shown on the status page)."""
         body = self.runtime.health()
-        if self.runtime.queue is not None and not await anyio.to_thread.run_sync(self.runtime.queue.ping):
-            body["status"], body["reason"] = "DEGRADED", "Redis is unreachable: state and training unavailable"
-            return body, 503
+        if self.runtime.state == "ready" and self.runtime.queue is not None:
+            if not await anyio.to_thread.run_sync(self.runtime.queue.ping):
+                # still 200: LS checks /health before each /predict, and the loaded model can answer those
+                body["status"] = "DEGRADED"
+                body["reason"] = (
+                    "Redis is unreachable: predictions use the last state read, /setup changes fail, "
+                    "webhooks are kept on disk and trained on when it returns"
+                )
+                return body, 200
         if self.runtime.state != "ready":
             body["reason"] = self.runtime.error or "model is loading"
             return body, 503
@@ -168,6 +179,9 @@ class MLBackendApp:
 
     async def setup(self, request: Request) -> Response:
         parsed = SetupRequest.parse(await read_json(request, self.settings.max_request_bytes))
+        parsed.authenticated = self.settings.basic_auth_enabled and request.scope.get("state", {}).get(
+            "authenticated", False
+        )
         version = await anyio.to_thread.run_sync(self.runtime.setup, parsed)
         return JSONResponse({"model_version": version})
 
@@ -176,14 +190,16 @@ class MLBackendApp:
         self.runtime.require_ready()
         started = time.perf_counter()
         before = dict(self.runtime.stats)
-        if self.runtime.predicts_inline(parsed):  # see scheduling.py
-            results = self.runtime.predict(parsed, inline=True)
-        else:
-            results = await anyio.to_thread.run_sync(self.runtime.predict, parsed, limiter=self.limiter)
+        try:
+            if self.runtime.predicts_inline(parsed):  # see scheduling.py
+                results = self.runtime.predict(parsed, inline=True)
+            else:
+                results = await anyio.to_thread.run_sync(self.runtime.predict, parsed, limiter=self.limiter)
+        finally:  # a request that failed as a whole counts its failed tasks too
+            failed = self.runtime.stats["failed_tasks"] - before["failed_tasks"]
+            self.metrics.failed_tasks.inc(failed)
         self.metrics.predictions.inc(len(results))
         self.metrics.dropped.inc(self.runtime.stats["dropped_regions"] - before["dropped_regions"])
-        failed = self.runtime.stats["failed_tasks"] - before["failed_tasks"]
-        self.metrics.failed_tasks.inc(failed)
         if failed:  # a failed task's error names the exception type only: its message stays in the log
             for item in results:
                 if item.get("error"):
@@ -198,7 +214,8 @@ class MLBackendApp:
         return JSONResponse({"results": results})
 
     async def webhook(self, request: Request) -> Response:
-        event = WebhookEvent.parse(await read_json(request, self.settings.max_request_bytes))
+        body = await read_json(request, self.settings.max_request_bytes)
+        event = WebhookEvent.parse(body)
         authenticated = request.scope.get("state", {}).get("authenticated", True)
         if not authenticated:
             if event.action == "START_TRAINING" and not self._webhook_secret_ok(request):
@@ -213,15 +230,27 @@ class MLBackendApp:
         ):
             # without basic auth every event is unauthenticated: WEBHOOK_SECRET must still apply
             raise Unauthorized("webhook secret missing or wrong (X-Webhook-Secret)")
-        if event.project is not None and event.action != "START_TRAINING" and not authenticated:
-            # unauthenticated events may only schedule work for projects this backend knows
-            known = await anyio.to_thread.run_sync(self.runtime.store.get, event.project, "label_config")
-            if not known:
-                return JSONResponse({"status": "ignored", "reason": "unknown project"})
-        reply = await anyio.to_thread.run_sync(self.runtime.webhook, event)
+        try:
+            reply = await anyio.to_thread.run_sync(self.accept_event, event, authenticated)
+        except StateUnavailable:
+            if self.spool is None:
+                raise
+            await anyio.to_thread.run_sync(self.spool.keep, event.data, authenticated)
+            reply = {"status": "accepted", "reason": "Redis is unreachable: kept on disk, trained on when it returns"}
         self.metrics.jobs_active.set(self.runtime.trainer.active_count())
         # 201 when a job was scheduled, as upstream answers for training events; 200 for an ignored one
         return JSONResponse(reply, status_code=201 if reply.get("status") == "ok" else 200)
+
+    def accept_event(self, event: WebhookEvent, authenticated: bool) -> dict[str, Any]:
+        """Schedule training for a webhook (also for one replayed from the spool)."""
+        if event.project is not None and not authenticated:
+            # unauthenticated events (WEBHOOK_SECRET, START_TRAINING included) only for projects set up here
+            if not self.runtime.store.get(event.project, "label_config"):
+                return {"status": "ignored", "reason": "unknown project"}
+        return self.runtime.webhook(event)
+
+    def replay_event(self, body: dict[str, Any], authenticated: bool) -> None:
+        self.accept_event(WebhookEvent.parse(body), authenticated)
 
     def _webhook_secret_ok(self, request: Request) -> bool:
         secret = self.settings.webhook_secret
@@ -255,6 +284,10 @@ class MLBackendApp:
                 if version not in found:
                     found.append(version)
         return found or [self.runtime.versions.initial]
+
+    async def jobs_endpoint(self, request: Request) -> Response:
+        """One route for both methods: a 405 (an OPTIONS, say) then lists both in Allow."""
+        return await (self.start_job(request) if request.method == "POST" else self.jobs(request))
 
     async def jobs(self, request: Request) -> Response:
         given = request.query_params.get("project")
@@ -370,7 +403,16 @@ def create_app(
                 threading.Thread(target=runtime.load, name="model-load", daemon=True).start()
             else:
                 await anyio.to_thread.run_sync(runtime.load)
-            yield
+            stop = threading.Event()
+            if handlers.spool is not None:
+                spool, queue = handlers.spool, runtime.queue
+                threading.Thread(
+                    target=spool.run, args=(handlers.replay_event, queue.ping, stop), name="webhook-replay", daemon=True
+                ).start()
+            try:
+                yield
+            finally:
+                stop.set()
 
     routes = [
         Route("/", handlers.index, methods=["GET"]),
@@ -380,8 +422,7 @@ def create_app(
         Route("/webhook", handlers.webhook, methods=["POST"]),
         Route("/train", handlers.train, methods=["POST"]),
         Route("/versions", handlers.versions, methods=["GET"]),
-        Route("/jobs", handlers.jobs, methods=["GET"]),
-        Route("/jobs", handlers.start_job, methods=["POST"]),
+        Route("/jobs", handlers.jobs_endpoint, methods=["GET", "POST"]),
         Route("/metrics", handlers.metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", handlers.openapi, methods=["GET"]),
     ]

@@ -6,7 +6,9 @@ imports this module."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from . import __version__, deploy, preannotate_command, scaffold, start, worker
 from .console import Parser
@@ -35,7 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    target = getattr(args, "target", None)
+    if args.command in ("start", "worker", "preannotate") and target and not os.environ.get("MODEL_DIR"):
+        # one default for the server, its worker and preannotate (and `make run`): a trained version is
+        # then served and bulk-predicted alike, and state stays out of the checkout (model_dir/ is ignored)
+        os.environ["MODEL_DIR"] = str(Path("model_dir") / service_name(target))
     return int(args.func(args) or 0)
+
+
+def service_name(target: str) -> str:
+    """``services/spacy`` -> ``spacy``; ``my_backend/model.py:Model`` -> ``my_backend``."""
+    path = Path(target.split(":", 1)[0]).resolve()
+    return (path.parent if path.suffix == ".py" else path).name
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class Settings:
     root_path: str = ""
     train_on_annotation: bool = True
     keep_versions: int = 5
+    worker_lease_seconds: float = 30.0  # a Redis worker silent this long is dead: its training job is re-run
 
     @property
     def basic_auth_enabled(self) -> bool:
@@ -71,6 +72,7 @@ class Settings:
             root_path=_first(env, "ROOT_PATH").rstrip("/"),
             train_on_annotation=_first(env, "TRAIN_ON_ANNOTATION", default="true").lower() in _TRUE,
             keep_versions=int(_first(env, "KEEP_VERSIONS", default="5")),
+            worker_lease_seconds=float(_first(env, "WORKER_LEASE_SECONDS", default=str(cls.worker_lease_seconds))),
         )
 
     @classmethod

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .outbound import Deadline, RefusedAddress, guarded_session
+
 if TYPE_CHECKING:
     import requests  # imported where used: it costs a third of the server's start-up time
 
@@ -86,17 +88,17 @@ def prediction_versions(task: dict[str, Any]) -> set[str] | None:
 class LabelStudioClient:
     """Authenticated requests to one LS host; the token never goes anywhere else."""
 
-    def __init__(self, url: str, token: str, verify: bool = True, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, token: str, verify: bool = True, timeout: float = 30.0, operator_url: bool = True
+    ) -> None:
+        """``operator_url``: the operator configured ``url`` (it may then be a link-local address)."""
         if not url.startswith(("http://", "https://")):
             raise ValueError("LABEL_STUDIO_URL must start with http:// or https://")
         self.url = url.rstrip("/")
         self.token = token
         self.verify = verify
         self.timeout = timeout
-        import requests
-
-        self.session = requests.Session()
-        self.session.trust_env = False
+        self.session = guarded_session([origin(self.url)[1]] if operator_url else [])
         self._access: str | None = None
         self._access_exp = 0.0
         self._lock = threading.Lock()
@@ -143,15 +145,21 @@ class LabelStudioClient:
         """An API call that answers JSON; other statuses raise a typed LabelStudioError."""
         import requests
 
+        seconds = kwargs.get("timeout", self.timeout)
         try:
-            reply = self.request(method, self.url + path, **kwargs)
+            with Deadline(seconds) as deadline:  # the whole call, body included: not per socket read
+                reply = self.request(method, self.url + path, **kwargs)
+                content = reply.content
         except requests.RequestException as exc:  # refused, reset, timed out
-            raise LabelStudioUnavailable(f"Label Studio at {self.url} did not answer: {type(exc).__name__}") from None
+            why = f"no answer within {seconds:.0f} s" if deadline.expired else type(exc).__name__
+            raise LabelStudioUnavailable(f"Label Studio at {self.url} did not answer: {why}") from None
         except PermissionError as exc:  # personal access token refresh refused
             raise LabelStudioAuthError(str(exc), 401) from None
+        except RefusedAddress as exc:
+            raise LabelStudioUnavailable(str(exc)) from None
         if reply.status_code in expect:
             try:
-                return reply.json() if reply.content else None
+                return reply.json() if content else None
             except ValueError:
                 raise LabelStudioUnavailable(
                     f"Label Studio answered {method} {path.split('?')[0]} with non-JSON", reply.status_code
@@ -235,10 +243,12 @@ class LabelStudioClient:
     def export_tasks(self, project_id: int | str) -> list[dict[str, Any]]:
         """All annotated tasks of a project (LS export API, JSON)."""
         url = f"{self.url}/api/projects/{int(project_id)}/export?exportType=JSON&download_all_tasks=false"
-        reply = self.request("GET", url, timeout=max(self.timeout, 120))
-        if reply.status_code != 200:
-            raise RuntimeError(f"Label Studio export for project {project_id} failed: HTTP {reply.status_code}")
-        tasks = reply.json()
+        seconds = max(self.timeout, 120)
+        with Deadline(seconds):
+            reply = self.request("GET", url, timeout=seconds)
+            if reply.status_code != 200:
+                raise RuntimeError(f"Label Studio export for project {project_id} failed: HTTP {reply.status_code}")
+            tasks = reply.json()
         if not isinstance(tasks, list):
             raise RuntimeError("Label Studio export did not return a list of tasks")
         return tasks

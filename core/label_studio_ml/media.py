@@ -6,7 +6,10 @@ import base64
 import hashlib
 import logging
 import os
+import re
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
@@ -14,6 +17,7 @@ from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 from .config import Settings
 from .errors import MediaError
 from .ls_client import LabelStudioClient, origin
+from .outbound import Deadline, guarded_session
 from .storage import atomic_write
 
 if TYPE_CHECKING:
@@ -24,6 +28,7 @@ logger = logging.getLogger(__name__)
 CLOUD_SCHEMES = ("s3://", "gs://", "azure-blob://")
 LS_PREFIXES = ("/data/upload/", "upload/", "/data/local-files/", "/storage-data/", "/tasks/")
 MAX_REDIRECTS = 5
+ID = re.compile(r"[0-9]{1,19}")  # LS ids are 64-bit integers
 
 
 def is_media_reference(value: object) -> bool:
@@ -55,40 +60,47 @@ class MediaFetcher:
         self._session: requests.Session | None = None
         self._clients: dict[tuple[str, str], LabelStudioClient] = {}
         self.ls_url, self.ls_token = ls_url.rstrip("/"), ls_token
+        # while a prediction thread waits on a download it may hand its slot to another request (app.py)
+        self.io_wait: Callable[[], AbstractContextManager[object]] = nullcontext
 
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            import requests
-
-            self._session = requests.Session()
-            self._session.trust_env = False
+            self._session = guarded_session(self.allowed_hosts)
         return self._session
 
     def _client(self, ls_url: str, ls_token: str) -> LabelStudioClient:
         key = (ls_url, ls_token)
         if key not in self._clients:
-            self._clients[key] = LabelStudioClient(ls_url, ls_token, verify=self.verify, timeout=self.timeout)
+            self._clients[key] = LabelStudioClient(
+                ls_url, ls_token, verify=self.verify, timeout=self.timeout, operator_url=ls_url == self.ls_url
+            )
         return self._clients[key]
 
     def fetch(self, url: str, task_id: int | None = None, ls_url: str = "", ls_token: str = "") -> Path:
-        """A local path holding the bytes ``url`` names. Raises MediaError with a reason."""
+        """A local path holding the bytes ``url`` names. Raises MediaError with a reason.
+
+        ``ls_url``/``ls_token``: the Label Studio that /setup named and the token that came with it. The
+        operator's LABEL_STUDIO_URL wins over ``ls_url``; the operator's API key goes to that URL only.
+        """
         if not isinstance(url, str) or not url.strip():
             raise MediaError("media URL is empty")
         url = url.strip()
-        ls_url = (self.ls_url or ls_url).rstrip("/")
-        ls_token = self.ls_token or ls_token
+        if self.ls_url:
+            ls_url, ls_token = self.ls_url, self.ls_token or ls_token
+        ls_url = ls_url.rstrip("/")
         local = self._local_file(url)
         if local is not None:
             return local
-        cache_path = self._cache_path(url)
+        target, via_ls = self._resolve(url, task_id, ls_url)
+        # keyed by the full URL it comes from (host included), never by a presigned URL (those expire)
+        cache_path = self._cache_path(target)
         if cache_path.exists():
             return cache_path
-        target, via_ls = self._resolve(url, task_id, ls_url)
         client = self._client(ls_url, ls_token) if via_ls or (ls_url and origin(target) == origin(ls_url)) else None
         started = time.monotonic()
-        data = self._download(target, client)
-        # keyed by the original URL or cloud URI, never by a presigned URL (those expire)
+        with self.io_wait():
+            data = self._download(target, client)
         atomic_write(cache_path, data)
         logger.info(
             "fetched media %s (%d bytes, %.0f ms)", _redact(url), len(data), 1000 * (time.monotonic() - started)
@@ -120,13 +132,18 @@ class MediaFetcher:
         if url.startswith(CLOUD_SCHEMES):
             if task_id is None:
                 raise MediaError("a cloud storage URI needs the task id to be presigned by Label Studio")
+            if not ID.fullmatch(str(task_id)):
+                raise MediaError(f"task id {str(task_id)[:40]!r} is not an id Label Studio gives")
             self._need_ls(ls_url, url)
             fileuri = base64.urlsafe_b64encode(url.encode()).decode()
-            return f"{ls_url}/tasks/{int(task_id)}/presign/?fileuri={fileuri}", True
+            return f"{ls_url}/tasks/{task_id}/presign/?fileuri={fileuri}", True
         if url.startswith("upload/"):
             url = "/data/" + url
         if url.startswith("/"):
             self._need_ls(ls_url, url)
+            # the token goes with this GET: it must name the LS path it says, not climb out of it
+            if any(part in (".", "..") for part in unquote(urlsplit(url).path).replace("\\", "/").split("/")):
+                raise MediaError(f"{_redact(url)} has '.' or '..' segments: refused")
             return ls_url + url, True
         scheme = urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
@@ -148,47 +165,55 @@ class MediaFetcher:
             raise MediaError(f"media host {host!r} is not in MEDIA_ALLOWED_HOSTS")
 
     def _download(self, url: str, client: LabelStudioClient | None) -> bytes:
+        """GET ``url`` following redirects, all of it within ``timeout`` seconds of wall-clock time."""
         import requests
 
-        deadline = time.monotonic() + self.timeout
+        late = MediaError(f"{_redact(url)} took longer than {self.timeout:g} s (MEDIA_TIMEOUT)")
+        with Deadline(self.timeout) as deadline:
+            try:
+                data = self._follow(url, client, deadline)
+            except requests.RequestException as exc:
+                why = (
+                    late
+                    if deadline.expired or isinstance(exc, requests.Timeout)
+                    else MediaError(f"cannot fetch {_redact(url)}: {type(exc).__name__}")
+                )
+                raise why from None
+            except (PermissionError, ValueError) as exc:  # RefusedAddress, a token refresh refused
+                raise MediaError(str(exc)) from None
+        if deadline.expired:  # a body read until the server closes ends early, without an error
+            raise late
+        return data
+
+    def _follow(self, url: str, client: LabelStudioClient | None, deadline: Deadline) -> bytes:
         for _ in range(MAX_REDIRECTS + 1):
             self._check_host(url, client)
-            try:
-                if client is not None and client.owns(url):
-                    reply = client.request("GET", url, stream=True, timeout=self.timeout)
-                else:
-                    reply = self.session.get(
-                        url, stream=True, timeout=self.timeout, verify=self.verify, allow_redirects=False
-                    )
-            except requests.RequestException as exc:
-                raise MediaError(f"cannot reach {_redact(url)}: {type(exc).__name__}") from None
-            except (PermissionError, ValueError) as exc:
-                raise MediaError(str(exc)) from None
-            if reply.is_redirect:
-                url = urljoin(url, reply.headers["Location"])
-                reply.close()
-                continue
-            if reply.status_code != 200:
-                reply.close()
-                raise MediaError(f"{_redact(url)} answered HTTP {reply.status_code}")
-            declared = reply.headers.get("Content-Length")
-            if declared and declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
-                reply.close()
-                raise MediaError(f"{_redact(url)} is larger than {self.max_bytes} bytes")
-            chunks, size = [], 0
-            try:
+            timeout = max(0.001, deadline.remaining())
+            if client is not None and client.owns(url):
+                reply = client.request("GET", url, stream=True, timeout=timeout)
+            else:
+                reply = self.session.get(url, stream=True, timeout=timeout, verify=self.verify, allow_redirects=False)
+            with reply:
+                if reply.is_redirect:
+                    url = urljoin(url, reply.headers["Location"])
+                    continue
+                if reply.status_code != 200:
+                    raise MediaError(f"{_redact(url)} answered HTTP {reply.status_code}")
+                declared = reply.headers.get("Content-Length")
+                if (
+                    declared
+                    and declared.isascii()
+                    and declared.isdigit()
+                    and (len(declared) > 18 or int(declared) > self.max_bytes)
+                ):
+                    raise MediaError(f"{_redact(url)} is larger than {self.max_bytes} bytes")
+                chunks, size = [], 0
                 for chunk in reply.iter_content(64 * 1024):
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise MediaError(f"{_redact(url)} is larger than {self.max_bytes} bytes")
-                    if time.monotonic() > deadline:
-                        raise MediaError(f"{_redact(url)} took longer than {self.timeout:.0f} s")
                     chunks.append(chunk)
-            except requests.RequestException as exc:
-                raise MediaError(f"download of {_redact(url)} failed: {type(exc).__name__}") from None
-            finally:
-                reply.close()
-            return b"".join(chunks)
+                return b"".join(chunks)
         raise MediaError(f"too many redirects for {_redact(url)}")
 
 

@@ -365,32 +365,40 @@ class LabelStudioMLBase:
             logger.info("training progress %.0f%% %s", 100 * fraction, message)
 
     # --- Label Studio --------------------------------------------------------------------------
-    def _ls_host(self) -> str:
-        return self.settings.label_studio_url or self.get("hostname") or ""
-
-    def _ls_token(self) -> str:
-        """The configured token (LABEL_STUDIO_API_KEY) or the one LS sent with /setup."""
-        return self.settings.label_studio_api_key or self.get("access_token") or ""
+    def ls_credentials(self) -> tuple[str, str]:
+        """Label Studio's URL and the token that may go there: the operator's LABEL_STUDIO_URL and API key,
+        else the /setup hostname with the token that came with it (the operator's key only when an
+        authenticated caller named that hostname)."""
+        if self.settings.label_studio_url:
+            return self.settings.label_studio_url, self.settings.label_studio_api_key or self.get("access_token") or ""
+        host, token = self.get("hostname") or "", self.get("access_token") or ""
+        if not token and self.get("hostname_trusted"):
+            token = self.settings.label_studio_api_key
+        return host, token
 
     def fetch_labeled_tasks(self) -> list[dict[str, Any]]:
         """The project's annotated tasks from LS's export API, cancelled and empty annotations removed."""
-        url, token = self._ls_host(), self._ls_token()
+        url, token = self.ls_credentials()
         if not url or self.project_id is None:
             raise RuntimeError("fetching training data needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
-        client = LabelStudioClient(url, token, verify=self.settings.verify_ssl)
+        client = LabelStudioClient(
+            url, token, verify=self.settings.verify_ssl, operator_url=bool(self.settings.label_studio_url)
+        )
         return labeled_tasks(client.export_tasks(self.project_id))
 
     def get_label_studio_access_token(self) -> str | None:
         """A token for LS's API: a personal access token is exchanged for a fresh access token (the
         sdk's client does the same), a legacy token comes as it is; None when none is configured."""
-        token, host = self._ls_token(), self._ls_host()
+        host, token = self.ls_credentials()
+        if not host:  # nowhere to send it: the configured key, as upstream's fallback to the environment
+            return token or self.settings.label_studio_api_key or None
         if not token:
             return None
-        if not host:
-            return token
         client = self.__dict__.get("_token_client")
         if client is None or client.url != host.rstrip("/") or client.token != token:
-            client = self.__dict__["_token_client"] = LabelStudioClient(host, token, verify=self.settings.verify_ssl)
+            client = self.__dict__["_token_client"] = LabelStudioClient(
+                host, token, verify=self.settings.verify_ssl, operator_url=host == self.settings.label_studio_url
+            )
         try:
             return client.auth_headers()["Authorization"].split(" ", 1)[1]
         except Exception as exc:  # LS unreachable: the configured token is the best there is
@@ -403,13 +411,11 @@ class LabelStudioMLBase:
         client = self.__dict__.get("_label_studio_client")
         if client is not None:
             return client or None
-        host = self._ls_host()
+        host, token = self.ls_credentials()
         if not host:
             return None
         try:
-            client = sys.modules[__name__].LabelStudio(
-                base_url=host, **({"api_key": t} if (t := self._ls_token()) else {})
-            )
+            client = sys.modules[__name__].LabelStudio(base_url=host, **({"api_key": token} if token else {}))
         except Exception as exc:
             logger.warning("cannot make a Label Studio SDK client for %s: %s: %s", host, type(exc).__name__, exc)
             client = False
@@ -428,13 +434,13 @@ class LabelStudioMLBase:
         **kwargs: Any,
     ) -> str:
         """A local file path for a task's media URL (LS uploads, local files, cloud URIs, http), cached
-        under MODEL_DIR/.file-cache. ``ls_host``/``ls_access_token`` given win over the configured ones
-        (as upstream's); ``project_dir`` and upstream's other keywords (``cache_dir``) change nothing."""
-        if ls_host or ls_access_token:
-            fetcher = fetcher_for(self.settings, ls_host or self._ls_host(), ls_access_token or self._ls_token())
-        else:
-            fetcher = self._ctx.fetcher
-        return str(fetcher.fetch(url, task_id=task_id, ls_url=self.get("hostname") or "", ls_token=self._ls_token()))
+        under MODEL_DIR/.file-cache. An ``ls_host`` given wins over the configured one (as upstream's),
+        with ``ls_access_token`` (the operator's key goes to the operator's URL only); ``project_dir`` and
+        upstream's other keywords (``cache_dir``) change nothing."""
+        if ls_host:
+            return str(fetcher_for(self.settings, ls_host, ls_access_token).fetch(url, task_id=task_id))
+        host, token = self.ls_credentials()
+        return str(self._ctx.fetcher.fetch(url, task_id=task_id, ls_url=host, ls_token=ls_access_token or token))
 
     def preload_task_data(self, task: dict[str, Any], value: Any = None, read_file: bool = True) -> Any:
         """``value`` (``task["data"]`` when None) with every string that names a file (LS upload or

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from .ls_client import origin
+from .outbound import Deadline, guarded_session
 from .protocol import PredictRequest, SetupRequest
 from .runtime import ModelRuntime
 
@@ -84,14 +86,11 @@ class HttpPredictor:
         auth: tuple[str, str] | None = None,
         timeout: float = 300.0,
     ) -> None:
-        import requests
-
         self.url = url.rstrip("/")
         self.project = project
         self.label_config = label_config
         self.timeout = timeout
-        self.session = requests.Session()
-        self.session.trust_env = False
+        self.session = guarded_session([origin(self.url)[1]])  # the operator named this host
         if auth is not None:
             self.session.auth = auth
         body = self._post("/setup", {"project": project, "schema": label_config}, timeout=30)
@@ -104,9 +103,11 @@ class HttpPredictor:
         import requests
 
         try:
-            reply = self.session.post(self.url + path, json=body, timeout=timeout)
+            with Deadline(timeout) as deadline:  # the whole answer, not each socket read
+                reply = self.session.post(self.url + path, json=body, timeout=timeout)
         except requests.RequestException as exc:
-            raise PredictorUnavailable(f"the backend at {self.url} did not answer: {type(exc).__name__}") from None
+            why = f"no answer within {timeout:g} s" if deadline.expired else type(exc).__name__
+            raise PredictorUnavailable(f"the backend at {self.url} did not answer: {why}") from None
         if reply.status_code == 200:
             return reply.json()
         try:

@@ -26,6 +26,11 @@ class Counts:
     def handled(self) -> int:
         return self.done + self.skipped + self.failed
 
+    @property
+    def worked(self) -> int:
+        """Tasks the model ran on: a rate counts these, not skipped ones (those cost a page read)."""
+        return self.done + self.failed
+
     def fail(self, task: int, reason: str) -> None:
         self.failed += 1
         if len(self.failures) < MAX_FAILURES_KEPT:
@@ -76,6 +81,8 @@ class JsonLines:
         self.started = time.monotonic()
         self.last = 0.0
         self.rate = Rate()
+        self.rate.add(0, self.started)  # the first line's rate is measured from the start, not 0.0
+        self.shown: tuple[int, ...] | None = None
 
     def _emit(self, record: dict[str, Any]) -> None:
         self.out.write(json.dumps(record) + "\n")
@@ -83,10 +90,11 @@ class JsonLines:
 
     def update(self, counts: Counts, force: bool = False) -> None:
         now = time.monotonic()
-        self.rate.add(counts.handled, now)
-        if not force and now - self.last < self.interval:
-            return
-        self.last = now
+        self.rate.add(counts.worked, now)
+        shown = (counts.done, counts.skipped, counts.failed, counts.total)
+        if (not force and now - self.last < self.interval) or shown == self.shown:
+            return  # a forced last line equal to the one just printed is not printed again
+        self.last, self.shown = now, shown
         self._emit(
             {
                 "event": "progress",
@@ -148,7 +156,7 @@ def summary(counts: Counts, state: str, elapsed: float, **fields: Any) -> dict[s
         "failed": counts.failed,
         "total": counts.total,
         "elapsed_s": round(elapsed, 2),
-        "tasks_per_s": round(counts.handled / elapsed, 1) if elapsed > 0 else 0.0,
+        "tasks_per_s": round(counts.worked / elapsed, 1) if elapsed > 0 else 0.0,
         "failures": counts.failures[:20],
     }
 

@@ -11,6 +11,7 @@ import orjson
 from .errors import InvalidInput, InvalidShape
 
 MAX_JSON_DEPTH = 64
+MAX_ID = 2**63 - 1  # LS ids are 64-bit signed integers
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -62,11 +63,20 @@ def parse_project(value: Any) -> str | None:
             raise InvalidShape("project object has no 'id'")
     if isinstance(value, bool):
         raise InvalidShape("project must be a string or an integer")
+    if isinstance(value, float) and value.is_integer():  # JSON integers past 64 bits arrive as floats
+        raise InvalidInput("project id is out of range: Label Studio ids are 0 to 2^63-1")
     if isinstance(value, int):
+        if not 0 <= value <= MAX_ID:
+            raise InvalidInput("project id is out of range: Label Studio ids are 0 to 2^63-1")
         return str(value)
     if isinstance(value, str):
         head = value.split(".", 1)[0].strip()
         if head.isascii() and head.isdigit():  # str.isdigit() is also true for "³", which int() refuses
+            # checked before int(): Python refuses to convert more than 4,300 digits (a 500 otherwise)
+            if len(head) > len(str(MAX_ID)) or int(head) > MAX_ID:
+                raise InvalidInput(
+                    f"project id of {len(head)} digits is out of range: Label Studio ids are 0 to 2^63-1"
+                )
             return str(int(head))
         raise InvalidInput(f"malformed project id {value[:40]!r}; expected '<id>' or '<id>.<timestamp>'")
     raise InvalidShape("project must be a string or an integer")
@@ -99,6 +109,8 @@ class SetupRequest:
     hostname: str | None
     access_token: str | None = field(repr=False)
     extra_params: dict[str, Any] | None
+    # the caller passed basic auth: only then may its hostname receive the operator's LABEL_STUDIO_API_KEY
+    authenticated: bool = False
 
     @classmethod
     def parse(cls, body: Any) -> SetupRequest:

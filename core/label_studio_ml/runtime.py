@@ -169,9 +169,7 @@ class ModelRuntime:
                 self.store.set(project, "label_config", request.schema)
         if request.extra_params is not None and self.store.get(project, "extra_params") != request.extra_params:
             self.store.set(project, "extra_params", request.extra_params)
-        for key, value in (("hostname", request.hostname), ("access_token", request.access_token)):
-            if value is not None and self.store.get(project, key) != value:
-                self.store.set(project, key, value)
+        self._store_ls_credentials(project, request)
         label_config = request.schema or self.store.get(project, "label_config")
         if self.state == "ready" and label_config:
             try:
@@ -181,6 +179,31 @@ class ModelRuntime:
                     "project %s: %s set-up failed: %s: %s", project, self.model_class.__name__, type(exc).__name__, exc
                 )
         return self.versions.active(project)
+
+    def _store_ls_credentials(self, project: str, request: SetupRequest) -> None:
+        """LS's hostname and token from /setup. A token goes only to the host it came with; a hostname
+        named without a token (by anyone, since without basic auth nobody is authenticated) never
+        receives one, and the operator's API key goes to a /setup hostname only when an authenticated
+        caller named it (see model.ls_credentials)."""
+        if request.hostname is None and request.access_token is None:
+            return
+        if not request.authenticated and (request.hostname is None or request.access_token is None):
+            logger.warning(
+                "/setup for project %s: %s without %s from an unauthenticated caller: ignored",
+                project,
+                *(("hostname", "access_token") if request.access_token is None else ("access_token", "hostname")),
+            )
+            return
+        writes: list[tuple[str, Any]] = []  # in this order: a predict in between never pairs a token and a host
+        if request.hostname is not None:
+            if self.store.get(project, "hostname") != request.hostname:
+                writes.append(("access_token", None))  # the previous host's token does not follow it
+            writes += [("hostname", request.hostname), ("hostname_trusted", request.authenticated)]
+        if request.access_token is not None:
+            writes.append(("access_token", request.access_token))
+        for key, value in writes:
+            if self.store.get(project, key) != value:
+                self.store.set(project, key, value)
 
     def label_config_for(self, project: str | None, given: str | None) -> str:
         if given:
@@ -201,6 +224,8 @@ class ModelRuntime:
             predictions = self._run_predict(model, request.tasks, request.context, request.params, request.project)
         except Exception as exc:
             if len(request.tasks) == 1 or isinstance(exc, (LabelConfigError, PredictionCountError)):
+                if not isinstance(exc, LabelConfigError):  # a task failed (its media, the model), not the request
+                    self.stats["failed_tasks"] += len(request.tasks)
                 raise
             failures_logger.warning(
                 "batch predict failed (%s: %s); predicting %d tasks one by one",
@@ -216,7 +241,8 @@ class ModelRuntime:
             for reason in dropped:
                 logger.warning("task %s: dropped a region: %s", task.get("id"), reason)
             self.stats["dropped_regions"] += len(dropped)
-            score = prediction.get("score")
+            # a score rates the regions given: none left, nothing to rate (LS would rank an empty task first)
+            score = prediction.get("score") if kept or not dropped else None
             out.append(
                 {
                     **prediction,

@@ -31,6 +31,7 @@ from .errors import LabelConfigError, Unauthorized
 from .label_config import parse_config
 from .logs import RecentErrors
 from .metrics import Metrics
+from .model import LabelStudioMLBase
 from .runtime import ModelRuntime
 
 TEMPLATES = Path(__file__).parent / "status"
@@ -315,6 +316,18 @@ class StatusPage:
             headers={"Cache-Control": "no-store", "Vary": "Accept", "Content-Security-Policy": CSP.format(nonce=nonce)},
         )
 
+    def _credited(self, errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The model module's records credited to the service: a second import of a model file gets a
+        generated module name (loader.py), which means nothing to a reader."""
+        model_class = self.sources.runtime.model_class
+        module, service = model_class.__module__, model_class.version_prefix()
+        return [
+            {**e, "logger": service + e["logger"][len(module) :]}
+            if e["logger"] == module or e["logger"].startswith(module + ".")
+            else e
+            for e in errors
+        ]
+
     def snapshot(self, health: tuple[dict[str, Any], int]) -> dict[str, Any]:
         """The page's data; reads the store, so it runs in a worker thread."""
         runtime, settings = self.sources.runtime, self.sources.settings
@@ -352,6 +365,7 @@ class StatusPage:
                 "basic_auth": settings.basic_auth_enabled,
                 "redis": bool(settings.redis_url),
                 "train_on_annotation": settings.train_on_annotation,
+                "trains": runtime.model_class.fit is not LabelStudioMLBase.fit,
                 "label_studio_url": _without_userinfo(settings.label_studio_url),
                 "api_key": bool(settings.label_studio_api_key),
                 "keep_versions": settings.keep_versions,
@@ -361,7 +375,7 @@ class StatusPage:
             "versions": self.sources.version_list(None),
             "jobs": jobs[:MAX_JOBS],
             "job_count": len(jobs),
-            "errors": self.errors.recent(),
+            "errors": self._credited(self.errors.recent()),
             "metrics": self.sources.current_metrics().summary(),
             "chart": self.traffic.chart(),
             "stats": dict(runtime.stats),

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
 import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import StateUnavailable
 
+logger = logging.getLogger(__name__)
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -121,13 +125,22 @@ class FileStore:
 
 
 class RedisStore:
-    """Shared state for several replicas. Every read goes to Redis, so no replica serves stale state."""
+    """Shared state for several replicas. Every read goes to Redis, so no replica serves stale state while
+    Redis answers. While it does not, reads answer the last value this process read (predictions keep
+    flowing from the loaded model); writes fail with StateUnavailable."""
+
+    KNOWN_KEYS = 4096
+    RETRY_AFTER = 1.0  # seconds between tries while Redis is down: a blackholed host costs its timeout once
 
     def __init__(self, url: str, prefix: str = "lsml") -> None:
         import redis
 
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.prefix = prefix
+        self._known: OrderedDict[str, Any] = OrderedDict()
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
 
     def _key(self, project: str, key: str) -> str:
         return f"{self.prefix}:{project}:{key}"
@@ -141,8 +154,43 @@ class RedisStore:
             raise StateUnavailable(f"state store unreachable: {type(exc).__name__}") from None
 
     def get(self, project: str, key: str) -> Any:
-        raw = self._call(self.client.get, self._key(project, key))
+        name = self._key(project, key)
+        raw = self._read(name, self.client.get)
         return None if raw is None else json.loads(raw)
+
+    def _read(self, name: str, fetch: Any) -> Any:
+        """``fetch(name)`` from Redis, remembered; the remembered value while Redis is unreachable."""
+        import redis
+
+        if self._down_since is None or time.monotonic() >= self._retry_at:
+            try:
+                raw = fetch(name)
+            except redis.RedisError as exc:
+                self._went_down(exc)
+            else:
+                self._came_back()
+                with self._lock:
+                    self._known[name] = raw
+                    self._known.move_to_end(name)
+                    if len(self._known) > self.KNOWN_KEYS:
+                        self._known.popitem(last=False)
+                return raw
+        with self._lock:
+            if name in self._known:
+                return self._known[name]
+        raise StateUnavailable("state store unreachable and this value was never read before")
+
+    def _went_down(self, exc: Exception) -> None:
+        now = time.monotonic()
+        self._retry_at = now + self.RETRY_AFTER
+        if self._down_since is None:
+            self._down_since = now
+            logger.error("Redis unreachable (%s): serving the last state read; writes fail", type(exc).__name__)
+
+    def _came_back(self) -> None:
+        if self._down_since is not None:
+            logger.warning("Redis reachable again after %.1f s", time.monotonic() - self._down_since)
+            self._down_since = None
 
     def set(self, project: str, key: str, value: Any) -> None:
         # the set of projects lets every replica list them without a KEYS scan
@@ -162,7 +210,7 @@ class RedisStore:
 
     def projects(self) -> list[str]:
         """Projects any replica has stored state for, sorted."""
-        members = self._call(self.client.smembers, f"{self.prefix}:projects")
+        members = self._read(f"{self.prefix}:projects", self.client.smembers)
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
 

@@ -43,6 +43,7 @@ class Job:
     events: int = 1
     pid: int = field(default_factory=os.getpid)
     owner: str = PROCESS_TOKEN
+    retry_of: str | None = None  # the interrupted job this one trains again (re-run once, not again)
     payloads: list[tuple[str, dict[str, Any]]] = field(default_factory=list, repr=False)
 
     def public(self) -> dict[str, Any]:
@@ -171,20 +172,31 @@ class TrainingManager:
         with self._lock:
             return len(self._running) + len(self._queued)
 
-    def recover(self, projects: list[str], resubmit: Callable[[str, str], None]) -> None:
-        """Jobs left queued/running by a dead process are marked failed and trained again."""
+    def recover(self, projects: list[str], resubmit: Callable[[str, str], Job]) -> None:
+        """Jobs left queued/running by a dead process are marked failed and trained again, once: a re-run
+        that is interrupted too (a fit that kills the process, say) is not run a third time."""
         for project in projects:
             lost = [
                 r for r in load_jobs(self.store, project) if r.get("state") in ("queued", "running") and not _alive(r)
             ]
             for record in lost:
+                again = "" if record.get("retry_of") is None else " (a re-run: not run again)"
                 record.update(
-                    state="failed", error="interrupted: the process ended during the job", ended_at=time.time()
+                    state="failed", error=f"interrupted: the process ended during the job{again}", ended_at=time.time()
                 )
                 self.store.set(project, f"job-{record['id']}", record)
+            first_runs = [r for r in lost if r.get("retry_of") is None]
             if lost:
-                logger.warning("project %s: %d training job(s) were interrupted; training again", project, len(lost))
-                resubmit(project, lost[0].get("event") or "START_TRAINING")
+                logger.warning(
+                    "project %s: %d training job(s) were interrupted%s",
+                    project,
+                    len(lost),
+                    "; training again" if first_runs else "",
+                )
+            if first_runs:
+                job = resubmit(project, first_runs[0].get("event") or "START_TRAINING")
+                job.retry_of = first_runs[0]["id"]
+                self._save(job)
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -199,8 +211,14 @@ def _alive(record: dict[str, Any]) -> bool:
     pid = record.get("pid")
     if record.get("owner") == PROCESS_TOKEN:
         return True
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False  # a previous process with our pid (containers restart as pid 1)
+    return isinstance(pid, int) and process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """Another live process has ``pid`` (ours counts as not: a previous process with our pid, as
+    containers restart as pid 1, is dead)."""
+    if pid == os.getpid():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

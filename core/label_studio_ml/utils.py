@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .config import Settings
+from .ls_client import origin
 from .media import CLOUD_SCHEMES, MediaFetcher, fetcher_from_settings
 
 DATA_UNDEFINED_NAME = "$undefined$"
@@ -70,13 +71,14 @@ def get_local_path(
 def fetcher_for(
     settings: Settings, hostname: str | None = None, access_token: str | None = None, cache_dir: str | None = None
 ) -> MediaFetcher:
-    """A fetcher for an LS host and token given by the caller, which win over the configured ones."""
-    if hostname or access_token:
-        settings = replace(
-            settings,
-            label_studio_url=(hostname or settings.label_studio_url).rstrip("/"),
-            label_studio_api_key=access_token or settings.label_studio_api_key,
-        )
+    """A fetcher for an LS host and token the caller gives, which win over the configured ones. The
+    operator's API key goes with a caller's host only when it is the operator's LABEL_STUDIO_URL."""
+    if hostname:
+        same = bool(settings.label_studio_url) and origin(hostname) == origin(settings.label_studio_url)
+        token = access_token or (settings.label_studio_api_key if same else "")
+        settings = replace(settings, label_studio_url=hostname.rstrip("/"), label_studio_api_key=token)
+    elif access_token:
+        settings = replace(settings, label_studio_api_key=access_token)
     return _fetcher(settings, str(cache_dir) if cache_dir else None)
 
 

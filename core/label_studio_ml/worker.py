@@ -22,7 +22,7 @@ def run_worker(target: str | Path) -> int:
     from .config import Settings
     from .logs import configure_logging
     from .preannotate_redis import preannotate_queue_name, watch_leases
-    from .queue import _runtime, queue_name
+    from .queue import RedisTrainingQueue, _runtime, queue_name, watch_training
     from .storage import RedisStore
 
     settings = Settings.from_env()
@@ -37,6 +37,8 @@ def run_worker(target: str | Path) -> int:
     stop = threading.Event()
     watcher = threading.Thread(target=watch_leases, args=(store.client, set(names), stop), daemon=True)
     watcher.start()
+    training = RedisTrainingQueue(settings, model_class)
+    threading.Thread(target=watch_training, args=(training, stop), name="training-leases", daemon=True).start()
     logger.info("worker for %s listening on queues %s", model_class.__name__, ", ".join(names))
     try:
         SimpleWorker(queues, connection=store.client).work(with_scheduler=False)

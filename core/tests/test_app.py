@@ -587,3 +587,48 @@ def test_recorded_ls_requests_replay(client: Any) -> None:
     assert paths == {"/health", "/setup", "/predict", "/webhook", "/versions"}
     assert client.runtime.trainer.wait_idle(10)
     assert fakes.calls["load"] == 1
+
+
+HUGE_ID = "9" * 4301  # past Python's int() limit of 4,300 digits
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("GET", f"/versions?project={HUGE_ID}", None),
+        ("GET", f"/jobs?project={HUGE_ID}", None),
+        ("POST", "/jobs", {"project": HUGE_ID}),
+        ("POST", "/setup", {"project": f"{HUGE_ID}.1700000000", "schema": "<View/>"}),
+        ("POST", "/predict", {"project": HUGE_ID, "tasks": [{"data": {"text": "x"}}]}),
+        ("POST", "/predict", {"tasks": [{"project": HUGE_ID, "data": {"text": "x"}}]}),
+        ("POST", "/webhook", {"action": "ANNOTATION_CREATED", "project": {"id": HUGE_ID}}),
+        ("POST", "/webhook", {"action": "ANNOTATION_CREATED", "project": {"id": 2**64}}),
+        ("GET", "/versions?project=9223372036854775808", None),
+    ],
+)
+def test_out_of_range_ids_are_400_with_a_reason(client: Any, method: str, path: str, body: Any) -> None:
+    """Issue 21 #5: a 4,301-digit project id was a 500 with a traceback in the log, /webhook without auth."""
+    reply = client.request(method, path, json=body)
+    assert reply.status_code == 400, reply.text
+    assert "out of range" in reply.json()["error"]
+
+
+def test_options_on_jobs_lists_both_methods(client: Any) -> None:
+    """Issue 21 #7: GET and POST /jobs were two routes; a 405 named GET only."""
+    reply = client.options("/jobs")
+    assert reply.status_code == 405
+    assert {m.strip() for m in reply.headers["allow"].split(",")} >= {"GET", "POST"}
+
+
+class OnlyInvalidRegions(fakes.Echo):
+    def predict(self, tasks: list[dict[str, Any]], context: Any = None, **kwargs: Any) -> list[dict[str, Any]]:
+        bad = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Maybe"]}}
+        return [{"result": [bad], "score": 1.0} for _ in tasks]
+
+
+def test_a_task_whose_regions_were_all_dropped_has_no_score(make_client: Any) -> None:
+    """Issue 21 #7: it scored 1.0, ranking an empty prediction first."""
+    results = make_client(OnlyInvalidRegions).post("/predict", json=predict_body()).json()["results"]
+    assert results and all(r["result"] == [] and r["score"] is None for r in results)
+    kept = make_client(fakes.InvalidRegions).post("/predict", json=predict_body()).json()["results"]
+    assert kept[0]["result"] and kept[0]["score"] is not None, "a region kept: the score stays"

@@ -876,3 +876,44 @@ def test_deploy_refuses_what_cannot_work(project, gcloud, capsys, change, messag
 def test_deploy_refuses_a_service_that_builds_from_the_repository_root(gcloud, capsys):
     assert cli.main(deploy_args(REPO / "services" / "substring_matching")) == 2
     assert "label-studio-ml create NAME --from" in one_line_error(capsys.readouterr().err)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_dry_run(*args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "REDIS_URL", "MODEL"))}
+    done = subprocess.run(["make", "-n", "-C", str(REPO), *args], capture_output=True, text=True, env=env, timeout=30)
+    return done.stdout + done.stderr
+
+
+def test_make_run_and_worker_install_redis_when_redis_url_is_set() -> None:
+    """Issue 21 #4: `REDIS_URL=... make worker` said "No module named 'rq'", `make run` "No module named 'redis'"."""
+    assert "core[redis]" in make_dry_run("worker", "MODEL=simple_text_classifier", "REDIS_URL=redis://127.0.0.1:1/0")
+    assert "core[redis]" in make_dry_run("run", "MODEL=simple_text_classifier", "REDIS_URL=redis://127.0.0.1:1/0")
+
+
+def test_make_run_puts_the_default_model_files_in_place_as_the_image_does() -> None:
+    """Issue 21 #8: `make run MODEL=spacy` served nothing: the image downloads the pipeline, `make run` did not.
+    Both now run services/spacy/model_files.sh."""
+    assert "services/spacy/model_files.sh" in make_dry_run("run", "MODEL=spacy")
+    assert "/app/model_files.sh" in (REPO / "services" / "spacy" / "Dockerfile").read_text()
+
+
+def test_model_files_script_skips_an_installed_pipeline_and_blank_ones(tmp_path: Path) -> None:
+    script = REPO / "services" / "spacy" / "model_files.sh"
+    for model in ("json", "blank:en"):  # importable or blank: nothing to download, no spacy needed
+        env = {**os.environ, "PYTHON": sys.executable, "SPACY_MODEL": model}
+        assert subprocess.run(["sh", str(script)], env=env, capture_output=True, timeout=30).returncode == 0
+
+
+def test_server_worker_and_preannotate_share_one_default_model_dir(monkeypatch: Any, tmp_path: Path) -> None:
+    """Issue 21 #9: without MODEL_DIR, preannotate used ./state while `make run` served model_dir/<model>."""
+    from label_studio_ml import cli
+
+    monkeypatch.delenv("MODEL_DIR", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["worker", str(REPO / "services" / "substring_matching")]) != 0  # no REDIS_URL: stops at once
+    assert os.environ["MODEL_DIR"] == str(Path("model_dir") / "substring_matching")
+    assert cli.service_name("services/spacy") == "spacy" == cli.service_name("x/spacy/model.py:Model")

@@ -44,6 +44,14 @@ class FileServer:
                 server.requests.append({"path": self.path, "headers": dict(self.headers)})
                 if self.path == "/slow":
                     time.sleep(2)
+                if self.path.startswith("/drip"):  # one byte every 0.1 s for 10 s: of the body, or of the headers
+                    headers = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+                    self.wfile.write(headers if self.path == "/drip" else b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    for _ in range(100):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                    return
                 if self.path == "/stream":
                     self.send_response(200)
                     self.send_header("Connection", "close")
@@ -223,9 +231,47 @@ def test_size_limit(tmp_path: Path, ls: FakeLabelStudio, other: FileServer) -> N
 
 def test_timeout(tmp_path: Path, other: FileServer) -> None:
     started = time.monotonic()
-    with pytest.raises(MediaError, match="cannot reach .*Timeout"):
+    with pytest.raises(MediaError, match="took longer than 0.3 s"):
         MediaFetcher(tmp_path, timeout=0.3).fetch(f"{other.url}/slow")
     assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("path", ["/drip", "/drip-headers"])
+def test_timeout_bounds_a_drip_fed_download(tmp_path: Path, other: FileServer, path: str) -> None:
+    """Issue 21 #2: a byte every 0.1 s never trips a per-read timeout; MEDIA_TIMEOUT is the whole fetch."""
+    started = time.monotonic()
+    with pytest.raises(MediaError, match="took longer than 0.5 s"):
+        MediaFetcher(tmp_path, timeout=0.5).fetch(f"{other.url}{path}")
+    assert time.monotonic() - started < 1.0
+    assert not list(tmp_path.glob("*__*")), "nothing half-downloaded is cached"
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "[fe80::1]", "[::ffff:169.254.169.254]"])
+def test_metadata_and_link_local_addresses_are_refused(tmp_path: Path, host: str) -> None:
+    """Issue 21 #7: refused at connect time (so DNS names resolving there are caught too), before any byte goes out."""
+    with pytest.raises(MediaError, match="link-local or cloud-metadata address"):
+        MediaFetcher(tmp_path, timeout=2).fetch(f"http://{host}/latest/meta-data/")
+
+
+def test_a_redirect_to_a_metadata_address_is_refused(tmp_path: Path, other: FileServer) -> None:
+    with pytest.raises(MediaError, match="link-local or cloud-metadata address"):
+        MediaFetcher(tmp_path, timeout=2).fetch(f"{other.url}/redirect?to=http://169.254.169.254/latest/")
+
+
+@pytest.mark.parametrize("path", ["/data/upload/../../api/projects/", "/data/upload/%2e%2e/%2E%2E/x", "upload/./../x"])
+def test_ls_paths_cannot_climb_out(tmp_path: Path, ls: FakeLabelStudio, path: str) -> None:
+    """Issue 21 #7: the token-carrying GET goes to the LS path the task names, not another one."""
+    with pytest.raises(MediaError, match="'.' or '..' segments"):
+        fetcher(tmp_path, ls).fetch(path)
+    assert ls.requests == []
+
+
+def test_cache_is_keyed_by_the_full_url(tmp_path: Path, ls: FakeLabelStudio, other: FileServer) -> None:
+    """Issue 21 #3: bytes one host gave for /data/upload/x are never served for another host's /data/upload/x."""
+    other.files[UPLOAD] = b"someone else's bytes"
+    media = MediaFetcher(tmp_path / "cache")
+    assert media.fetch(UPLOAD, ls_url=other.url).read_bytes() == b"someone else's bytes"
+    assert media.fetch(UPLOAD, ls_url=ls.url, ls_token=ls.legacy_token).read_bytes() == IMAGE
 
 
 @pytest.fixture
@@ -325,3 +371,80 @@ def test_read_text_fetches_urls_only(tmp_path: Path, ls: FakeLabelStudio) -> Non
     assert model.read_text({"id": 1, "data": {"t": "plain text, not a URL"}}, "t") == "plain text, not a URL"
     with pytest.raises(KeyError):
         model.read_text({"id": 1, "data": {}}, "t")
+
+
+def test_a_drip_feeding_media_server_cannot_take_every_prediction_thread(tmp_path: Path, other: FileServer) -> None:
+    """Issue 21 #2: 16 predictions whose media drips hold no slot another task's /predict needs; each of them
+    ends at MEDIA_TIMEOUT with a reason."""
+    import requests
+    from conftest import LiveServer
+
+    from label_studio_ml.app import create_app
+    from label_studio_ml.config import Settings
+
+    settings = Settings.from_dict({"model_dir": tmp_path, "threads": 4, "media_timeout": 2.0})
+    slow_body = {"tasks": [{"id": 1, "data": {"image": f"{other.url}/drip"}}], "label_config": IMAGE_CONFIG}
+    fast_body = {"tasks": [{"id": 2, "data": {"image": f"{other.url}/files/pic.png"}}], "label_config": IMAGE_CONFIG}
+    with LiveServer(create_app(ImageSize, settings, background_load=False)) as server:
+        normal = time.monotonic()
+        assert requests.post(server.url + "/predict", json=fast_body, timeout=5).status_code == 200
+        normal = time.monotonic() - normal
+        slow_replies: list[Any] = []
+
+        def slow() -> None:
+            slow_replies.append(requests.post(server.url + "/predict", json=slow_body, timeout=10))
+
+        threads = [threading.Thread(target=slow) for _ in range(16)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        while sum(r["path"] == "/drip" for r in other.requests) < 16 and time.monotonic() - started < 2:
+            time.sleep(0.01)
+        asked = time.monotonic()
+        reply = requests.post(server.url + "/predict", json=fast_body, timeout=5)
+        answered_in = time.monotonic() - asked
+        for thread in threads:
+            thread.join(10)
+    assert reply.status_code == 200 and reply.json()["results"][0]["result"], reply.text
+    assert answered_in < max(0.5, 5 * normal), (answered_in, normal)
+    assert len(slow_replies) == 16 and all(r.status_code == 422 for r in slow_replies)
+    assert all("took longer than 2 s (MEDIA_TIMEOUT)" in r.json()["error"] for r in slow_replies)
+    assert time.monotonic() - started < 2.0 + 2.0, "every dripped fetch ended at MEDIA_TIMEOUT"
+
+
+def test_an_unauthenticated_setup_cannot_send_the_ls_token_elsewhere(
+    make_client: Any, ls: FakeLabelStudio, other: FileServer
+) -> None:
+    """Issue 21 #3: basic auth off, no LABEL_STUDIO_URL. LS's /setup gives its hostname and token; anyone then
+    names another hostname (alone, or with a token of their own): LS's token never goes there, and what the
+    other host served is never served for LS's URL."""
+    other.files[UPLOAD] = b"attacker bytes"
+    client = make_client(ImageSize, label_studio_api_key="operator-key-0123")
+    setup = {"project": "5.1700000000", "schema": IMAGE_CONFIG}
+    predict = {"project": "5.1700000000", "tasks": [{"id": 1, "data": {"image": UPLOAD}}]}
+    assert client.post("/setup", json={**setup, "hostname": ls.url, "access_token": ls.legacy_token}).status_code == 200
+    assert client.post("/predict", json=predict).json()["results"][0]["result"][0]["value"]["choices"] == ["Big"]
+    assert client.post("/setup", json={**setup, "hostname": other.url}).status_code == 200  # ignored: no token
+    assert client.post("/predict", json=predict).json()["results"][0]["result"][0]["value"]["choices"] == ["Big"]
+    assert other.requests == []
+    client.post("/setup", json={**setup, "hostname": other.url, "access_token": "attacker-token"})
+    client.post("/predict", json=predict)  # goes to the other host, with the token that came with it only
+    sent = [r["headers"].get("Authorization") for r in other.requests]
+    assert sent and all(h == "Token attacker-token" for h in sent), sent
+    assert all(
+        ls.legacy_token not in str(r["headers"]) and "operator-key" not in str(r["headers"]) for r in other.requests
+    )
+    client.post("/setup", json={**setup, "hostname": ls.url, "access_token": ls.legacy_token})  # LS sets it back
+    reply = client.post("/predict", json=predict).json()["results"][0]
+    assert reply["result"][0]["value"]["choices"] == ["Big"], "the other host's bytes are not served for LS's URL"
+
+
+def test_an_authenticated_setup_hostname_gets_the_operator_key(make_client: Any, ls: FakeLabelStudio) -> None:
+    client = make_client(
+        ImageSize, label_studio_api_key=ls.legacy_token, basic_auth_user="ls", basic_auth_pass="secret-pass"
+    )
+    auth = ("ls", "secret-pass")
+    client.post("/setup", auth=auth, json={"project": "5", "schema": IMAGE_CONFIG, "hostname": ls.url})
+    reply = client.post("/predict", auth=auth, json={"project": "5", "tasks": [{"id": 1, "data": {"image": UPLOAD}}]})
+    assert reply.json()["results"][0]["result"][0]["value"]["choices"] == ["Big"]
+    assert ls.auth_headers_seen(UPLOAD) == [f"Token {ls.legacy_token}"]

@@ -432,3 +432,27 @@ def test_redis_worker_killed_mid_chunk_loses_it_to_the_other(redis_server: str, 
         assert (summary["done"], summary["failed"], summary["total"]) == (160, 0, 160)
         assert_one_prediction_each(fake, "keyword-0")
         assert "lost its worker; queued again" in err + two.log_tail(200)
+
+
+def test_progress_lines_rate_from_the_start_count_work_only_and_never_repeat() -> None:
+    """Issue 21 #10: the first line said 0.0 tasks/s at 500 done; a run with everything already done said 330
+    tasks/s; the last line could print twice."""
+    import io
+
+    from label_studio_ml.progress import Counts
+
+    out = io.StringIO()
+    reporter = JsonLines(out, interval=3600)
+    reporter.started -= 2  # two seconds into the job
+    reporter.rate.points[0] = (reporter.started, 0)
+    counts = Counts(done=500, total=1000)
+    reporter.update(counts, force=True)
+    reporter.update(counts, force=True)  # the last page's line, then the forced final one: equal
+    reporter.finish(counts, "done")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["progress", "summary"]
+    assert 200 < lines[0]["tasks_per_s"] < 300 and lines[0]["eta_s"] is not None
+    skipped_only = io.StringIO()
+    nothing_to_do = JsonLines(skipped_only)
+    nothing_to_do.finish(Counts(skipped=1000, total=1000), "done")
+    assert json.loads(skipped_only.getvalue())["tasks_per_s"] == 0.0

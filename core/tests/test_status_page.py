@@ -350,3 +350,32 @@ def test_metrics_summary_counts_what_metrics_renders(make_client: Any) -> None:
     assert summary["predictions"] == 6 == metric(client, "lsml_predictions_total")
     assert summary["dropped_regions"] == 3 == metric(client, "lsml_dropped_regions_total")
     assert 0 < row["mean_seconds"] <= row["p95_seconds"] and row["p95_seconds"] in (0.001, 0.005, 0.01, 0.05, 0.1)
+
+
+class ReadsImages(LabelStudioMLBase):
+    """No fit: it cannot train. Its module has the name loader.py gives a second import of a model file."""
+
+    service_name = "reads_images"
+
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs: Any) -> list[dict]:
+        from label_studio_ml.errors import MediaError
+
+        logging.getLogger(type(self).__module__).warning("image of task %s answered HTTP 404", tasks[0]["id"])
+        raise MediaError("/data/upload/1/gone.png answered HTTP 404")
+
+
+ReadsImages.__module__ = "_lsml_1817990303396736468"
+
+
+def test_the_page_tells_an_untrainable_service_its_errors_and_failed_tasks(make_client: Any, trainable: Any) -> None:
+    """Issue 21 #10: "training: on annotations and Start Training" for a model without fit; an error credited
+    to a generated logger name; a task whose image answered 404 shown as an error while "failed tasks" said 0."""
+    client = make_client(ReadsImages)
+    reply = client.post("/predict", json={"tasks": [{"id": 7, "data": {"text": "x"}}], "label_config": CONFIG})
+    assert reply.status_code == 422
+    page = page_of(client)
+    assert field(page, "training") == "none: this model does not train"
+    assert field(page, "failed-tasks") == "1"
+    errors = page[page.index('data-field="errors"') :]
+    assert "_lsml_" not in errors and "reads_images" in errors
+    assert field(page_of(make_client(trainable)), "training") == "on annotations and Start Training"

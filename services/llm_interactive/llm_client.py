@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from label_studio_ml.outbound import Deadline, guarded_session
+
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
@@ -187,8 +189,9 @@ class ChatClient:
         self, settings: ProviderSettings, session: requests.Session | None = None, sleep: Any = time.sleep
     ) -> None:
         self.settings = settings
-        self.session = session or requests.Session()
-        self.session.trust_env = False  # no proxy/netrc surprises; endpoints are configured explicitly
+        # no proxy/netrc surprises (endpoints are configured explicitly); sockets obey Deadline below
+        self.session = session or guarded_session()
+        self.session.trust_env = False
         self._sleep = sleep
         self._lock = threading.Lock()
         self._failure: tuple[float, float, ProviderError] | None = None  # (since, for how long, error)
@@ -226,9 +229,10 @@ class ChatClient:
                 )
             retry_after: float | None = None
             try:
-                reply = self.session.post(
-                    s.url, json=body, headers=s.headers(), timeout=(min(10.0, remaining), min(s.timeout, remaining))
-                )
+                with Deadline(remaining):  # the whole answer, however slowly it arrives
+                    reply = self.session.post(
+                        s.url, json=body, headers=s.headers(), timeout=(min(10.0, remaining), min(s.timeout, remaining))
+                    )
             except requests.RequestException as exc:
                 problem, status = f"{type(exc).__name__}", None
             else:

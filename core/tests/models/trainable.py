@@ -18,6 +18,8 @@ class Trainable(LabelStudioMLBase):
             self.weights = json.loads((self.version_dir / "weights.json").read_text())
 
     def predict(self, tasks, context=None, **kwargs):
+        for task in tasks:  # a URL or LS path as the text is fetched (media tests, benchmarks/robustness.py)
+            self.read_text(task, self.pair.data_key)
         label = self.weights.get("label")
         return [{"result": [regions.choices(self.pair, [label])] if label else [], "score": 1.0} for _ in tasks]
 
@@ -29,6 +31,9 @@ class Trainable(LabelStudioMLBase):
             raise ValueError("asked to fail")
         total = (self.get("seen") or 0) + len(events)
         self.set("seen", total)
+        # which annotations were trained on, for tests and benchmarks that count lost webhooks
+        ids = {p["annotation"]["id"] for _, p in events if isinstance(p.get("annotation"), dict)}
+        self.set("annotation_ids", sorted(ids | set(self.get("annotation_ids") or [])))
         partial = self.output_dir / "weights.json"
         partial.write_text('{"label": ')  # half-written on purpose: a crash here must not publish
         for step in range(10):
