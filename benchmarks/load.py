@@ -65,7 +65,7 @@ async def worker(client: httpx.AsyncClient, deadline: float, latencies: list[flo
                 ok = reply.status_code == 200
             else:
                 reply = await client.post("/webhook", json=annotation(i))
-                ok = reply.status_code == 200
+                ok = reply.status_code == 201  # a training job scheduled
             if not ok:
                 errors.append(f"{reply.status_code} {reply.text[:100]}")
         except httpx.HTTPError as exc:

@@ -238,7 +238,8 @@ class MLBackendApp:
             await anyio.to_thread.run_sync(self.spool.keep, event.data, authenticated)
             reply = {"status": "accepted", "reason": "Redis is unreachable: kept on disk, trained on when it returns"}
         self.metrics.jobs_active.set(self.runtime.trainer.active_count())
-        return JSONResponse(reply)
+        # 201 when a job was scheduled, as upstream answers for training events; 200 for an ignored one
+        return JSONResponse(reply, status_code=201 if reply.get("status") == "ok" else 200)
 
     def accept_event(self, event: WebhookEvent, authenticated: bool) -> dict[str, Any]:
         """Schedule training for a webhook (also for one replayed from the spool)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
+from .config import Settings
 from .errors import MediaError
 from .ls_client import LabelStudioClient, origin
 from .outbound import Deadline, guarded_session
@@ -222,3 +223,17 @@ def _redact(url: str) -> str:
     if parts.query and not url.startswith("/data/local-files/"):
         return url.split("?", 1)[0] + "?…"
     return url
+
+
+def fetcher_from_settings(settings: Settings, cache_dir: Path | None = None) -> MediaFetcher:
+    """The fetcher a server (or a model built outside one) uses: caching in ``MODEL_DIR/.file-cache``."""
+    return MediaFetcher(
+        cache_dir if cache_dir is not None else settings.model_dir / ".file-cache",
+        settings.label_studio_url,
+        settings.label_studio_api_key,
+        settings.verify_ssl,
+        settings.local_files_document_root,
+        settings.media_max_bytes,
+        settings.media_timeout,
+        settings.media_allowed_hosts,
+    )

@@ -44,6 +44,7 @@ def openapi_spec(model_class: str = "model") -> dict[str, Any]:
         }
     }
     common = _errors(400, 401, 413, 422, 503)
+    webhook_reply = _json({"type": "object", "properties": {"status": {"type": "string"}, "job": {"type": "string"}}})
     return {
         "openapi": "3.0.3",
         "info": {"title": f"Label Studio ML backend ({model_class})", "version": "2.1.0"},
@@ -181,15 +182,8 @@ def openapi_spec(model_class: str = "model") -> dict[str, Any]:
                         ),
                     },
                     "responses": {
-                        "200": {
-                            "description": "accepted or ignored",
-                            **_json(
-                                {
-                                    "type": "object",
-                                    "properties": {"status": {"type": "string"}, "job": {"type": "string"}},
-                                }
-                            ),
-                        },
+                        "201": {"description": "a training job was scheduled", **webhook_reply},
+                        "200": {"description": "ignored", **webhook_reply},
                         **common,
                     },
                 }

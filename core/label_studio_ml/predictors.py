@@ -34,6 +34,12 @@ class Predictor(Protocol):
     def predict(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
 
 
+def check_count(predictions: list[dict[str, Any]], tasks: int) -> None:
+    """One prediction per task: a model may answer fewer (the server passes that on), a job cannot."""
+    if len(predictions) != tasks:
+        raise PredictError(f"the backend answered {len(predictions)} predictions for {tasks} tasks")
+
+
 def check_versions(predictions: list[dict[str, Any]], version: str) -> None:
     for prediction in predictions:
         given = prediction.get("model_version")
@@ -61,7 +67,11 @@ class InProcessPredictor:
             predictions = self.runtime.predict(request)
         except Exception as exc:
             raise PredictError(f"{type(exc).__name__}: {exc}") from exc
-        check_versions(predictions, self.version)
+        check_count(predictions, len(tasks))
+        # the active version, not the predictions': a model may stamp its own on them
+        active = self.runtime.versions.active(self.project)
+        if active != self.version:
+            raise VersionChanged(f"the model version changed from {self.version} to {active} during the job")
         return predictions
 
 
@@ -118,7 +128,8 @@ class HttpPredictor:
             timeout=self.timeout,
         )
         results = body.get("results") if isinstance(body, dict) else None
-        if not isinstance(results, list) or len(results) != len(tasks):
-            raise PredictError(f"the backend answered {len(results or [])} predictions for {len(tasks)} tasks")
+        if not isinstance(results, list):
+            raise PredictError("the backend answered /predict without a 'results' list")
+        check_count(results, len(tasks))
         check_versions(results, self.version)
         return results

@@ -141,6 +141,8 @@ class PredictRequest:
     def parse(cls, body: Any) -> PredictRequest:
         body = _object(body)
         tasks = body.get("tasks")
+        if isinstance(tasks, dict):  # one task sent bare: upstream's server accepts it
+            tasks = [tasks]
         if not isinstance(tasks, list) or not tasks:
             raise InvalidShape("'tasks' must be a non-empty list of task objects")
         for i, task in enumerate(tasks):

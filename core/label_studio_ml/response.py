@@ -1,52 +1,39 @@
-"""Prediction containers kept compatible with the seed SDK (``ModelResponse``, ``PredictionValue``)."""
+"""``ModelResponse``, the upstream SDK's return type for ``predict`` (needs the ``sdk`` extra).
 
-from __future__ import annotations
+A pydantic model as upstream has it: ``predictions`` holds label-studio-sdk ``PredictionValue``s (dicts
+are validated into them), per task one or a list of several. Core never imports this module itself
+(see predictions.py), so services that don't use it don't pay for the sdk at start-up.
+"""
 
-from dataclasses import dataclass, field
-from typing import Any
+from .sdk_extra import require
+
+# first: without the extra, this is the error to see (pydantic comes with the sdk)
+PredictionValue = require("label_studio_sdk.label_interface.objects", "ModelResponse").PredictionValue
+
+from pydantic import BaseModel, ConfigDict  # noqa: E402
+
+#: what ``predictions`` holds for one task: a prediction, or several
+SingleTaskPredictions = list[PredictionValue] | PredictionValue
 
 
-@dataclass
-class PredictionValue:
-    result: list[dict[str, Any]] = field(default_factory=list)
-    score: float | None = None
+class ModelResponse(BaseModel):
+    """Predictions for the tasks of one ``/predict``, in task order, and the version that made them."""
+
+    model_config = ConfigDict(protected_namespaces=())  # a field may be called model_version
+
     model_version: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"result": list(self.result), "score": self.score, "model_version": self.model_version}
-
-
-@dataclass
-class ModelResponse:
-    predictions: list[PredictionValue | dict[str, Any] | list[dict[str, Any]]] = field(default_factory=list)
-    model_version: str | None = None
+    predictions: list[SingleTaskPredictions]
 
     def has_model_version(self) -> bool:
-        return self.model_version is not None
+        return bool(self.model_version)
 
     def update_predictions_version(self) -> None:
-        for prediction in self.predictions:
-            if isinstance(prediction, PredictionValue) and prediction.model_version is None:
-                prediction.model_version = self.model_version
+        """Give every prediction without a version of its own this response's version."""
+        for item in self.predictions:
+            for prediction in item if isinstance(item, list) else [item]:
+                if not prediction.model_version:
+                    prediction.model_version = self.model_version
 
-    def serialize(self) -> dict[str, Any]:
-        return {"results": [p.to_dict() if isinstance(p, PredictionValue) else p for p in self.predictions]}
-
-
-def normalize_prediction(raw: Any) -> dict[str, Any]:
-    """One task's prediction as a plain dict ``{result, score, model_version}``.
-
-    Accepts what seed-era models return: a PredictionValue, a dict with ``result``, or a bare list of
-    result items. Anything else is a programming error in the model.
-    """
-    if isinstance(raw, PredictionValue):
-        return raw.to_dict()
-    if isinstance(raw, dict):
-        if "result" not in raw:
-            raise TypeError("prediction dict has no 'result' key")
-        out = dict(raw)
-        out.setdefault("score", None)
-        return out
-    if isinstance(raw, list):
-        return {"result": raw, "score": None}
-    raise TypeError(f"unsupported prediction type {type(raw).__name__}")
+    def set_version(self, version: str) -> None:
+        self.model_version = version
+        self.update_predictions_version()

@@ -13,14 +13,14 @@ from typing import Any
 from .config import Settings
 from .errors import LabelConfigError, ModelNotReady
 from .label_config import LabelConfig
-from .media import MediaFetcher
+from .media import fetcher_from_settings
 from .model import LabelStudioMLBase, ModelContext
+from .predictions import normalize_prediction, unpack_response
 from .protocol import PredictRequest, SetupRequest, WebhookEvent
 from .regions import RegionValidator
-from .response import ModelResponse, normalize_prediction
 from .scheduling import InlinePolicy
 from .storage import FileStore, Store, make_store
-from .training import TRAIN_EVENTS, Job, TrainingManager
+from .training import Job, TrainingManager
 from .versions import Versions
 
 logger = logging.getLogger(__name__)
@@ -41,16 +41,7 @@ class ModelRuntime:
         self.model_class = model_class
         self.settings = settings or Settings.from_env()
         self.store = store or make_store(self.settings.model_dir, self.settings.redis_url)
-        self.fetcher = MediaFetcher(
-            self.settings.model_dir / ".file-cache",
-            self.settings.label_studio_url,
-            self.settings.label_studio_api_key,
-            self.settings.verify_ssl,
-            self.settings.local_files_document_root,
-            self.settings.media_max_bytes,
-            self.settings.media_timeout,
-            self.settings.media_allowed_hosts,
-        )
+        self.fetcher = fetcher_from_settings(self.settings)
         self.versions = Versions(
             self.store,
             self.settings.model_dir,
@@ -65,7 +56,8 @@ class ModelRuntime:
         self.resources: Any = None
         self.loads = 0
         self.instances_built = 0
-        self.stats: dict[str, int] = {"predictions": 0, "dropped_regions": 0, "failed_tasks": 0}
+        self.stats: dict[str, int] = {"predictions": 0, "dropped_regions": 0, "failed_tasks": 0, "short_answers": 0}
+        self._warned_short: set[str | None] = set()
         self._instances: OrderedDict[str, tuple[str, str, LabelStudioMLBase]] = OrderedDict()
         self._lock = threading.Lock()
         self.trainer = TrainingManager(self._train, self.store)
@@ -157,14 +149,17 @@ class ModelRuntime:
                 self._instances.move_to_end(project)
                 return cached
             model = self._build(project, label_config, self._context(project))
-            self._instances[project] = (config_key, version, model)
+            # keyed by the version after set-up: a setup() that stores one must not make the next call rebuild
+            self._instances[project] = (config_key, self.versions.active(project), model)
             while len(self._instances) > MAX_CACHED_PROJECTS:
                 self._instances.popitem(last=False)
             return model
 
     # --- protocol operations -------------------------------------------------------------------
     def setup(self, request: SetupRequest) -> str:
-        """Store per-project settings; cheap and idempotent, never touches the model."""
+        """Store per-project settings and answer the project's model version. The first time a loaded
+        model sees a project (or a new config), its instance is built, so that the version its
+        ``setup()`` stores is the one answered (as upstream's /setup does)."""
         if request.project is None:
             return self.versions.initial
         project = request.project
@@ -175,6 +170,14 @@ class ModelRuntime:
         if request.extra_params is not None and self.store.get(project, "extra_params") != request.extra_params:
             self.store.set(project, "extra_params", request.extra_params)
         self._store_ls_credentials(project, request)
+        label_config = request.schema or self.store.get(project, "label_config")
+        if self.state == "ready" and label_config:
+            try:
+                self.instance(project, label_config)
+            except Exception as exc:  # /predict reports it with its reason; connecting LS should not fail
+                logger.warning(
+                    "project %s: %s set-up failed: %s: %s", project, self.model_class.__name__, type(exc).__name__, exc
+                )
         return self.versions.active(project)
 
     def _store_ls_credentials(self, project: str, request: SetupRequest) -> None:
@@ -218,7 +221,7 @@ class ModelRuntime:
         model = self.instance(request.project, label_config)
         version = model.model_version
         try:
-            predictions = self._run_predict(model, request.tasks, request.context, request.params)
+            predictions = self._run_predict(model, request.tasks, request.context, request.params, request.project)
         except Exception as exc:
             if len(request.tasks) == 1 or isinstance(exc, (LabelConfigError, PredictionCountError)):
                 if not isinstance(exc, LabelConfigError):  # a task failed (its media, the model), not the request
@@ -245,7 +248,7 @@ class ModelRuntime:
                     **prediction,
                     "result": kept,
                     "score": float(score) if score is not None else None,
-                    "model_version": version,
+                    "model_version": str(prediction.get("model_version") or version),  # the model's own, if it set one
                 }
             )
         self.stats["predictions"] += len(out)
@@ -258,31 +261,48 @@ class ModelRuntime:
         tasks: list[dict[str, Any]],
         context: dict[str, Any] | None,
         params: dict[str, Any],
+        project: str | None = None,
     ) -> list[dict[str, Any]]:
-        raw = model.predict(tasks, context=context, **params)
-        items = raw.predictions if isinstance(raw, ModelResponse) else raw
-        if items is None:
-            items = []
-        items = list(items)
-        if len(items) != len(tasks):
+        """The model's predictions as dicts, each with the version the model gave it (if any). Fewer
+        than the tasks are answered as they are, as upstream does (LS pairs them with the first tasks)."""
+        items, response_version = unpack_response(model.predict(tasks, context=context, **params))
+        if len(items) > len(tasks):
             raise PredictionCountError(
                 f"{type(model).__name__}.predict returned {len(items)} predictions for {len(tasks)} tasks"
             )
-        return [
-            normalize_prediction(
-                item[0]
-                if isinstance(item, list) and item and isinstance(item[0], dict) and "result" in item[0]
-                else item
-            )
-            for item in items
-        ]
+        if len(items) < len(tasks):
+            self._short_answer(model, len(items), len(tasks), project)
+        predictions = [normalize_prediction(item) for item in items]
+        if response_version:
+            for prediction in predictions:
+                prediction["model_version"] = prediction.get("model_version") or response_version
+        return predictions
+
+    def _short_answer(self, model: LabelStudioMLBase, given: int, tasks: int, project: str | None) -> None:
+        self.stats["short_answers"] += 1
+        # a warning (on the status page too) once per project; a model that does it on purpose
+        # (an interactive-only one answering [] without a context) would fill the page otherwise
+        level = logging.INFO if project in self._warned_short else logging.WARNING
+        self._warned_short.add(project)
+        logger.log(
+            level,
+            "project %s: %s.predict returned %d prediction(s) for %d task(s); answering them as they are",
+            project,
+            type(model).__name__,
+            given,
+            tasks,
+        )
 
     def _predict_one_by_one(self, model: LabelStudioMLBase, request: PredictRequest) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         failed = 0
         for task in request.tasks:
             try:
-                out.extend(self._run_predict(model, [task], request.context, request.params))
+                # a task the model gave nothing for keeps its place with an empty result
+                out.extend(
+                    self._run_predict(model, [task], request.context, request.params, request.project)[:1]
+                    or [{"result": [], "score": None}]
+                )
             except Exception as exc:
                 failed += 1
                 failures_logger.error(
@@ -301,7 +321,7 @@ class ModelRuntime:
 
     # --- training ------------------------------------------------------------------------------
     def webhook(self, event: WebhookEvent) -> dict[str, Any]:
-        if event.action not in TRAIN_EVENTS:
+        if event.action not in self.model_class.TRAIN_EVENTS:
             return {"status": "ignored", "action": event.action}
         if event.project is None:
             return {"status": "ignored", "reason": "event has no project"}
@@ -326,7 +346,7 @@ class ModelRuntime:
         try:
             model = self._build(project, label_config, ctx)
             event, data = job.payloads[-1] if job.payloads else (job.event, {})
-            model.fit(event, data, events=list(job.payloads), job_id=job.id)
+            model.process_event(event, data, job.id, {"events": list(job.payloads)})
             return self.versions.publish(project, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

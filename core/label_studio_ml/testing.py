@@ -315,6 +315,8 @@ class ServerProcess:
         port: int | None = None,
         command: str = "start",
         wait_healthy: bool = True,
+        argv: list[str] | None = None,
+        cwd: Path | None = None,
         python: str | None = None,
     ) -> None:
         import os
@@ -328,7 +330,8 @@ class ServerProcess:
         args = [python or sys.executable, "-m", "label_studio_ml", command, str(target)]
         if command == "start":
             args += ["--host", "127.0.0.1", "-p", str(self.port)]
-        self.args = args
+        self.args = argv or args  # argv: another command serving on self.port (python _wsgi.py, gunicorn)
+        self.cwd = cwd
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.wait_healthy = wait_healthy
         self.proc: Any = None
@@ -340,7 +343,7 @@ class ServerProcess:
         import requests
 
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT)
         if not self.wait_healthy:
             return self
         deadline = time.monotonic() + 60

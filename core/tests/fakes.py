@@ -124,6 +124,14 @@ class WrongCount(Echo):
         return super().predict(tasks, context, **kwargs)[:-1]
 
 
+class TooMany(Echo):
+    def predict(
+        self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        predictions = super().predict(tasks, context, **kwargs)
+        return predictions + predictions[:1]
+
+
 class InvalidRegions(Echo):
     def predict(
         self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any

@@ -168,11 +168,15 @@ def test_load_once_and_one_instance_per_project(client: Any) -> None:
     assert fakes.calls["setup"] == 4 and fakes.calls["load"] == 1
 
 
-def test_setup_never_loads_or_predicts(client: Any) -> None:
-    for i in range(20):
-        reply = client.post("/setup", json={"project": f"{i}.1", "schema": CONFIG, "extra_params": {"i": i}})
-        assert reply.status_code == 200
-    assert (fakes.calls["load"], fakes.calls["setup"], fakes.calls["predict"]) == (1, 0, 0)
+def test_setup_builds_each_project_once_and_never_loads_or_predicts(client: Any) -> None:
+    for _ in range(2):
+        for i in range(20):
+            reply = client.post("/setup", json={"project": f"{i}.1", "schema": CONFIG, "extra_params": {"i": i}})
+            assert reply.status_code == 200
+    # set-up runs when /setup first sees a project (so the version it stores is answered), then is cached
+    assert (fakes.calls["load"], fakes.calls["setup"], fakes.calls["predict"]) == (1, 20, 0)
+    client.post("/predict", json=predict_body(project="3.1"))
+    assert fakes.calls["setup"] == 20
 
 
 def test_params_reach_predict_as_kwargs_and_context_is_passed(client: Any) -> None:
@@ -295,10 +299,10 @@ def test_numpy_values_and_int_keys_serialize(make_client: Any) -> None:
     assert first["score"] == 0.5 and first["result"][0]["meta"] == {"logits": [0.25, 0.75], "3": "int key"}
 
 
-def test_wrong_prediction_count_is_a_500(make_client: Any, caplog: pytest.LogCaptureFixture) -> None:
-    client = make_client(fakes.WrongCount)
+def test_more_predictions_than_tasks_is_a_500(make_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    client = make_client(fakes.TooMany)
     assert_json_error(client.post("/predict", json=predict_body()), 500)
-    assert "returned 1 predictions for 2 tasks" in caplog.text
+    assert "returned 3 predictions for 2 tasks" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -503,7 +507,7 @@ def test_webhook_without_auth_accepts_every_event(client: Any) -> None:
         "ANNOTATIONS_DELETED",
     ):
         reply = client.post("/webhook", json=event(action, **ANNOTATION))
-        assert reply.status_code == 200 and reply.json()["status"] == "ok" and reply.json()["job"]
+        assert reply.status_code == 201 and reply.json()["status"] == "ok" and reply.json()["job"]
     assert client.runtime.trainer.wait_idle(10)
     assert_json_error(client.post("/webhook", json={"project": {"id": 2}}), 422)
 
@@ -514,7 +518,7 @@ def test_webhook_rules_with_auth_on(auth_client: Any) -> None:
     assert reply.status_code == 200 and reply.json() == {"status": "ignored", "reason": "unknown project"}
     assert auth_client.post("/setup", json={"project": "2.1", "schema": CONFIG}, headers=GOOD).status_code == 200
     reply = auth_client.post("/webhook", json=event("ANNOTATION_CREATED", **ANNOTATION))
-    assert reply.status_code == 200 and reply.json()["status"] == "ok"
+    assert reply.status_code == 201 and reply.json()["status"] == "ok"
     assert auth_client.post("/webhook", json=event("TASKS_CREATED")).json()["status"] == "ignored"
     # START_TRAINING comes from LS's connector, which sends the credentials
     refused = auth_client.post("/webhook", json=event("START_TRAINING"))

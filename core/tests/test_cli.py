@@ -309,24 +309,18 @@ def test_two_workers_each_load_the_model_through_the_app_factory(tmp_path, serve
         assert http(server.url + "/predict", PREDICT)[0] == 200
 
 
-def test_basic_auth_flags_are_enforced(tmp_path, serve):
+@pytest.mark.parametrize(
+    "flags, env",
+    [
+        (["--basic-auth-user", "ls", "--basic-auth-pass", "s3cret-pass"], {}),
+        # what upstream's _wsgi.py and `label-studio-ml start` read
+        ([], {"ML_SERVER_BASIC_AUTH_USER": "ls", "ML_SERVER_BASIC_AUTH_PASS": "s3cret-pass"}),
+    ],
+)
+def test_basic_auth_flags_are_enforced(tmp_path, serve, flags, env):
     folder = write_model(tmp_path / "echo")
     port = free_port()
-    server = serve(
-        [
-            "start",
-            str(folder),
-            "-p",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--basic-auth-user",
-            "ls",
-            "--basic-auth-pass",
-            "s3cret-pass",
-        ],
-        port,
-    )
+    server = serve(["start", str(folder), "-p", str(port), "--host", "127.0.0.1", *flags], port, **env)
     server.wait()  # /health stays open for container probes
     body = PREDICT
     assert http(server.url + "/predict", body)[0] == 401

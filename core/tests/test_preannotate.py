@@ -47,6 +47,7 @@ def env(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ite
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    monkeypatch.setenv("LABEL_STUDIO_URL", "")  # run() sets it: registered here, so it is gone after the test
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "model_dir"))
     monkeypatch.setattr(loader, "load_model_class", lambda target: TARGETS[str(target)])

@@ -28,7 +28,7 @@ class Empty(LabelStudioMLBase):
     "model_class, kwargs, message",
     [
         (fakes.InvalidRegions, {}, "invalid regions"),
-        (fakes.WrongCount, {}, "500"),
+        (fakes.WrongCount, {}, "one prediction per task"),
         (fakes.Broken, {}, "503"),
         (Empty, {"expect_regions": True}, None),
     ],

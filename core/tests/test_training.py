@@ -65,14 +65,14 @@ def test_webhook_answers_at_once_while_training_runs(make_client, trainable, mon
     client = make_client(trainable)
     setup_version(client)
     first = client.post("/webhook", json=event("START_TRAINING"))
-    assert first.status_code == 200 and first.json()["status"] == "ok"
+    assert first.status_code == 201 and first.json()["status"] == "ok"
     time.sleep(0.3)  # the job is running now
     latencies = []
     for _ in range(5):
         started = time.perf_counter()
         reply = client.post("/webhook", json=event())
         latencies.append(time.perf_counter() - started)
-        assert reply.status_code == 200
+        assert reply.status_code == 201
     assert max(latencies) < 0.5, latencies  # LS gives webhooks 1 s; measured figures: benchmarks/training.py
     running = [j for j in client.get("/jobs?project=3").json()["jobs"] if j["state"] == "running"]
     assert len(running) == 1 and 0 < running[0]["progress"] < 1
@@ -83,7 +83,7 @@ def test_burst_of_events_coalesces_into_at_most_two_runs(make_client, trainable,
     client = make_client(trainable)
     setup_version(client)
     for _ in range(20):
-        assert client.post("/webhook", json=event()).status_code == 200
+        assert client.post("/webhook", json=event()).status_code == 201
     jobs = wait_jobs_done(client)
     assert len(jobs) <= 2 and trainable.fits <= 2
     assert sum(j["events"] for j in jobs) == 20, "no event is lost by coalescing"
@@ -145,7 +145,7 @@ def test_events_for_unknown_projects_are_ignored_without_auth(make_client, train
     reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 99}})
     assert reply.status_code == 401 and reply.json()["error"]
     reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 99}}, auth=("u", "secret-pass"))
-    assert reply.status_code == 200 and reply.json()["status"] == "ok"
+    assert reply.status_code == 201 and reply.json()["status"] == "ok"
 
 
 def test_sigkill_during_training_under_load_loses_nothing(tmp_path):
@@ -257,7 +257,7 @@ def test_redis_two_replicas_and_a_worker_share_versions(tmp_path, redis_server):
     ):
         assert setup_version_http(one.url) == "trainable-0" == setup_version_http(two.url)
         reply = requests.post(one.url + "/webhook", json=event("START_TRAINING", label="Negative"), timeout=5)
-        assert reply.status_code == 200, reply.text
+        assert reply.status_code == 201, reply.text
         job_id = reply.json()["job"]
         started = time.monotonic()
         while setup_version_http(two.url) == "trainable-0":

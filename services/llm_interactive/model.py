@@ -10,6 +10,7 @@ replaced by the task's ``data[key]``. Providers: any OpenAI-compatible endpoint 
 from __future__ import annotations
 
 import base64
+import difflib
 import io
 import logging
 import mimetypes
@@ -336,10 +337,17 @@ class LLMInteractive(LabelStudioMLBase):
         return ""
 
 
+#: how like a choice a one-word answer must be (difflib's ratio, the measure upstream's example uses):
+#: "tech" -> "technology" is 0.57, "Postive" -> "positive" 0.93; unrelated words stay under 0.4
+LOOSE_MATCH_RATIO = 0.5
+
+
 def match_choices(answer: str, pair: ControlPair, multiple: bool = False) -> tuple[list[str], float | None]:
     """Map a free-text answer onto the config's choices: the whole answer (exact, case-insensitive,
     ``predicted_values``), then each comma/line-separated piece, then choices named inside the answer
-    (whole words, earliest first). Returns the labels and how sure the match is."""
+    (whole words, earliest first), then one-word pieces that resemble exactly one choice most (an
+    abbreviation or a typo, matched loosely as upstream's example does). Returns the labels and how
+    sure the match is."""
 
     def clean(text: str) -> str:
         return text.strip().strip(" \t\"'`*.:;!()[]").strip()
@@ -370,9 +378,26 @@ def match_choices(answer: str, pair: ControlPair, multiple: bool = False) -> tup
             hits.append((match.start(), -len(name), label))
     hits.sort()
     labels = list(dict.fromkeys(label for _, _, label in hits))
-    if not labels:
-        return [], None
-    return (labels if multiple else labels[:1]), 0.6 if len(labels) == 1 else 0.4
+    if labels:
+        return (labels if multiple else labels[:1]), 0.6 if len(labels) == 1 else 0.4
+    loose = list(dict.fromkeys(m for m in (_closest(p, names) for p in pieces if len(p.split()) == 1) if m))
+    if loose and (multiple or len(loose) == 1):
+        return (loose if multiple else loose[:1]), 0.5
+    return [], None
+
+
+def _closest(word: str, names: dict[str, str]) -> str | None:
+    """The choice whose name ``word`` resembles most (a name it begins, of 3+ letters, first: "neg" is
+    Negative although "none" shares as many letters), if enough and no other choice as much."""
+    word = word.lower()
+    scored: dict[str, tuple[bool, float]] = {}
+    for name, label in names.items():
+        score = (len(word) >= 3 and name.startswith(word), difflib.SequenceMatcher(None, word, name).ratio())
+        scored[label] = max(scored.get(label, (False, 0.0)), score)
+    ranked = sorted(scored.items(), key=lambda item: item[1], reverse=True)
+    if not ranked or ranked[0][1][1] < LOOSE_MATCH_RATIO or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
+        return None
+    return ranked[0][0]
 
 
 class _TextOnly(HTMLParser):

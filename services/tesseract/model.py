@@ -150,10 +150,18 @@ class Tesseract(LabelStudioMLBase):
 
     # --- interactive ---------------------------------------------------------------------------
     def _interactive(self, task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        items = context_regions(context)
+        # boxes that hold their transcription already (LS pairs a box and its text by region id) stay
+        # as they are: like upstream's example, only the boxes still without text are read
+        transcribed = {str(r.get("id")) for r in items if str(r.get("type")).lower() == "textarea" and _text(r)}
         drawn = [
             r
-            for r in context_regions(context, *RECTANGLES)
-            if self._rectangle_control(r.get("from_name")) and {"x", "y", "width", "height"} <= r["value"].keys()
+            for r in items
+            if str(r.get("type", "")).lower() in RECTANGLES
+            and self._rectangle_control(r.get("from_name"))
+            and {"x", "y", "width", "height"} <= r["value"].keys()
+            and str(r.get("id")) not in transcribed
+            and not _text(r)
         ]
         if not drawn:
             return {"result": [], "score": None}
@@ -209,6 +217,12 @@ class Tesseract(LabelStudioMLBase):
         except (pytesseract.TesseractError, RuntimeError) as exc:
             raise MediaError(f"Tesseract failed: {exc}") from None
         return _group(data, LEVELS[level], self.options.min_confidence)
+
+
+def _text(item: dict[str, Any]) -> bool:
+    """Whether a context item carries a non-empty transcription."""
+    text = item["value"].get("text")
+    return any(str(t).strip() for t in (text if isinstance(text, list) else [text]) if t is not None)
 
 
 def _group(data: dict[str, list[Any]], level: int, min_confidence: float) -> list[Line]:

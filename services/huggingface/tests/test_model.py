@@ -216,7 +216,7 @@ def test_fine_tunes_a_classifier_from_annotation_webhooks(serve, minilm_dir):
     for i, (text, label) in enumerate(texts):
         result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]
         reply = client.post("/webhook", json=annotation_event(i, text, result, CHOICES))
-        assert reply.status_code == 200 and reply.json()["status"] == "ok", reply.text
+        assert reply.status_code == 201 and reply.json()["status"] == "ok", reply.text
     version = wait_for_version(client, project, CHOICES, "huggingface-0", timeout=180)
     assert client.runtime.trainer.wait_idle(180)
     version = client.post("/setup", json={"project": project, "schema": CHOICES}).json()["model_version"]
@@ -253,7 +253,7 @@ def test_fine_tunes_ner_from_annotation_webhooks(serve, minilm_dir):
             }
             for k, (s, e, label) in enumerate(spans)
         ]
-        assert client.post("/webhook", json=annotation_event(i, text, result, NER)).status_code == 200
+        assert client.post("/webhook", json=annotation_event(i, text, result, NER)).status_code == 201
     version = wait_for_version(client, "1", NER, "huggingface-0", timeout=180)
     assert client.runtime.trainer.wait_idle(180)
     version = client.post("/setup", json={"project": "1", "schema": NER}).json()["model_version"]
@@ -293,7 +293,7 @@ def test_start_training_reads_label_studio_and_keeps_a_matching_head(serve, clas
         )
         client.post("/setup", json={"project": "7", "schema": CHOICES})
         reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
-        assert reply.status_code == 200 and reply.json()["job"]
+        assert reply.status_code == 201 and reply.json()["job"]
         version = wait_for_version(client, "7", CHOICES, "huggingface-0", timeout=180)
         assert ls.auth_headers_seen("/api/projects/7/export") == [f"Bearer {ls.access}"]
     assert version.startswith("huggingface-1-")

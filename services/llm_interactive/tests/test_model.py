@@ -100,6 +100,10 @@ def test_no_prompt_anywhere_gives_empty_results_without_a_call(make_client, use_
         ("It is mostly positive but somewhat negative", ["Positive"], 0.4),  # earliest of several
         ("Nonpositive feelings", [], None),  # whole words only
         ("I cannot tell", [], None),
+        ("Postive", ["Positive"], 0.5),  # one word like one choice: a typo
+        ("neg.", ["Negative"], 0.5),  # an abbreviation
+        ("mixd", ["Neutral"], 0.5),  # like a predicted value
+        ("xyz", [], None),
     ],
 )
 def test_answers_map_onto_choices(answer, expected, score):
@@ -107,6 +111,16 @@ def test_answers_map_onto_choices(answer, expected, score):
     labels, got = match_choices(answer, pair)
     assert labels == expected
     assert got == (pytest.approx(score) if score is not None else None)
+
+
+def test_an_abbreviated_answer_matches_its_label_loosely_as_upstream():
+    config = """<View><Text name="text" value="$text"/><Choices name="topic" toName="text">
+      <Choice value="technology"/><Choice value="sports"/><Choice value="politics"/></Choices></View>"""
+    pair = LabelConfig(config).find("Choices")
+    assert match_choices("tech", pair) == (["technology"], 0.5)
+    assert match_choices("Sprots", pair) == (["sports"], 0.5)
+    assert match_choices("tech\npol", pair, multiple=True) == (["technology", "politics"], 0.5)
+    assert match_choices("weather", pair) == ([], None)
 
 
 def test_multiple_choice_answers_map_to_several_labels(make_client, use_server, monkeypatch):

@@ -47,7 +47,7 @@ def test_trains_from_annotation_webhooks_and_predicts_with_new_version(make_clie
     events += [annotation_event(50 + i, t, "Negative", 200 + i) for i, t in enumerate(NEGATIVE)]
     for event in events:
         reply = client.post("/webhook", json=event)
-        assert reply.status_code == 200 and reply.json()["status"] == "ok", reply.text
+        assert reply.status_code == 201 and reply.json()["status"] == "ok", reply.text
     v1 = wait_for_version(client, "1.1700000000", CONFIG, v0)
     assert v1.startswith("simple_text_classifier-") and v1 != v0
     assert client.runtime.trainer.wait_idle(20)
@@ -98,7 +98,7 @@ def test_start_training_reads_labeled_tasks_from_label_studio_export(make_client
         client = make_client(SimpleTextClassifier, label_studio_url=ls.url, label_studio_api_key=ls.pat)
         v0 = client.post("/setup", json={"project": "7", "schema": CONFIG}).json()["model_version"]
         reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
-        assert reply.status_code == 200 and reply.json()["job"]
+        assert reply.status_code == 201 and reply.json()["job"]
         v1 = wait_for_version(client, "7", CONFIG, v0)
         assert ls.auth_headers_seen("/api/projects/7/export") == [f"Bearer {ls.access}"]
     examples = client.runtime.store.get("7", "examples")

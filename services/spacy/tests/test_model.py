@@ -175,7 +175,7 @@ def test_trains_a_new_label_from_annotation_webhooks_and_keeps_it_after_a_restar
     for i, text in enumerate(GADGETS):
         word = "Zorblax" if "Zorblax" in text else "Quibbit"
         reply = client.post("/webhook", json=annotation_event(i + 1, text, [(word, "Gadget")]))
-        assert reply.status_code == 200 and reply.json()["status"] == "ok", reply.text
+        assert reply.status_code == 201 and reply.json()["status"] == "ok", reply.text
     v1 = wait_for_version(client, project, CONFIG, v0)
     assert client.runtime.trainer.wait_idle(120)
     v1 = client.post("/setup", json={"project": project, "schema": CONFIG}).json()["model_version"]
@@ -215,7 +215,7 @@ def test_start_training_from_the_export_trains_a_blank_pipeline(make_client, mon
         assert blank[0]["result"] == [], "a blank pipeline has no NER before training"
         v0 = blank[0]["model_version"]
         reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
-        assert reply.status_code == 200 and reply.json()["job"]
+        assert reply.status_code == 201 and reply.json()["job"]
         wait_for_version(client, "7", CONFIG, v0)
         assert ls.auth_headers_seen("/api/projects/7/export") == [f"Bearer {ls.access}"]
     assert len(client.runtime.store.get("7", "examples")) == len(GADGETS), "the cancelled annotation is skipped"

@@ -156,6 +156,35 @@ def test_interactive_reads_the_drawn_box_and_answers_with_its_id(make_client, tm
     assert 0.5 < prediction["score"] <= 1
 
 
+def test_interactive_reads_only_the_boxes_without_a_transcription(make_client, tmp_path, page):
+    width, height = page.image.size
+    boxes = []
+    for line in (0, 1):
+        left, top, right, bottom = page.line_box(line)
+        boxes.append(
+            {
+                "x": 100 * (left - 6) / width,
+                "y": 100 * (top - 8) / height,
+                "width": 100 * (right - left + 12) / width,
+                "height": 100 * (bottom - top + 16) / height,
+                "rotation": 0,
+            }
+        )
+    context = interactive_context(boxes[0], width, height, region_id="doneBox")
+    done_text = {**context["result"][0], "from_name": "transcription", "type": "textarea"}
+    done_text["value"] = {**boxes[0], "text": ["typed by the annotator"]}
+    new_box = interactive_context(boxes[1], width, height, region_id="newBox")["result"][0]
+    context["result"] += [done_text, new_box]
+    client = make_client(Tesseract, local_files_document_root=str(tmp_path))
+    task = local_task(tmp_path, "page.png", page.image)
+    prediction = assert_conformant(client, SMART, [task], context=context)[0]
+    groups = by_id(prediction["result"])
+    assert list(groups) == ["newBox"], "the transcribed box is not emitted again"
+    assert groups["newBox"]["textarea"]["value"]["text"] == [LINES[1]]
+    context["result"] = context["result"][:2]  # nothing left to read
+    assert assert_conformant(client, SMART, [task], context=context, expect_regions=False)[0]["result"] == []
+
+
 def test_interactive_rotated_box_is_cropped_upright(make_client, tmp_path, page):
     angle = 25.0
     turned = page.image.rotate(-angle, expand=True, fillcolor="white")  # clockwise, as LS measures
