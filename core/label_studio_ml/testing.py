@@ -317,6 +317,7 @@ class ServerProcess:
         wait_healthy: bool = True,
         argv: list[str] | None = None,
         cwd: Path | None = None,
+        python: str | None = None,
     ) -> None:
         import os
         import sys
@@ -325,7 +326,8 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="lsml-server-", suffix=".log")[1])
-        args = [sys.executable, "-m", "label_studio_ml", command, str(target)]
+        # another interpreter runs a service whose libraries live in another virtualenv (e.g. torch's)
+        args = [python or sys.executable, "-m", "label_studio_ml", command, str(target)]
         if command == "start":
             args += ["--host", "127.0.0.1", "-p", str(self.port)]
         self.args = argv or args  # argv: another command serving on self.port (python _wsgi.py, gunicorn)
