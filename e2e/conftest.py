@@ -30,7 +30,7 @@ def backend(label_studio: LabelStudio, tmp_path: Path) -> Iterator[Any]:
     free port, connected to this LS."""
     started: list[ServerProcess] = []
 
-    def start(service: str | Path, api_key: str | None = None, **env: str) -> ServerProcess:
+    def start(service: str | Path, api_key: str | None = None, python: str | None = None, **env: str) -> ServerProcess:
         folder = service if isinstance(service, Path) else ROOT / "services" / service
         server = ServerProcess(
             folder,
@@ -42,6 +42,7 @@ def backend(label_studio: LabelStudio, tmp_path: Path) -> Iterator[Any]:
                 **env,
             },
             log_path=tmp_path / f"{folder.name}.log",
+            python=python,
         )
         server.start()
         started.append(server)

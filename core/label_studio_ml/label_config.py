@@ -155,6 +155,10 @@ class LabelConfig:
             raise LabelConfigError(f"label config has no {want} control{on}")
         return None
 
+    def attrs(self, name: str) -> dict[str, str]:
+        """The XML attributes of the tag named ``name`` (e.g. a control's ``model_path``); {} when absent."""
+        return dict(_tag_attrs(self.xml).get(name, {})) if self.xml else {}
+
     def find_all(self, control_types: str | Iterable[str]) -> list[ControlPair]:
         wanted = {control_types.lower()} if isinstance(control_types, str) else {t.lower() for t in control_types}
         pairs = []
@@ -173,6 +177,11 @@ def _object_types(xml: str) -> dict[str, tuple[str, str]]:
         if _is_object(el) and not _is_control(el):
             found[el.attrib["name"]] = (el.tag, (el.get("value") or el.get("valueList") or "").lstrip("$"))
     return found
+
+
+@lru_cache(maxsize=256)
+def _tag_attrs(xml: str) -> dict[str, dict[str, str]]:
+    return {el.attrib["name"]: dict(el.attrib) for el in _parse_xml(xml).iter() if el.get("name")}
 
 
 def map_label(

@@ -65,15 +65,16 @@ class RecentErrors(logging.Handler):
         return list(reversed(self._records))
 
 
-def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), lean_records: bool = True) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RedactSecrets(secrets))
-    # FORMAT uses none of these; skipping them makes each record (one per /predict) cheaper. No
-    # _srcfile: records skip the stack walk that finds the caller's file and line (logging HOWTO,
-    # "Optimization")
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None  # type: ignore[attr-defined]
+    if lean_records:  # not under another server (gunicorn), whose own formats print process ids
+        # FORMAT uses none of these; skipping them makes each record (one per /predict) cheaper. No
+        # _srcfile: records skip the stack walk that finds the caller's file and line (logging HOWTO,
+        # "Optimization")
+        logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+        logging._srcfile = None  # type: ignore[attr-defined]
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

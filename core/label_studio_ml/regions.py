@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import secrets
 import string
@@ -118,6 +119,20 @@ def polygon(
     id: str | None = None,
 ) -> dict[str, Any]:
     return _image_shape(pair, {"points": points}, width, height, label, score, id)
+
+
+def keypoint(
+    pair: ControlPair,
+    point: list[float],
+    size: float,
+    width: int,
+    height: int,
+    label: str | None = None,
+    score: float | None = None,
+    id: str | None = None,
+) -> dict[str, Any]:
+    """A keypoint at percent ``point`` (x, y); ``size`` is its drawn width in percent of the image width."""
+    return _image_shape(pair, {"x": point[0], "y": point[1], "width": size}, width, height, label, score, id)
 
 
 def _image_shape(
@@ -283,6 +298,19 @@ def _dynamic_labels(task: dict[str, Any]) -> set[str]:
     return found
 
 
+def _turned_corners(value: dict[str, Any], width: int, height: int) -> list[float]:
+    """The far corners of a rectangle LS turns by ``rotation`` degrees about its top-left corner (x, y), in
+    percent: a turned box may reach left of x or above y, and its right edge is no longer x + width."""
+    turn = math.radians(value["rotation"])
+    cos, sin = math.cos(turn), math.sin(turn)
+    w, h = value["width"] * width / 100.0, value["height"] * height / 100.0
+    corners = []
+    for dx, dy in ((w, 0.0), (w, h), (0.0, h)):
+        corners.append(value["x"] + 100.0 * (dx * cos - dy * sin) / width)
+        corners.append(value["y"] + 100.0 * (dx * sin + dy * cos) / height)
+    return corners
+
+
 def _image_problem(item: dict[str, Any], value: dict[str, Any]) -> str | None:
     width, height = item.get("original_width"), item.get("original_height")
     if not isinstance(width, int) or not isinstance(height, int) or width <= 0 or height <= 0:
@@ -291,10 +319,13 @@ def _image_problem(item: dict[str, Any], value: dict[str, Any]) -> str | None:
     for key in ("x", "y", "width", "height"):
         if key in value:
             coords.append(value[key])
-    if "x" in value and "width" in value:
-        coords.append(value["x"] + value["width"])
-    if "y" in value and "height" in value:
-        coords.append(value["y"] + value["height"])
+    if all(isinstance(value.get(k), (int, float)) for k in ("x", "y", "width", "height", "rotation")):
+        coords.extend(_turned_corners(value, width, height))
+    else:
+        if "x" in value and "width" in value:
+            coords.append(value["x"] + value["width"])
+        if "y" in value and "height" in value:
+            coords.append(value["y"] + value["height"])
     for point in value.get("points", []):
         coords.extend(point)
     if any(not isinstance(c, (int, float)) or c != c or c < -1e-6 or c > 100 + 1e-6 for c in coords):

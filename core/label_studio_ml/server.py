@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -22,6 +23,19 @@ def app_factory():  # type: ignore[no-untyped-def]
     return create_app(load_model_class(os.environ[APP_DIR_ENV]), settings, serving_process=True)
 
 
+def uvicorn_options(settings: Settings, host: str, port: int, log_level: str | None = None) -> dict[str, Any]:
+    """What every uvicorn start of core shares; logging stays as configured (``log_config=None``)."""
+    return dict(
+        host=host,
+        port=port,
+        log_level=(log_level or settings.log_level).lower(),
+        root_path=settings.root_path,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+        access_log=False,
+    )  # uvicorn would re-enable its access log at log_level; /predict logs its own line
+
+
 def serve(
     target: str | Path,
     host: str = "0.0.0.0",
@@ -33,15 +47,7 @@ def serve(
     settings = Settings.from_env()
     configure_logging(log_level or settings.log_level, settings.secrets)
     os.environ[APP_DIR_ENV] = str(Path(target).resolve()) if ":" not in str(target) else str(target)
-    common = dict(
-        host=host,
-        port=port,
-        log_level=(log_level or settings.log_level).lower(),
-        root_path=settings.root_path,
-        log_config=None,
-        timeout_graceful_shutdown=5,
-        access_log=False,
-    )  # uvicorn would re-enable its access log at log_level; /predict logs its own line
+    common = uvicorn_options(settings, host, port, log_level)
     if workers > 1 or reload:
         path = Path(str(target).rsplit(":", 1)[0] if ":" in str(target) and not Path(target).exists() else target)
         uvicorn.run(

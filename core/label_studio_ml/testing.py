@@ -315,6 +315,9 @@ class ServerProcess:
         port: int | None = None,
         command: str = "start",
         wait_healthy: bool = True,
+        argv: list[str] | None = None,
+        cwd: Path | None = None,
+        python: str | None = None,
     ) -> None:
         import os
         import sys
@@ -323,10 +326,12 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="lsml-server-", suffix=".log")[1])
-        args = [sys.executable, "-m", "label_studio_ml", command, str(target)]
+        # another interpreter runs a service whose libraries live in another virtualenv (e.g. torch's)
+        args = [python or sys.executable, "-m", "label_studio_ml", command, str(target)]
         if command == "start":
             args += ["--host", "127.0.0.1", "-p", str(self.port)]
-        self.args = args
+        self.args = argv or args  # argv: another command serving on self.port (python _wsgi.py, gunicorn)
+        self.cwd = cwd
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.wait_healthy = wait_healthy
         self.proc: Any = None
@@ -338,7 +343,7 @@ class ServerProcess:
         import requests
 
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT)
         if not self.wait_healthy:
             return self
         deadline = time.monotonic() + 60

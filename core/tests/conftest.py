@@ -16,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # `import fakes`, `import config
 
 import fakes  # noqa: E402
 
+collect_ignore = ["upstream_backends"]  # backends with their own tests, run in their folder (test_upstream_backends)
+
 
 @pytest.fixture(autouse=True)
 def _reset_model_records() -> Iterator[None]:

@@ -127,6 +127,21 @@ def test_control_pair_data_key_and_labels() -> None:
     assert repeater.data_key == "images[{{idx}}].url"
 
 
+def test_tag_attributes() -> None:
+    config = LabelConfig(
+        '<View><Image name="img" value="$image"/>'
+        '<RectangleLabels name="box" toName="img" model_path="best.pt" model_score_threshold="0.3"/></View>'
+    )
+    assert config.attrs("box") == {
+        "name": "box",
+        "toName": "img",
+        "model_path": "best.pt",
+        "model_score_threshold": "0.3",
+    }
+    assert config.attrs("img")["value"] == "$image"
+    assert config.attrs("missing") == {} and LabelConfig("").attrs("box") == {}
+
+
 def test_map_label() -> None:
     pair = LabelConfig(IMAGE_BBOX).find("RectangleLabels")
     assert pair.map_label("truck") == "Car"  # predicted_values

@@ -68,6 +68,19 @@ def test_image_builders_validate() -> None:
     assert _validate(BRUSH_SAM, [brush]) == ([brush], [])
 
 
+def test_keypoint_builder_validates() -> None:
+    config = (
+        '<View><Image name="img" value="$image"/>'
+        '<KeyPointLabels name="kp" toName="img"><Label value="nose"/></KeyPointLabels></View>'
+    )
+    point = regions.keypoint(LabelConfig(config).find("KeyPointLabels"), [12.5, 40.0], 0.5, 640, 480, "nose", 0.9)
+    assert point["type"] == "keypointlabels"
+    assert point["value"] == {"x": 12.5, "y": 40.0, "width": 0.5, "keypointlabels": ["nose"]}
+    assert _validate(config, [point]) == ([point], [])
+    outside = regions.keypoint(LabelConfig(config).find("KeyPointLabels"), [101.0, 40.0], 0.5, 640, 480, "nose")
+    assert _validate(config, [outside])[0] == []
+
+
 def test_per_region_ocr_items_share_an_id() -> None:
     config = LabelConfig(OCR)
     rect_pair, label_pair, text_pair = config.find("Rectangle"), config.find("Labels"), config.find("TextArea")
@@ -154,6 +167,10 @@ def test_validator_on_spans(item: object, reason: str | None) -> None:
         (_box(h=100.5), "outside 0-100"),
         (_box(y=float("nan")), "outside 0-100"),
         (_box(x=640), "outside 0-100"),  # pixels instead of percent
+        # a box turned 90 degrees about its corner hangs left of x: inside when x leaves room, else not
+        ({**_box(x=90, w=20), "value": {**_box(x=90, w=20)["value"], "rotation": 90}}, None),
+        ({**_box(x=5, w=20), "value": {**_box(x=5, w=20)["value"], "rotation": 90}}, "outside 0-100"),
+        ({**_box(y=5), "value": {**_box(y=5)["value"], "rotation": 270}}, "outside 0-100"),
         (_box(original_width=None), "original_width"),
         (_box(original_height=0), "original_width"),
         (_box(original_width=640.0), "original_width"),
