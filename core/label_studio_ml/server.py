@@ -20,7 +20,7 @@ def app_factory():  # type: ignore[no-untyped-def]
     """Import string target for uvicorn workers/reload: builds the app from LSML_MODEL_PATH."""
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.secrets)
-    return create_app(load_model_class(os.environ[APP_DIR_ENV]), settings)
+    return create_app(load_model_class(os.environ[APP_DIR_ENV]), settings, serving_process=True)
 
 
 def uvicorn_options(settings: Settings, host: str, port: int, log_level: str | None = None) -> dict[str, Any]:
@@ -59,4 +59,4 @@ def serve(
             **common,
         )  # type: ignore[arg-type]
     else:
-        uvicorn.run(create_app(load_model_class(target), settings), **common)  # type: ignore[arg-type]
+        uvicorn.run(create_app(load_model_class(target), settings, serving_process=True), **common)  # type: ignore[arg-type]

@@ -123,4 +123,4 @@ def entry_point(model_class: type[LabelStudioMLBase], module_name: str) -> Any:
         sys.exit(cmd_start(args))
     from .app import create_app
 
-    return create_app(model_class)
+    return create_app(model_class, serving_process=True)

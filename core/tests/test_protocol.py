@@ -134,6 +134,23 @@ def _nested(depth: int) -> bytes:
     return b'{"a": ' * depth + b"1" + b"}" * depth
 
 
+def test_depth_at_the_limit_is_exact() -> None:
+    """The level count (gc.get_referents) is the depth or one more: at the limit's edge the exact walk decides."""
+    for leaf in (b"1", b"{}", b"[]", b'"s"'):
+        for inner in (b'{"a": ', b"["):
+            close = b"}" if inner.startswith(b"{") else b"]"
+            at_limit = inner * (MAX_JSON_DEPTH - 1) + leaf + close * (MAX_JSON_DEPTH - 1)
+            assert loads(at_limit) is not None, (leaf, inner)
+            deeper = inner * MAX_JSON_DEPTH + leaf + close * MAX_JSON_DEPTH
+            if leaf in (b"{}", b"[]"):  # the empty container is one level more
+                with pytest.raises(InvalidInput):
+                    loads(deeper)
+            else:
+                assert loads(deeper) is not None
+                with pytest.raises(InvalidInput):
+                    loads(inner + deeper + close)
+
+
 def test_loads_limits() -> None:
     assert loads(_nested(MAX_JSON_DEPTH - 1)) is not None
     for body in (_nested(MAX_JSON_DEPTH + 1), b"[" * 200_000 + b"]" * 200_000, b"", b"{oops", b'{"text": "\xff\xfe"}'):
