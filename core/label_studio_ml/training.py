@@ -144,6 +144,11 @@ class TrainingManager:
             )
         job.ended_at = time.time()
         job.payloads = []
+        if self.on_finish is not None:  # before the record says "ended": whoever reads it ended finds it counted
+            try:
+                self.on_finish(job)
+            except Exception:
+                logger.warning("finish callback of job %s failed", job.id, exc_info=True)
         self._save(job)
         logger.info(
             "training job %s %s in %.2f s: %s",
@@ -152,8 +157,6 @@ class TrainingManager:
             job.ended_at - (job.started_at or job.ended_at),
             job.message or job.error,
         )
-        if self.on_finish is not None:
-            self.on_finish(job)
 
     def _save(self, job: Job, new: bool = False) -> None:
         try:
