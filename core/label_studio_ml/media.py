@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
+from .clients.ls_client import LabelStudioClient, origin
+from .clients.outbound import Deadline, guarded_session
 from .config import Settings
 from .errors import MediaError
-from .ls_client import LabelStudioClient, origin
-from .outbound import Deadline, guarded_session
 from .storage import atomic_write
 
 if TYPE_CHECKING:

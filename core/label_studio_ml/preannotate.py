@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .ls_client import (
+from .clients.ls_client import (
     TASK_FIELDS,
     LabelStudioAuthError,
     LabelStudioClient,
@@ -26,9 +26,9 @@ from .ls_client import (
     LabelStudioUnavailable,
     prediction_versions,
 )
+from .clients.retrying import Backoff
 from .predictors import PredictError, Predictor, PredictorUnavailable, VersionChanged
 from .progress import Counts, Reporter
-from .retrying import Backoff
 
 logger = logging.getLogger(__name__)
 

@@ -50,10 +50,10 @@ def cmd_preannotate(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, settings: Any) -> int:
+    from .clients.ls_client import LabelStudioAuthError, LabelStudioClient, LabelStudioNotFound
+    from .clients.retrying import Backoff
     from .loader import ModelClassError, load_model_class
-    from .ls_client import LabelStudioAuthError, LabelStudioClient, LabelStudioNotFound
     from .preannotate import JobStopped, Options, check_access
-    from .retrying import Backoff
 
     backoff = Backoff(tries=args.retries, delay=args.retry_delay)
     try:

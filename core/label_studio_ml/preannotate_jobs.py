@@ -10,12 +10,12 @@ import time
 import uuid
 from typing import Any
 
+from .clients.ls_client import LabelStudioAuthError, LabelStudioClient, LabelStudioNotFound
+from .clients.retrying import Backoff
 from .errors import BadGateway, InvalidInput, NotFound
-from .ls_client import LabelStudioAuthError, LabelStudioClient, LabelStudioNotFound
 from .preannotate import JobStopped, LocalTally, Options, Preannotator, check_access
 from .predictors import InProcessPredictor
 from .progress import Counts
-from .retrying import Backoff
 from .runtime import ModelRuntime
 from .training import save_record
 

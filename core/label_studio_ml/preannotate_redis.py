@@ -20,11 +20,11 @@ import time
 import uuid
 from typing import Any
 
+from .clients.retrying import Backoff
 from .model import LabelStudioMLBase
 from .preannotate import JobStopped, Options, Preannotator, TaskReader
 from .progress import MAX_FAILURES_KEPT, Counts, Reporter
 from .queue import queue_name
-from .retrying import Backoff
 from .storage import Store
 from .training import save_record
 
@@ -425,7 +425,7 @@ def run_chunk(job_id: str, chunk: int) -> str:
     """RQ entry point: pre-annotate one chunk in the worker process (model: LSML_MODEL_PATH)."""
     from rq import Queue
 
-    from .ls_client import LabelStudioClient
+    from .clients.ls_client import LabelStudioClient
     from .predictors import InProcessPredictor
     from .queue import _runtime
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from .ls_client import origin
-from .outbound import Deadline, guarded_session
+from .clients.ls_client import origin
+from .clients.outbound import Deadline, guarded_session
 from .protocol import PredictRequest, SetupRequest
 from .runtime import ModelRuntime
 

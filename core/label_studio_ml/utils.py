@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .clients.ls_client import origin
 from .config import Settings
-from .ls_client import origin
 from .media import CLOUD_SCHEMES, MediaFetcher, fetcher_from_settings
 
 DATA_UNDEFINED_NAME = "$undefined$"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from label_studio_ml import LabelStudioMLBase
+from label_studio_ml.clients.ls_client import LabelStudioClient, is_personal_access_token, labeled_tasks, origin
 from label_studio_ml.config import Settings
-from label_studio_ml.ls_client import LabelStudioClient, is_personal_access_token, labeled_tasks, origin
 from label_studio_ml.model import ModelContext
 from label_studio_ml.testing import FakeLabelStudio
 

@@ -20,8 +20,8 @@ import pytest
 from fake_ls import TOKEN, FakeLS
 
 from label_studio_ml import cli, loader
+from label_studio_ml.clients.ls_client import prediction_versions
 from label_studio_ml.config import Settings
-from label_studio_ml.ls_client import prediction_versions
 from label_studio_ml.progress import JsonLines, TerminalBar, make_reporter
 from label_studio_ml.testing import ServerProcess
 
