@@ -33,8 +33,8 @@ from .protocol import PredictRequest, SetupRequest, WebhookEvent, loads, parse_p
 from .runtime import ModelRuntime, settle_heap
 from .scheduling import WorkerThreads
 from .spool import WebhookSpool
+from .state.storage import Store
 from .status_page import StatusPage, wants_html
-from .storage import Store
 
 logger = logging.getLogger(__name__)
 

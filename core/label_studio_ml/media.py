@@ -18,7 +18,7 @@ from .clients.ls_client import LabelStudioClient, origin
 from .clients.outbound import Deadline, guarded_session
 from .config import Settings
 from .errors import MediaError
-from .storage import atomic_write
+from .state.storage import atomic_write
 
 if TYPE_CHECKING:
     import requests  # imported on first download: it costs a third of the server's start-up time

@@ -42,7 +42,7 @@ from .config import Settings
 from .errors import LabelConfigError
 from .label_config import ControlPair, LabelConfig, parse_config
 from .media import MediaFetcher, fetcher_from_settings, is_media_reference
-from .storage import FileStore, Store, make_store
+from .state.storage import FileStore, Store, make_store
 from .training import TRAIN_EVENTS
 from .utils import fetcher_for, is_preload_needed
 

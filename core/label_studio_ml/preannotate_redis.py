@@ -25,7 +25,7 @@ from .model import LabelStudioMLBase
 from .preannotate import JobStopped, Options, Preannotator, TaskReader
 from .progress import MAX_FAILURES_KEPT, Counts, Reporter
 from .queue import queue_name
-from .storage import Store
+from .state.storage import Store
 from .training import save_record
 
 logger = logging.getLogger(__name__)

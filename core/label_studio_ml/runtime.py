@@ -21,9 +21,9 @@ from .predictions import normalize_prediction, unpack_response
 from .protocol import PredictRequest, SetupRequest, WebhookEvent
 from .regions import RegionValidator
 from .scheduling import InlinePolicy
-from .storage import FileStore, Store, make_store
+from .state.storage import FileStore, Store, make_store
+from .state.versions import Versions
 from .training import Job, TrainingManager
-from .versions import Versions
 
 logger = logging.getLogger(__name__)
 # a failing batch and its failed tasks: a bulk job reports those itself, with task ids, and quiets this one

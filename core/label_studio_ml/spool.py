@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StateUnavailable
-from .storage import atomic_write
+from .state.storage import atomic_write
 from .training import process_alive
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ def run_worker(target: str | Path) -> int:
     from .logs import configure_logging
     from .preannotate_redis import preannotate_queue_name, watch_leases
     from .queue import RedisTrainingQueue, _runtime, queue_name, watch_training
-    from .storage import RedisStore
+    from .state.storage import RedisStore
 
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.secrets)

@@ -74,10 +74,8 @@ PLANNED: dict[str, str] = {
     'spool': 'server',
     'start': 'cli',
     'status_page': 'server',
-    'storage': 'state',
     'testing': 'testing',
     'training': 'training',
-    'versions': 'state',
     'worker': 'cli',
     'wsgi': 'server',
 }

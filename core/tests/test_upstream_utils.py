@@ -151,7 +151,7 @@ def test_sqlite_cache(tmp_path: Path) -> None:
 
 
 def test_store_cache_is_what_instances_read(tmp_path: Path) -> None:
-    from label_studio_ml.storage import FileStore
+    from label_studio_ml.state.storage import FileStore
 
     store = FileStore(tmp_path)
     view = cache.StoreCache(store)

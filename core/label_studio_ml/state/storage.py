@@ -13,7 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import StateUnavailable
+from ..errors import StateUnavailable
 
 logger = logging.getLogger(__name__)
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
