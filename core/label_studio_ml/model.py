@@ -41,7 +41,7 @@ from .clients.ls_client import LabelStudioClient, labeled_tasks
 from .config import Settings
 from .errors import LabelConfigError
 from .label_config import ControlPair, LabelConfig, parse_config
-from .media import MediaFetcher, fetcher_from_settings, is_media_reference
+from .media.fetch import MediaFetcher, fetcher_from_settings, is_media_reference
 from .state.storage import FileStore, Store, make_store
 from .training import TRAIN_EVENTS
 from .utils import fetcher_for, is_preload_needed

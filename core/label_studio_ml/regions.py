@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .label_config import ControlPair, LabelConfig
-from .media import is_media_reference
+from .media.fetch import is_media_reference
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 from .config import Settings
 from .errors import LabelConfigError, ModelNotReady
 from .label_config import LabelConfig
-from .media import fetcher_from_settings
+from .media.fetch import fetcher_from_settings
 from .model import LabelStudioMLBase, ModelContext
 from .predictions import normalize_prediction, unpack_response
 from .protocol import PredictRequest, SetupRequest, WebhookEvent

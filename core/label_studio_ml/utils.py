@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from .clients.ls_client import origin
 from .config import Settings
-from .media import CLOUD_SCHEMES, MediaFetcher, fetcher_from_settings
+from .media.fetch import CLOUD_SCHEMES, MediaFetcher, fetcher_from_settings
 
 DATA_UNDEFINED_NAME = "$undefined$"
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "not", "off", "0")

@@ -15,7 +15,7 @@ import pytest
 
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import MediaError
-from label_studio_ml.media import MediaFetcher, is_media_reference
+from label_studio_ml.media.fetch import MediaFetcher, is_media_reference
 from label_studio_ml.testing import FakeLabelStudio
 
 IMAGE = bytes(range(256)) * 40

@@ -21,8 +21,8 @@ from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml.devices import torch_device
 from label_studio_ml.errors import MediaError
 from label_studio_ml.geometry import to_percent
-from label_studio_ml.images import context_regions, open_image
 from label_studio_ml.label_config import ControlPair
+from label_studio_ml.media.images import context_regions, open_image
 
 logger = logging.getLogger(__name__)
 

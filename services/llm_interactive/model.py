@@ -28,8 +28,8 @@ from llm_client import ChatClient, ProviderAuthError, ProviderError, ProviderSet
 
 from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml.errors import LabelConfigError, MLBackendError
-from label_studio_ml.images import context_regions, open_image
 from label_studio_ml.label_config import ControlPair
+from label_studio_ml.media.images import context_regions, open_image
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml.brush import mask_to_rle
 from label_studio_ml.errors import LabelConfigError, MediaError
 from label_studio_ml.geometry import polygon_to_percent, to_percent
-from label_studio_ml.images import open_image
 from label_studio_ml.label_config import ControlPair
+from label_studio_ml.media.images import open_image
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml.brush import mask_to_rle
 from label_studio_ml.devices import torch_device
 from label_studio_ml.errors import MediaError
-from label_studio_ml.images import context_regions, open_image
+from label_studio_ml.media.images import context_regions, open_image
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml.errors import MediaError
-from label_studio_ml.images import MAX_PIXELS, context_regions, open_image
+from label_studio_ml.media.images import MAX_PIXELS, context_regions, open_image
 from label_studio_ml.ocr import RECTANGLES, OcrLayout, crop_rectangle
 
 logger = logging.getLogger(__name__)

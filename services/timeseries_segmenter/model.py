@@ -19,7 +19,7 @@ from sklearn.ensemble import ExtraTreesClassifier
 from label_studio_ml import LabelStudioMLBase, regions
 from label_studio_ml.errors import MediaError
 from label_studio_ml.examples import collect
-from label_studio_ml.media import is_media_reference
+from label_studio_ml.media.fetch import is_media_reference
 
 logger = logging.getLogger(__name__)
 

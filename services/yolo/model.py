@@ -29,8 +29,8 @@ from label_studio_ml.devices import torch_device
 from label_studio_ml.errors import LabelConfigError, MediaError
 from label_studio_ml.examples import collect
 from label_studio_ml.geometry import point_to_percent, polygon_to_percent, to_percent
-from label_studio_ml.images import open_image
 from label_studio_ml.label_config import ControlPair
+from label_studio_ml.media.images import open_image
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
-from .clients.ls_client import LabelStudioClient, origin
-from .clients.outbound import Deadline, guarded_session
-from .config import Settings
-from .errors import MediaError
-from .state.storage import atomic_write
+from ..clients.ls_client import LabelStudioClient, origin
+from ..clients.outbound import Deadline, guarded_session
+from ..config import Settings
+from ..errors import MediaError
+from ..state.storage import atomic_write
 
 if TYPE_CHECKING:
     import requests  # imported on first download: it costs a third of the server's start-up time

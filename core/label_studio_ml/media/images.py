@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import MediaError
+from ..errors import MediaError
 
 #: refuse decompression bombs above this many pixels (a 10,000 x 10,000 image is 1e8)
 MAX_PIXELS = 250_000_000
