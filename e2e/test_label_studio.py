@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from label_studio_ml.label_config import LabelConfig
-from label_studio_ml.regions import RegionValidator
+from label_studio_ml.results.label_config import LabelConfig
+from label_studio_ml.results.regions import RegionValidator
 
 CHOICES = (
     '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'

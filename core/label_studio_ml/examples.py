@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .label_config import ControlPair
+from .results.label_config import ControlPair
 
 if TYPE_CHECKING:
     from .model import LabelStudioMLBase

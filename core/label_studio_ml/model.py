@@ -40,8 +40,8 @@ from . import sdk_extra
 from .clients.ls_client import LabelStudioClient, labeled_tasks
 from .config import Settings
 from .errors import LabelConfigError
-from .label_config import ControlPair, LabelConfig, parse_config
 from .media.fetch import MediaFetcher, fetcher_from_settings, is_media_reference
+from .results.label_config import ControlPair, LabelConfig, parse_config
 from .state.storage import FileStore, Store, make_store
 from .training import TRAIN_EVENTS
 from .utils import fetcher_for, is_preload_needed

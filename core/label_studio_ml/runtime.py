@@ -14,12 +14,12 @@ from typing import Any
 
 from .config import Settings
 from .errors import LabelConfigError, ModelNotReady
-from .label_config import LabelConfig
 from .media.fetch import fetcher_from_settings
 from .model import LabelStudioMLBase, ModelContext
 from .predictions import normalize_prediction, unpack_response
 from .protocol import PredictRequest, SetupRequest, WebhookEvent
-from .regions import RegionValidator
+from .results.label_config import LabelConfig
+from .results.regions import RegionValidator
 from .scheduling import InlinePolicy
 from .state.storage import FileStore, Store, make_store
 from .state.versions import Versions

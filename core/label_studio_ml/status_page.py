@@ -28,10 +28,10 @@ from starlette.responses import HTMLResponse
 
 from .config import Settings
 from .errors import LabelConfigError, Unauthorized
-from .label_config import parse_config
 from .logs import RecentErrors
 from .metrics import Metrics
 from .model import LabelStudioMLBase
+from .results.label_config import parse_config
 from .runtime import ModelRuntime
 
 TEMPLATES = Path(__file__).parent / "status"

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from .config import Settings
-from .label_config import LabelConfig
 from .model import LabelStudioMLBase
-from .regions import RegionValidator
+from .results.label_config import LabelConfig
+from .results.regions import RegionValidator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -206,6 +206,6 @@ def _pick(pair: ControlPair, hint: str) -> str | None:
 
 
 def _no_pair(shapes: Sequence[str]) -> Exception:
-    from .errors import LabelConfigError
+    from ..errors import LabelConfigError
 
     return LabelConfigError(f"label config has no {'/'.join(shapes)} control on an Image that also has a TextArea")

@@ -10,8 +10,8 @@ import string
 from collections.abc import Iterable
 from typing import Any
 
+from ..media.fetch import is_media_reference
 from .label_config import ControlPair, LabelConfig
-from .media.fetch import is_media_reference
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from .errors import LabelConfigError
+from ..errors import LabelConfigError
 
 LABEL_TAGS = {"Label", "Choice", "Relation"}
 NOT_CONTROL_TAGS = {"Filter"}
