@@ -23,7 +23,7 @@ from .app import create_app
 from .config import Settings
 from .logs import RedactSecrets, configure_logging
 from .model import LabelStudioMLBase
-from .training import TRAIN_EVENTS
+from .training.jobs import TRAIN_EVENTS
 from .wsgi import WSGIBridge
 
 __all__ = ["TRAIN_EVENTS", "LabelStudioMLApp", "UpstreamTestClient", "init_app", "safe_str_cmp"]

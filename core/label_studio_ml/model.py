@@ -43,7 +43,7 @@ from .errors import LabelConfigError
 from .media.fetch import MediaFetcher, fetcher_from_settings, is_media_reference
 from .results.label_config import ControlPair, LabelConfig, parse_config
 from .state.storage import FileStore, Store, make_store
-from .training import TRAIN_EVENTS
+from .training.jobs import TRAIN_EVENTS
 from .utils import fetcher_for, is_preload_needed
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from .preannotate import JobStopped, LocalTally, Options, Preannotator, check_ac
 from .predictors import InProcessPredictor
 from .progress import Counts
 from .runtime import ModelRuntime
-from .training import save_record
+from .training.jobs import save_record
 
 logger = logging.getLogger(__name__)
 

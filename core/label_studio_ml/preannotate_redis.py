@@ -26,7 +26,7 @@ from .preannotate import JobStopped, Options, Preannotator, TaskReader
 from .progress import MAX_FAILURES_KEPT, Counts, Reporter
 from .queue import queue_name
 from .state.storage import Store
-from .training import save_record
+from .training.jobs import save_record
 
 logger = logging.getLogger(__name__)
 

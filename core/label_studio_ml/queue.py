@@ -20,7 +20,7 @@ from typing import Any
 from .config import Settings
 from .model import LabelStudioMLBase
 from .state.storage import RedisStore
-from .training import Job, load_jobs, save_job
+from .training.jobs import Job, load_jobs, save_job
 
 logger = logging.getLogger(__name__)
 

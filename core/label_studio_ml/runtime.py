@@ -23,7 +23,7 @@ from .results.regions import RegionValidator
 from .scheduling import InlinePolicy
 from .state.storage import FileStore, Store, make_store
 from .state.versions import Versions
-from .training import Job, TrainingManager
+from .training.jobs import Job, TrainingManager
 
 logger = logging.getLogger(__name__)
 # a failing batch and its failed tasks: a bulk job reports those itself, with task ids, and quiets this one

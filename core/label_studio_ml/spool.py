@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import StateUnavailable
 from .state.storage import atomic_write
-from .training import process_alive
+from .training.jobs import process_alive
 
 logger = logging.getLogger(__name__)
 

@@ -44,7 +44,6 @@ PLANNED: dict[str, str] = {
     'cli': 'cli',
     'console': 'cli',
     'deploy': 'cli',
-    'examples': 'training',
     'kubernetes': 'cli',
     'loader': 'engine',
     'logs': 'server',
@@ -68,7 +67,6 @@ PLANNED: dict[str, str] = {
     'start': 'cli',
     'status_page': 'server',
     'testing': 'testing',
-    'training': 'training',
     'worker': 'cli',
     'wsgi': 'server',
 }

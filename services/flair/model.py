@@ -20,8 +20,8 @@ from flair.models.sequence_tagger_utils.viterbi import ViterbiDecoder, ViterbiLo
 from flair.splitter import SegtokSentenceSplitter
 
 from label_studio_ml import LabelStudioMLBase
-from label_studio_ml import examples as training_examples
 from label_studio_ml.results import regions
+from label_studio_ml.training import examples as training_examples
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from spacy.training import Example
 from spacy.util import fix_random_seed, minibatch
 
 from label_studio_ml import LabelStudioMLBase
-from label_studio_ml import examples as training_examples
 from label_studio_ml.errors import LabelConfigError
 from label_studio_ml.results import regions
 from label_studio_ml.results.label_config import ControlPair
+from label_studio_ml.training import examples as training_examples
 
 logger = logging.getLogger(__name__)
 

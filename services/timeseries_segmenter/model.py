@@ -18,9 +18,9 @@ from sklearn.ensemble import ExtraTreesClassifier
 
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import MediaError
-from label_studio_ml.examples import collect
 from label_studio_ml.media.fetch import is_media_reference
 from label_studio_ml.results import regions
+from label_studio_ml.training.examples import collect
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .state.storage import Store
+from ..state.storage import Store
 
 logger = logging.getLogger(__name__)
 

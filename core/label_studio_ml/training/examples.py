@@ -11,10 +11,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .results.label_config import ControlPair
+from ..results.label_config import ControlPair
 
 if TYPE_CHECKING:
-    from .model import LabelStudioMLBase
+    from ..model import LabelStudioMLBase
 
 logger = logging.getLogger(__name__)
 
