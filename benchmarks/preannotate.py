@@ -36,9 +36,9 @@ from ls_server import LabelStudio, run_label_studio  # noqa: E402
 
 from label_studio_ml.clients.ls_client import LabelStudioClient  # noqa: E402
 from label_studio_ml.config import Settings  # noqa: E402
-from label_studio_ml.loader import load_model_class  # noqa: E402
-from label_studio_ml.protocol import PredictRequest, SetupRequest  # noqa: E402
-from label_studio_ml.runtime import ModelRuntime  # noqa: E402
+from label_studio_ml.engine.loader import load_model_class  # noqa: E402
+from label_studio_ml.engine.protocol import PredictRequest, SetupRequest  # noqa: E402
+from label_studio_ml.engine.runtime import ModelRuntime  # noqa: E402
 from label_studio_ml.testing import ServerProcess, running_redis  # noqa: E402
 
 CONFIGS = {

@@ -33,7 +33,7 @@ def cmd_preannotate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING").upper(), settings.secrets)
     # a failed task is reported once, by the job (with its id and reason), not also by the runtime
-    logging.getLogger("label_studio_ml.runtime.failures").setLevel(logging.CRITICAL)
+    logging.getLogger("label_studio_ml.engine.runtime.failures").setLevel(logging.CRITICAL)
     if args.status:
         return show_status(args.status, settings.redis_url)
     if (args.target is None) == (args.backend is None):
@@ -52,7 +52,7 @@ def cmd_preannotate(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace, settings: Any) -> int:
     from .clients.ls_client import LabelStudioAuthError, LabelStudioClient, LabelStudioNotFound
     from .clients.retrying import Backoff
-    from .loader import ModelClassError, load_model_class
+    from .engine.loader import ModelClassError, load_model_class
     from .preannotate import JobStopped, Options, check_access
 
     backoff = Backoff(tries=args.retries, delay=args.retry_delay)
@@ -96,10 +96,10 @@ def run_here(
     options: Any,
 ) -> int:
     """Pages, predicts and writes in this process, with a loaded model or a backend over HTTP."""
+    from .engine.runtime import ModelRuntime
     from .preannotate import JobStopped, LocalTally, Preannotator
     from .predictors import HttpPredictor, InProcessPredictor, Predictor, PredictorUnavailable
     from .progress import Counts, make_reporter
-    from .runtime import ModelRuntime
 
     project = str(args.project)
     predictor: Predictor
@@ -146,10 +146,10 @@ def run_distributed(
 ) -> int:
     """``preannotate SERVICE_DIR`` with REDIS_URL: plan (or resume) the job, then wait for the workers,
     showing progress and requeueing chunks of dead workers."""
+    from .engine.runtime import ModelRuntime
     from .preannotate import JobStopped
     from .preannotate_redis import plan, start_job
     from .progress import make_reporter
-    from .runtime import ModelRuntime
 
     runtime = ModelRuntime(model_class, settings)  # no load: planning needs the version only
     job, resumed, queue = start_job(runtime, client, args.project, label_config, options)

@@ -12,11 +12,11 @@ from typing import Any
 
 from .clients.ls_client import LabelStudioAuthError, LabelStudioClient, LabelStudioNotFound
 from .clients.retrying import Backoff
+from .engine.runtime import ModelRuntime
 from .errors import BadGateway, InvalidInput, NotFound
 from .preannotate import JobStopped, LocalTally, Options, Preannotator, check_access
 from .predictors import InProcessPredictor
 from .progress import Counts
-from .runtime import ModelRuntime
 from .training.jobs import save_record
 
 logger = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ import uuid
 from typing import Any
 
 from .clients.retrying import Backoff
+from .engine.queue import queue_name
 from .model import LabelStudioMLBase
 from .preannotate import JobStopped, Options, Preannotator, TaskReader
 from .progress import MAX_FAILURES_KEPT, Counts, Reporter
-from .queue import queue_name
 from .state.storage import Store
 from .training.jobs import save_record
 
@@ -426,8 +426,8 @@ def run_chunk(job_id: str, chunk: int) -> str:
     from rq import Queue
 
     from .clients.ls_client import LabelStudioClient
+    from .engine.queue import _runtime
     from .predictors import InProcessPredictor
-    from .queue import _runtime
 
     runtime = _runtime()
     redis = runtime.store.client
@@ -509,7 +509,7 @@ def start_job(
     """(the job, True when it is an unfinished one of the same version resumed, its RQ queue)."""
     from rq import Queue
 
-    from .protocol import SetupRequest
+    from .engine.protocol import SetupRequest
 
     version = runtime.setup(
         SetupRequest(project=str(project), schema=label_config, hostname=None, access_token=None, extra_params=None)

@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 from .clients.ls_client import origin
 from .clients.outbound import Deadline, guarded_session
-from .protocol import PredictRequest, SetupRequest
-from .runtime import ModelRuntime
+from .engine.protocol import PredictRequest, SetupRequest
+from .engine.runtime import ModelRuntime
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import uvicorn
 
 from .app import create_app
 from .config import Settings
-from .loader import load_model_class
+from .engine.loader import load_model_class
 from .logs import configure_logging
 
 APP_DIR_ENV = "LSML_MODEL_PATH"

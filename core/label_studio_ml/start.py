@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from .console import Parser, Subcommands, fail, port_free, where
-from .loader import ModelClassError, load_model_class
+from .engine.loader import ModelClassError, load_model_class
 from .model import LabelStudioMLBase
 
 

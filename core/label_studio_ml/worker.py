@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from .console import Subcommands, fail
-from .loader import ModelClassError, load_model_class
+from .engine.loader import ModelClassError, load_model_class
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +20,9 @@ def run_worker(target: str | Path) -> int:
     from rq import Queue, SimpleWorker
 
     from .config import Settings
+    from .engine.queue import RedisTrainingQueue, _runtime, queue_name, watch_training
     from .logs import configure_logging
     from .preannotate_redis import preannotate_queue_name, watch_leases
-    from .queue import RedisTrainingQueue, _runtime, queue_name, watch_training
     from .state.storage import RedisStore
 
     settings = Settings.from_env()

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from label_studio_ml import cli
-from label_studio_ml.loader import load_model_class
+from label_studio_ml.engine.loader import load_model_class
 from label_studio_ml.scaffold import rename
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,9 +19,10 @@ import fakes
 import pytest
 from fake_ls import TOKEN, FakeLS
 
-from label_studio_ml import cli, loader
+from label_studio_ml import cli
 from label_studio_ml.clients.ls_client import prediction_versions
 from label_studio_ml.config import Settings
+from label_studio_ml.engine import loader
 from label_studio_ml.progress import JsonLines, TerminalBar, make_reporter
 from label_studio_ml.testing import ServerProcess
 
@@ -39,7 +40,7 @@ TARGETS = {"echo": fakes.Echo, "boom": fakes.BoomOnSome, "sevens": Sevens}
 @pytest.fixture
 def env(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
     """The command's environment; the logging it configures (a process entry point's) undone after."""
-    root, runtime = logging.getLogger(), logging.getLogger("label_studio_ml.runtime.failures")
+    root, runtime = logging.getLogger(), logging.getLogger("label_studio_ml.engine.runtime.failures")
     saved = (root.handlers[:], root.level, runtime.level)
     yield _env(monkeypatch, tmp_path)
     root.handlers[:], root.level = saved[0], saved[1]

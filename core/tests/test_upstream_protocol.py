@@ -35,7 +35,7 @@ def test_setup_answers_the_version_setup_stored_and_predictions_carry_it(make_cl
 def test_the_create_template_answers_200_with_no_results_and_a_warning(make_client: Any, caplog: Any) -> None:
     client = make_client(upstream_models.Template)
     assert client.post("/setup", json={"project": "3.1", "schema": CONFIG}).json() == {"model_version": "0.0.1"}
-    with caplog.at_level(logging.INFO, logger="label_studio_ml.runtime"):
+    with caplog.at_level(logging.INFO, logger="label_studio_ml.engine.runtime"):
         for _ in range(2):
             reply = predict(client, TASKS)
             assert reply.status_code == 200 and reply.json() == {"results": []}

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from .errors import InvalidInput, InvalidShape
+from ..errors import InvalidInput, InvalidShape
 
 MAX_JSON_DEPTH = 64
 MAX_ID = 2**63 - 1  # LS ids are 64-bit signed integers

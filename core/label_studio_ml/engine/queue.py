@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from .config import Settings
-from .model import LabelStudioMLBase
-from .state.storage import RedisStore
-from .training.jobs import Job, load_jobs, save_job
+from ..config import Settings
+from ..model import LabelStudioMLBase
+from ..state.storage import RedisStore
+from ..training.jobs import Job, load_jobs, save_job
 
 logger = logging.getLogger(__name__)
 

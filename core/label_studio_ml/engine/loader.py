@@ -7,7 +7,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from .model import LabelStudioMLBase
+from ..model import LabelStudioMLBase
 
 
 class ModelClassError(Exception):

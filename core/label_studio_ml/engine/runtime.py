@@ -12,18 +12,18 @@ from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
-from .config import Settings
-from .errors import LabelConfigError, ModelNotReady
-from .media.fetch import fetcher_from_settings
-from .model import LabelStudioMLBase, ModelContext
-from .predictions import normalize_prediction, unpack_response
+from ..config import Settings
+from ..errors import LabelConfigError, ModelNotReady
+from ..media.fetch import fetcher_from_settings
+from ..model import LabelStudioMLBase, ModelContext
+from ..predictions import normalize_prediction, unpack_response
+from ..results.label_config import LabelConfig
+from ..results.regions import RegionValidator
+from ..state.storage import FileStore, Store, make_store
+from ..state.versions import Versions
+from ..training.jobs import Job, TrainingManager
 from .protocol import PredictRequest, SetupRequest, WebhookEvent
-from .results.label_config import LabelConfig
-from .results.regions import RegionValidator
 from .scheduling import InlinePolicy
-from .state.storage import FileStore, Store, make_store
-from .state.versions import Versions
-from .training.jobs import Job, TrainingManager
 
 logger = logging.getLogger(__name__)
 # a failing batch and its failed tasks: a bulk job reports those itself, with task ids, and quiets this one
