@@ -31,7 +31,7 @@ from .logs import RequestLog
 from .metrics import CONTENT_TYPE, Metrics
 from .model import LabelStudioMLBase
 from .openapi import openapi_spec
-from .preannotate_jobs import PreannotateJobs
+from .preannotate.server_jobs import PreannotateJobs
 from .spool import WebhookSpool
 from .state.storage import Store
 from .status_page import StatusPage, wants_html

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     from .clients.ls_client import LabelStudioAuthError, LabelStudioClient, LabelStudioNotFound
     from .clients.retrying import Backoff
     from .engine.loader import ModelClassError, load_model_class
-    from .preannotate import JobStopped, Options, check_access
+    from .preannotate.bulk import JobStopped, Options, check_access
 
     backoff = Backoff(tries=args.retries, delay=args.retry_delay)
     try:
@@ -97,9 +97,9 @@ def run_here(
 ) -> int:
     """Pages, predicts and writes in this process, with a loaded model or a backend over HTTP."""
     from .engine.runtime import ModelRuntime
-    from .preannotate import JobStopped, LocalTally, Preannotator
-    from .predictors import HttpPredictor, InProcessPredictor, Predictor, PredictorUnavailable
-    from .progress import Counts, make_reporter
+    from .preannotate.bulk import JobStopped, LocalTally, Preannotator
+    from .preannotate.predictors import HttpPredictor, InProcessPredictor, Predictor, PredictorUnavailable
+    from .preannotate.progress import Counts, make_reporter
 
     project = str(args.project)
     predictor: Predictor
@@ -147,9 +147,9 @@ def run_distributed(
     """``preannotate SERVICE_DIR`` with REDIS_URL: plan (or resume) the job, then wait for the workers,
     showing progress and requeueing chunks of dead workers."""
     from .engine.runtime import ModelRuntime
-    from .preannotate import JobStopped
-    from .preannotate_redis import plan, start_job
-    from .progress import make_reporter
+    from .preannotate.bulk import JobStopped
+    from .preannotate.progress import make_reporter
+    from .preannotate.redis_queue import plan, start_job
 
     runtime = ModelRuntime(model_class, settings)  # no load: planning needs the version only
     job, resumed, queue = start_job(runtime, client, args.project, label_config, options)
@@ -178,7 +178,7 @@ def wait(job: Any, queue: Any, store: Any, reporter: Any) -> int:
 
     from rq import Worker
 
-    from .preannotate_redis import lease_seconds
+    from .preannotate.redis_queue import lease_seconds
 
     last_scan, hinted = 0.0, False
     while True:
@@ -206,7 +206,7 @@ def show_status(job_id: str, redis_url: str) -> int:
     """``--status JOB``: the job's state from Redis as one JSON object."""
     if not redis_url:
         return fail("--status reads the job from Redis: set REDIS_URL")
-    from .preannotate_redis import RedisJob
+    from .preannotate.redis_queue import RedisJob
 
     record = RedisJob.open(redis_url, job_id)
     if record is None:

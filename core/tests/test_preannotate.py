@@ -23,7 +23,7 @@ from label_studio_ml import cli
 from label_studio_ml.clients.ls_client import prediction_versions
 from label_studio_ml.config import Settings
 from label_studio_ml.engine import loader
-from label_studio_ml.progress import JsonLines, TerminalBar, make_reporter
+from label_studio_ml.preannotate.progress import JsonLines, TerminalBar, make_reporter
 from label_studio_ml.testing import ServerProcess
 
 MODELS = Path(__file__).parent / "models"
@@ -369,8 +369,8 @@ def test_an_expired_lease_puts_the_chunk_back_on_the_queue(redis_server: str, mo
     from rq import Queue
     from rq.job import Job, JobStatus
 
-    from label_studio_ml.preannotate import Options
-    from label_studio_ml.preannotate_redis import RedisJob
+    from label_studio_ml.preannotate.bulk import Options
+    from label_studio_ml.preannotate.redis_queue import RedisJob
 
     monkeypatch.setenv("LSML_PREANNOTATE_LEASE_S", "0.5")
     monkeypatch.setenv("LSML_PREANNOTATE_ATTEMPTS", "3")
@@ -440,7 +440,7 @@ def test_progress_lines_rate_from_the_start_count_work_only_and_never_repeat() -
     tasks/s; the last line could print twice."""
     import io
 
-    from label_studio_ml.progress import Counts
+    from label_studio_ml.preannotate.progress import Counts
 
     out = io.StringIO()
     reporter = JsonLines(out, interval=3600)

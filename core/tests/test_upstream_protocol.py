@@ -135,7 +135,7 @@ def test_a_recorded_label_studio_session_against_an_upstream_style_backend(make_
 
 
 def test_bulk_preannotation_with_upstream_style_models(make_client: Any) -> None:
-    from label_studio_ml.predictors import InProcessPredictor, PredictError, VersionChanged
+    from label_studio_ml.preannotate.predictors import InProcessPredictor, PredictError, VersionChanged
 
     client = make_client(upstream_models.OwnVersions)
     predictor = InProcessPredictor(client.runtime, "5", CONFIG)

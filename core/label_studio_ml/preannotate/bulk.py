@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .clients.ls_client import (
+from ..clients.ls_client import (
     TASK_FIELDS,
     LabelStudioAuthError,
     LabelStudioClient,
@@ -26,7 +26,7 @@ from .clients.ls_client import (
     LabelStudioUnavailable,
     prediction_versions,
 )
-from .clients.retrying import Backoff
+from ..clients.retrying import Backoff
 from .predictors import PredictError, Predictor, PredictorUnavailable, VersionChanged
 from .progress import Counts, Reporter
 

@@ -10,14 +10,14 @@ import time
 import uuid
 from typing import Any
 
-from .clients.ls_client import LabelStudioAuthError, LabelStudioClient, LabelStudioNotFound
-from .clients.retrying import Backoff
-from .engine.runtime import ModelRuntime
-from .errors import BadGateway, InvalidInput, NotFound
-from .preannotate import JobStopped, LocalTally, Options, Preannotator, check_access
+from ..clients.ls_client import LabelStudioAuthError, LabelStudioClient, LabelStudioNotFound
+from ..clients.retrying import Backoff
+from ..engine.runtime import ModelRuntime
+from ..errors import BadGateway, InvalidInput, NotFound
+from ..training.jobs import save_record
+from .bulk import JobStopped, LocalTally, Options, Preannotator, check_access
 from .predictors import InProcessPredictor
 from .progress import Counts
-from .training.jobs import save_record
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class PreannotateJobs:
     def _plan_on_redis(
         self, client: LabelStudioClient, project: str, label_config: str, options: Options
     ) -> tuple[dict[str, Any], bool]:
-        from .preannotate_redis import plan, start_job
+        from .redis_queue import plan, start_job
 
         job, resumed, queue = start_job(self.runtime, client, int(project), label_config, options)
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from .clients.ls_client import origin
-from .clients.outbound import Deadline, guarded_session
-from .engine.protocol import PredictRequest, SetupRequest
-from .engine.runtime import ModelRuntime
+from ..clients.ls_client import origin
+from ..clients.outbound import Deadline, guarded_session
+from ..engine.protocol import PredictRequest, SetupRequest
+from ..engine.runtime import ModelRuntime
 
 logger = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ import time
 import uuid
 from typing import Any
 
-from .clients.retrying import Backoff
-from .engine.queue import queue_name
-from .model import LabelStudioMLBase
-from .preannotate import JobStopped, Options, Preannotator, TaskReader
+from ..clients.retrying import Backoff
+from ..engine.queue import queue_name
+from ..model import LabelStudioMLBase
+from ..state.storage import Store
+from ..training.jobs import save_record
+from .bulk import JobStopped, Options, Preannotator, TaskReader
 from .progress import MAX_FAILURES_KEPT, Counts, Reporter
-from .state.storage import Store
-from .training.jobs import save_record
 
 logger = logging.getLogger(__name__)
 
@@ -425,8 +425,8 @@ def run_chunk(job_id: str, chunk: int) -> str:
     """RQ entry point: pre-annotate one chunk in the worker process (model: LSML_MODEL_PATH)."""
     from rq import Queue
 
-    from .clients.ls_client import LabelStudioClient
-    from .engine.queue import _runtime
+    from ..clients.ls_client import LabelStudioClient
+    from ..engine.queue import _runtime
     from .predictors import InProcessPredictor
 
     runtime = _runtime()
@@ -509,7 +509,7 @@ def start_job(
     """(the job, True when it is an unfinished one of the same version resumed, its RQ queue)."""
     from rq import Queue
 
-    from .engine.protocol import SetupRequest
+    from ..engine.protocol import SetupRequest
 
     version = runtime.setup(
         SetupRequest(project=str(project), schema=label_config, hostname=None, access_token=None, extra_params=None)
