@@ -248,9 +248,9 @@ def profile(tasks: int, requests: int) -> int:
     os.environ["MODEL_DIR"] = str(work / "model_dir")
     (work / "svc").mkdir()
     (work / "svc" / "model.py").write_text(MODEL.replace("INLINE", "True"))
-    from label_studio_ml.app import create_app
     from label_studio_ml.engine.loader import load_model_class
     from label_studio_ml.engine.runtime import settle_heap
+    from label_studio_ml.server.app import create_app
 
     app = create_app(load_model_class(str(work / "svc")), background_load=False)
     payload = body(tasks)

@@ -28,7 +28,7 @@ def stopped(reason: str, done: int | None = None) -> int:
 
 def cmd_preannotate(args: argparse.Namespace) -> int:
     from .config import Settings
-    from .logs import configure_logging
+    from .server.logs import configure_logging
 
     settings = Settings.from_env()
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING").upper(), settings.secrets)

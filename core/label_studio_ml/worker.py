@@ -21,8 +21,8 @@ def run_worker(target: str | Path) -> int:
 
     from .config import Settings
     from .engine.queue import RedisTrainingQueue, _runtime, queue_name, watch_training
-    from .logs import configure_logging
     from .preannotate.redis_queue import preannotate_queue_name, watch_leases
+    from .server.logs import configure_logging
     from .state.storage import RedisStore
 
     settings = Settings.from_env()

@@ -40,25 +40,17 @@ LAYERS = [
 ]
 # relayout: modules still at the top level that the re-layout moves later, and their package
 PLANNED: dict[str, str] = {
-    'app': 'server',
     'cli': 'cli',
     'console': 'cli',
     'deploy': 'cli',
     'kubernetes': 'cli',
-    'logs': 'server',
-    'metrics': 'server',
     'ocr_testing': 'testing',
-    'openapi': 'server',
     'preannotate_command': 'cli',
     'scaffold': 'cli',
-    'server': 'server',
     'service_facts': 'cli',
-    'spool': 'server',
     'start': 'cli',
-    'status_page': 'server',
     'testing': 'testing',
     'worker': 'cli',
-    'wsgi': 'server',
 }
 # relayout end
 

@@ -379,8 +379,8 @@ def test_a_drip_feeding_media_server_cannot_take_every_prediction_thread(tmp_pat
     import requests
     from conftest import LiveServer
 
-    from label_studio_ml.app import create_app
     from label_studio_ml.config import Settings
+    from label_studio_ml.server.app import create_app
 
     settings = Settings.from_dict({"model_dir": tmp_path, "threads": 4, "media_timeout": 2.0})
     slow_body = {"tasks": [{"id": 1, "data": {"image": f"{other.url}/drip"}}], "label_config": IMAGE_CONFIG}

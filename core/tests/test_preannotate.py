@@ -228,7 +228,7 @@ def test_json_progress_lines_and_the_terminal_bar(env: Any, capsys: Any, monkeyp
 def test_backend_over_http(env: Any, capsys: Any, tmp_path: Path) -> None:
     from conftest import LiveServer
 
-    from label_studio_ml.app import create_app
+    from label_studio_ml.server.app import create_app
 
     settings = Settings.from_dict({"model_dir": tmp_path / "backend", "basic_auth_user": "u", "basic_auth_pass": "p"})
     with FakeLS(texts=texts(30, boom=(4,))) as fake:

@@ -153,8 +153,8 @@ def test_redis_down_keeps_predictions_and_fails_writes_loudly(
 ) -> None:
     from starlette.testclient import TestClient
 
-    from label_studio_ml.app import create_app
     from label_studio_ml.config import Settings
+    from label_studio_ml.server.app import create_app
 
     proc, url = redis_process
     app = create_app(

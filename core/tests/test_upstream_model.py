@@ -71,7 +71,7 @@ def test_a_service_that_never_reads_label_interface_never_imports_the_sdk_or_pyd
         """
         import sys
         from label_studio_ml import LabelStudioMLBase
-        from label_studio_ml.app import create_app
+        from label_studio_ml.server.app import create_app
         from label_studio_ml.config import Settings
         from starlette.testclient import TestClient
 

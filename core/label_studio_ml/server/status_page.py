@@ -26,13 +26,13 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from .config import Settings
-from .engine.runtime import ModelRuntime
-from .errors import LabelConfigError, Unauthorized
+from ..config import Settings
+from ..engine.runtime import ModelRuntime
+from ..errors import LabelConfigError, Unauthorized
+from ..model import LabelStudioMLBase
+from ..results.label_config import parse_config
 from .logs import RecentErrors
 from .metrics import Metrics
-from .model import LabelStudioMLBase
-from .results.label_config import parse_config
 
 TEMPLATES = Path(__file__).parent / "status"
 REFRESH_SECONDS = 2

@@ -22,18 +22,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .config import Settings
-from .engine.protocol import PredictRequest, SetupRequest, WebhookEvent, loads, parse_project
-from .engine.runtime import ModelRuntime, settle_heap
-from .engine.scheduling import WorkerThreads
-from .errors import InvalidInput, InvalidShape, MLBackendError, PayloadTooLarge, StateUnavailable, Unauthorized
+from ..config import Settings
+from ..engine.protocol import PredictRequest, SetupRequest, WebhookEvent, loads, parse_project
+from ..engine.runtime import ModelRuntime, settle_heap
+from ..engine.scheduling import WorkerThreads
+from ..errors import InvalidInput, InvalidShape, MLBackendError, PayloadTooLarge, StateUnavailable, Unauthorized
+from ..model import LabelStudioMLBase
+from ..preannotate.server_jobs import PreannotateJobs
+from ..state.storage import Store
 from .logs import RequestLog
 from .metrics import CONTENT_TYPE, Metrics
-from .model import LabelStudioMLBase
 from .openapi import openapi_spec
-from .preannotate.server_jobs import PreannotateJobs
 from .spool import WebhookSpool
-from .state.storage import Store
 from .status_page import StatusPage, wants_html
 
 logger = logging.getLogger(__name__)
@@ -395,7 +395,7 @@ def create_app(
     settings = settings or Settings.from_env()
     runtime = ModelRuntime(model_class, settings, store)
     if settings.redis_url:
-        from .engine.queue import RedisTrainingQueue
+        from ..engine.queue import RedisTrainingQueue
 
         runtime.queue = RedisTrainingQueue(settings, model_class)
     metrics = Metrics()

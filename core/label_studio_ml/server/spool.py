@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import StateUnavailable
-from .state.storage import atomic_write
-from .training.jobs import process_alive
+from ..errors import StateUnavailable
+from ..state.storage import atomic_write
+from ..training.jobs import process_alive
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import uvicorn
 
+from ..config import Settings
+from ..engine.loader import load_model_class
 from .app import create_app
-from .config import Settings
-from .engine.loader import load_model_class
 from .logs import configure_logging
 
 APP_DIR_ENV = "LSML_MODEL_PATH"
@@ -51,7 +51,7 @@ def serve(
     if workers > 1 or reload:
         path = Path(str(target).rsplit(":", 1)[0] if ":" in str(target) and not Path(target).exists() else target)
         uvicorn.run(
-            "label_studio_ml.server:app_factory",
+            "label_studio_ml.server.serve:app_factory",
             factory=True,
             workers=workers,
             reload=reload,
