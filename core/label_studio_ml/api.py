@@ -67,7 +67,7 @@ class LabelStudioMLApp:
         """Serve with uvicorn until stopped (Flask's ``app.run`` signature; ``debug`` logs at DEBUG)."""
         import uvicorn
 
-        from .console import port_free
+        from .cli.console import port_free
         from .server.serve import uvicorn_options
 
         if self.wsgi.started:

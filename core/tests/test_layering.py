@@ -40,17 +40,8 @@ LAYERS = [
 ]
 # relayout: modules still at the top level that the re-layout moves later, and their package
 PLANNED: dict[str, str] = {
-    'cli': 'cli',
-    'console': 'cli',
-    'deploy': 'cli',
-    'kubernetes': 'cli',
     'ocr_testing': 'testing',
-    'preannotate_command': 'cli',
-    'scaffold': 'cli',
-    'service_facts': 'cli',
-    'start': 'cli',
     'testing': 'testing',
-    'worker': 'cli',
 }
 # relayout end
 

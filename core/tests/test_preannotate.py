@@ -19,7 +19,7 @@ import fakes
 import pytest
 from fake_ls import TOKEN, FakeLS
 
-from label_studio_ml import cli
+from label_studio_ml.cli import main as cli
 from label_studio_ml.clients.ls_client import prediction_versions
 from label_studio_ml.config import Settings
 from label_studio_ml.engine import loader

@@ -8,14 +8,14 @@ import os
 import sys
 from typing import Any
 
+from ..engine.loader import ModelClassError, load_model_class
+from ..model import LabelStudioMLBase
 from .console import Parser, Subcommands, fail, port_free, where
-from .engine.loader import ModelClassError, load_model_class
-from .model import LabelStudioMLBase
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from .config import Settings
-    from .server.serve import serve
+    from ..config import Settings
+    from ..server.serve import serve
 
     if args.workers < 1:
         return fail("--workers must be 1 or more")
@@ -121,6 +121,6 @@ def entry_point(model_class: type[LabelStudioMLBase], module_name: str) -> Any:
         target = f"{inspect.getfile(model_class)}:{model_class.__name__}"
         args = parser.parse_args([target, *sys.argv[1:]])
         sys.exit(cmd_start(args))
-    from .server.app import create_app
+    from ..server.app import create_app
 
     return create_app(model_class, serving_process=True)

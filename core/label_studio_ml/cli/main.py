@@ -10,7 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, deploy, preannotate_command, scaffold, start, worker
+from .. import __version__
+from . import deploy, scaffold, start, worker
+from . import preannotate as preannotate_command
 from .console import Parser
 
 SUBCOMMANDS = (start, worker, preannotate_command, scaffold, deploy)

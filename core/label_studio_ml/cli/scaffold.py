@@ -19,8 +19,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine.loader import split_target
 from .console import Subcommands, fail
-from .engine.loader import split_target
 
 TEMPLATES = Path(__file__).parent / "templates"
 NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
@@ -206,7 +206,7 @@ def sdk_wheel(dest: Path) -> Path:
     # the installed dist-info (an editable install's source folder may also hold a stale egg-info)
     found = list(metadata.distributions(name="label-studio-ml"))
     dist = next((d for d in found if d.read_text("METADATA")), found[0])
-    package = Path(__file__).parent
+    package = Path(__file__).parents[1]
     stem = f"label_studio_ml-{dist.version}"
     wheel = dest / f"{stem}-py3-none-any.whl"
     dest.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ import os
 import threading
 from pathlib import Path
 
+from ..engine.loader import ModelClassError, load_model_class
 from .console import Subcommands, fail
-from .engine.loader import ModelClassError, load_model_class
 
 logger = logging.getLogger(__name__)
 
@@ -19,11 +19,11 @@ def run_worker(target: str | Path) -> int:
     pre-annotation jobs; meanwhile a thread requeues chunks whose worker died."""
     from rq import Queue, SimpleWorker
 
-    from .config import Settings
-    from .engine.queue import RedisTrainingQueue, _runtime, queue_name, watch_training
-    from .preannotate.redis_queue import preannotate_queue_name, watch_leases
-    from .server.logs import configure_logging
-    from .state.storage import RedisStore
+    from ..config import Settings
+    from ..engine.queue import RedisTrainingQueue, _runtime, queue_name, watch_training
+    from ..preannotate.redis_queue import preannotate_queue_name, watch_leases
+    from ..server.logs import configure_logging
+    from ..state.storage import RedisStore
 
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.secrets)

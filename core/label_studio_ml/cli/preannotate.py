@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any
 
+from ..model import LabelStudioMLBase
 from .console import Subcommands, fail, where
-from .model import LabelStudioMLBase
 
 STOPPED = 1
 logger = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ def stopped(reason: str, done: int | None = None) -> int:
 
 
 def cmd_preannotate(args: argparse.Namespace) -> int:
-    from .config import Settings
-    from .server.logs import configure_logging
+    from ..config import Settings
+    from ..server.logs import configure_logging
 
     settings = Settings.from_env()
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING").upper(), settings.secrets)
@@ -50,10 +50,10 @@ def cmd_preannotate(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, settings: Any) -> int:
-    from .clients.ls_client import LabelStudioAuthError, LabelStudioClient, LabelStudioNotFound
-    from .clients.retrying import Backoff
-    from .engine.loader import ModelClassError, load_model_class
-    from .preannotate.bulk import JobStopped, Options, check_access
+    from ..clients.ls_client import LabelStudioAuthError, LabelStudioClient, LabelStudioNotFound
+    from ..clients.retrying import Backoff
+    from ..engine.loader import ModelClassError, load_model_class
+    from ..preannotate.bulk import JobStopped, Options, check_access
 
     backoff = Backoff(tries=args.retries, delay=args.retry_delay)
     try:
@@ -96,10 +96,10 @@ def run_here(
     options: Any,
 ) -> int:
     """Pages, predicts and writes in this process, with a loaded model or a backend over HTTP."""
-    from .engine.runtime import ModelRuntime
-    from .preannotate.bulk import JobStopped, LocalTally, Preannotator
-    from .preannotate.predictors import HttpPredictor, InProcessPredictor, Predictor, PredictorUnavailable
-    from .preannotate.progress import Counts, make_reporter
+    from ..engine.runtime import ModelRuntime
+    from ..preannotate.bulk import JobStopped, LocalTally, Preannotator
+    from ..preannotate.predictors import HttpPredictor, InProcessPredictor, Predictor, PredictorUnavailable
+    from ..preannotate.progress import Counts, make_reporter
 
     project = str(args.project)
     predictor: Predictor
@@ -146,10 +146,10 @@ def run_distributed(
 ) -> int:
     """``preannotate SERVICE_DIR`` with REDIS_URL: plan (or resume) the job, then wait for the workers,
     showing progress and requeueing chunks of dead workers."""
-    from .engine.runtime import ModelRuntime
-    from .preannotate.bulk import JobStopped
-    from .preannotate.progress import make_reporter
-    from .preannotate.redis_queue import plan, start_job
+    from ..engine.runtime import ModelRuntime
+    from ..preannotate.bulk import JobStopped
+    from ..preannotate.progress import make_reporter
+    from ..preannotate.redis_queue import plan, start_job
 
     runtime = ModelRuntime(model_class, settings)  # no load: planning needs the version only
     job, resumed, queue = start_job(runtime, client, args.project, label_config, options)
@@ -178,7 +178,7 @@ def wait(job: Any, queue: Any, store: Any, reporter: Any) -> int:
 
     from rq import Worker
 
-    from .preannotate.redis_queue import lease_seconds
+    from ..preannotate.redis_queue import lease_seconds
 
     last_scan, hinted = 0.0, False
     while True:
@@ -206,7 +206,7 @@ def show_status(job_id: str, redis_url: str) -> int:
     """``--status JOB``: the job's state from Redis as one JSON object."""
     if not redis_url:
         return fail("--status reads the job from Redis: set REDIS_URL")
-    from .preannotate.redis_queue import RedisJob
+    from ..preannotate.redis_queue import RedisJob
 
     record = RedisJob.open(redis_url, job_id)
     if record is None:
