@@ -39,7 +39,7 @@ from label_studio_ml.config import Settings  # noqa: E402
 from label_studio_ml.engine.loader import load_model_class  # noqa: E402
 from label_studio_ml.engine.protocol import PredictRequest, SetupRequest  # noqa: E402
 from label_studio_ml.engine.runtime import ModelRuntime  # noqa: E402
-from label_studio_ml.testing import ServerProcess, running_redis  # noqa: E402
+from label_studio_ml.testing.plugin import ServerProcess, running_redis  # noqa: E402
 
 CONFIGS = {
     "substring_matching": """<View><Labels name="label" toName="text"><Label value="Fruit"/><Label value="Org"/>

@@ -85,7 +85,7 @@ def main() -> None:
     from transformers import SamModel, SamProcessor
 
     from label_studio_ml.results.brush import mask_to_rle
-    from label_studio_ml.testing import model_client
+    from label_studio_ml.testing.plugin import model_client
 
     from model import SegmentAnything
 

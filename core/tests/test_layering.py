@@ -38,12 +38,6 @@ LAYERS = [
     '__main__',
     '__init__',
 ]
-# relayout: modules still at the top level that the re-layout moves later, and their package
-PLANNED: dict[str, str] = {
-    'ocr_testing': 'testing',
-    'testing': 'testing',
-}
-# relayout end
 
 
 def module_name(path: Path) -> str:
@@ -55,7 +49,7 @@ def unit(module: str) -> str:
     """The layer a module belongs to: its package under label_studio_ml, or itself at the top level."""
     parts = module.split(".")
     name = parts[1] if len(parts) > 1 else "__init__"
-    return PLANNED.get(name, name)
+    return name
 
 
 def runtime_imports(tree: ast.AST) -> list[ast.ImportFrom | ast.Import]:

@@ -13,7 +13,7 @@ from fakes import CONFIG
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.config import Settings
 from label_studio_ml.server.logs import configure_logging
-from label_studio_ml.testing import FakeLabelStudio
+from label_studio_ml.testing.plugin import FakeLabelStudio
 
 PASSWORD = "basic-pass-7f3a9"
 API_KEY = "ls-api-key-0c1d2e3f4a5b"

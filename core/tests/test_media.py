@@ -16,7 +16,7 @@ import pytest
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import MediaError
 from label_studio_ml.media.fetch import MediaFetcher, is_media_reference
-from label_studio_ml.testing import FakeLabelStudio
+from label_studio_ml.testing.plugin import FakeLabelStudio
 
 IMAGE = bytes(range(256)) * 40
 UPLOAD = "/data/upload/2/3f9c1a2b-cat.jpg"

@@ -24,7 +24,7 @@ from label_studio_ml.clients.ls_client import prediction_versions
 from label_studio_ml.config import Settings
 from label_studio_ml.engine import loader
 from label_studio_ml.preannotate.progress import JsonLines, TerminalBar, make_reporter
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 MODELS = Path(__file__).parent / "models"
 KEYWORD = MODELS / "keyword.py"

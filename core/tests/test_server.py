@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 from fakes import CONFIG
 
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 MODEL = textwrap.dedent("""
     from label_studio_ml import LabelStudioMLBase

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 MODELS = Path(__file__).parent / "models"
 CONFIG = (

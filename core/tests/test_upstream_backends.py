@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from label_studio_ml.testing import ServerProcess, free_port
+from label_studio_ml.testing.plugin import ServerProcess, free_port
 
 BACKENDS = Path(__file__).parent / "upstream_backends"
 WAYS = ("start", "wsgi_py", "gunicorn")

@@ -12,7 +12,7 @@ import upstream_models
 from upstream_models import CONFIG
 
 from label_studio_ml.config import Settings
-from label_studio_ml.testing import assert_conformant, recorded_requests
+from label_studio_ml.testing.plugin import assert_conformant, recorded_requests
 
 TASKS = [{"id": 1, "data": {"text": "good"}}, {"id": 2, "data": {"text": "bad"}}]
 

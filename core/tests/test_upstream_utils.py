@@ -14,7 +14,7 @@ from PIL import Image
 from label_studio_ml import cache, exceptions, utils
 from label_studio_ml.model import LabelStudioMLBase
 from label_studio_ml.results.label_config import parse_config
-from label_studio_ml.testing import FakeLabelStudio
+from label_studio_ml.testing.plugin import FakeLabelStudio
 
 CHOICES = '<View><Text name="text" value="$text"/><Choices name="c" toName="text"><Choice value="A"/></Choices></View>'
 

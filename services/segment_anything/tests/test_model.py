@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 from transformers import SamModel, SamProcessor
 
 from label_studio_ml.results.brush import rle_to_mask
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant
 
 from model import SegmentAnything
 

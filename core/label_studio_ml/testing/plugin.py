@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from .config import Settings
-from .model import LabelStudioMLBase
-from .results.label_config import LabelConfig
-from .results.regions import RegionValidator
+from ..config import Settings
+from ..model import LabelStudioMLBase
+from ..results.label_config import LabelConfig
+from ..results.regions import RegionValidator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -39,7 +39,7 @@ def model_client(model_class: type[LabelStudioMLBase], model_dir: Path, **settin
     """A Starlette TestClient for ``model_class``; resources loaded before the first request."""
     from starlette.testclient import TestClient
 
-    from .server.app import create_app
+    from ..server.app import create_app
 
     app = create_app(model_class, Settings.from_dict({"model_dir": model_dir, **settings}), background_load=False)
     with TestClient(app, raise_server_exceptions=False) as client:
