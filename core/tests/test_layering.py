@@ -14,29 +14,29 @@ ROOT = "label_studio_ml"
 
 # Bottom first. core/README.md's package map says what each one is for.
 LAYERS = [
-    'errors',
-    'config',
-    'sdk_extra',
-    'exceptions',
-    'predictions',
-    'response',
-    'devices',
-    'clients',
-    'state',
-    'media',
-    'results',
-    'training',
-    'utils',
-    'cache',
-    'model',
-    'engine',
-    'preannotate',
-    'server',
-    'cli',
-    'testing',
-    'api',
-    '__main__',
-    '__init__',
+    "errors",
+    "config",
+    "sdk_extra",
+    "exceptions",
+    "predictions",
+    "response",
+    "devices",
+    "clients",
+    "state",
+    "media",
+    "results",
+    "training",
+    "utils",
+    "cache",
+    "model",
+    "engine",
+    "preannotate",
+    "server",
+    "cli",
+    "testing",
+    "api",
+    "__main__",
+    "__init__",
 ]
 
 
@@ -85,7 +85,8 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             elif node.module and (node.module == ROOT or node.module.startswith(ROOT + ".")):
                 targets = [
-                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
                 ]
             else:
                 continue
