@@ -4,6 +4,7 @@ are one line, and the free-port check. Subcommand modules import this; it import
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import traceback
@@ -21,6 +22,23 @@ def where(exc: BaseException) -> str:
     """`` (file.py line N)`` of the innermost frame of a traceback, to find an import error fast."""
     frames = traceback.extract_tb(exc.__traceback__)
     return f" ({Path(frames[-1].filename).name} line {frames[-1].lineno})" if frames else ""
+
+
+def add_basic_auth_options(parser: argparse.ArgumentParser, user_help: str) -> None:
+    """``--basic-auth-user``/``--basic-auth-pass``, defaulting to ML_SERVER_BASIC_AUTH_USER/_PASS as the
+    server reads them: ``start`` requires them of callers, ``preannotate --backend`` sends them."""
+    parser.add_argument(
+        "--basic-auth-user",
+        metavar="U",
+        default=os.environ.get("ML_SERVER_BASIC_AUTH_USER"),
+        help=f"{user_help} (env: ML_SERVER_BASIC_AUTH_USER)",
+    )
+    parser.add_argument(
+        "--basic-auth-pass",
+        metavar="P",
+        default=os.environ.get("ML_SERVER_BASIC_AUTH_PASS"),
+        help="its password (env: ML_SERVER_BASIC_AUTH_PASS, which keeps it out of `ps`)",
+    )
 
 
 def port_free(host: str, port: int) -> bool:

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from ..model import LabelStudioMLBase
-from .console import Subcommands, fail, where
+from .console import Subcommands, add_basic_auth_options, fail, where
 
 STOPPED = 1
 logger = logging.getLogger(__name__)
@@ -250,16 +250,5 @@ def add_command(sub: Subcommands) -> None:
     cmd.add_argument(
         "--retry-delay", type=float, default=1.0, metavar="S", help="first wait between tries, doubling (default 1)"
     )
-    cmd.add_argument(
-        "--basic-auth-user",
-        metavar="U",
-        default=os.environ.get("ML_SERVER_BASIC_AUTH_USER"),
-        help="the backend's basic auth user, with --backend (env: ML_SERVER_BASIC_AUTH_USER)",
-    )
-    cmd.add_argument(
-        "--basic-auth-pass",
-        metavar="P",
-        default=os.environ.get("ML_SERVER_BASIC_AUTH_PASS"),
-        help="its password (env: ML_SERVER_BASIC_AUTH_PASS, which keeps it out of `ps`)",
-    )
+    add_basic_auth_options(cmd, "the backend's basic auth user, with --backend")
     cmd.set_defaults(func=cmd_preannotate)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..engine.loader import ModelClassError, load_model_class
 from ..model import LabelStudioMLBase
-from .console import Parser, Subcommands, fail, port_free, where
+from .console import Parser, Subcommands, add_basic_auth_options, fail, port_free, where
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -66,18 +66,7 @@ def add_arguments(start: argparse.ArgumentParser) -> None:
         default=os.environ.get("HOST", "0.0.0.0"),
         help="address to bind (default: $HOST or 0.0.0.0, all interfaces)",
     )
-    start.add_argument(
-        "--basic-auth-user",
-        metavar="U",
-        default=os.environ.get("ML_SERVER_BASIC_AUTH_USER"),
-        help="require HTTP basic auth with this user; give the same in the LS connection (env: BASIC_AUTH_USER)",
-    )
-    start.add_argument(
-        "--basic-auth-pass",
-        metavar="P",
-        default=os.environ.get("ML_SERVER_BASIC_AUTH_PASS"),
-        help="password for basic auth (env: BASIC_AUTH_PASS, which keeps it out of `ps`)",
-    )
+    add_basic_auth_options(start, "require HTTP basic auth with this user; give the same in the LS connection")
     start.add_argument(
         "--log-level",
         default=None,
