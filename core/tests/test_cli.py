@@ -32,6 +32,7 @@ import pytest
 from label_studio_ml.cli import main as cli
 from label_studio_ml.cli.scaffold import rename
 from label_studio_ml.engine.loader import load_model_class
+from label_studio_ml.testing.plugin import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "label_studio_ml"]
@@ -52,12 +53,6 @@ class Echo(LabelStudioMLBase):
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def http(url: str, body: dict[str, Any] | None = None, auth: tuple[str, str] | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(
         url, data=None if body is None else json.dumps(body).encode(), headers={"Content-Type": "application/json"}

@@ -253,10 +253,11 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@contextmanager
-def running_redis(data_dir: Path) -> Iterator[str]:
-    """``redis-server`` on a free loopback port, no persistence, until the block ends; yields its URL."""
+def start_redis(data_dir: Path) -> tuple[Any, str]:
+    """``redis-server`` on a free loopback port, no persistence, answering PING: (its process, its URL).
+    The caller stops it (``stop_process``); ``running_redis`` does both."""
     import shutil
+    import socket
     import subprocess
     import time
 
@@ -265,40 +266,45 @@ def running_redis(data_dir: Path) -> Iterator[str]:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data_dir),
-        ],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
+        + ["--save", "", "--appendonly", "no", "--protected-mode", "yes"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    import redis
-
-    client = redis.Redis(port=port)
     deadline = time.monotonic() + 10
-    while True:
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.05)
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.02)
+    stop_process(proc)
+    raise RuntimeError("redis-server did not start")
+
+
+@contextmanager
+def running_redis(data_dir: Path) -> Iterator[str]:
+    """``redis-server`` on a free loopback port, no persistence, until the block ends; yields its URL."""
+    proc, url = start_redis(data_dir)
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield url
     finally:
+        stop_process(proc)
+
+
+def stop_process(proc: Any, timeout: float = 10) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    import subprocess
+
+    if proc.poll() is None:
         proc.terminate()
-        proc.wait(10)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 class ServerProcess:
@@ -360,16 +366,10 @@ class ServerProcess:
         raise RuntimeError(f"server not healthy after 60 s:\n{self.log_tail()}")
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            if kill:
+        if self.proc is not None:
+            if kill and self.proc.poll() is None:
                 self.proc.kill()
-            else:
-                self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop_process(self.proc, timeout=15)
         if getattr(self, "_log", None):
             self._log.close()
 
