@@ -1,4 +1,4 @@
-"""media.py against real loopback HTTP servers (FakeLabelStudio and a plain file server), never mocked requests."""
+"""media/fetch.py against real loopback HTTP servers (FakeLabelStudio, a plain file server), never mocked."""
 
 from __future__ import annotations
 

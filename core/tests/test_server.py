@@ -1,4 +1,4 @@
-"""server.py: ``label-studio-ml start`` in a real process (uvicorn), its log and its health."""
+"""server/serve.py: ``label-studio-ml start`` in a real process (uvicorn), its log and its health."""
 
 from __future__ import annotations
 

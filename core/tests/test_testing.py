@@ -1,4 +1,4 @@
-"""testing.py: the conformance check fails when a service breaks the protocol, and passes otherwise."""
+"""testing/plugin.py: the conformance check fails when a service breaks the protocol, and passes otherwise."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``label-studio-ml``: the entry module. Each subcommand lives in its own module (``start``,
-``worker``, ``preannotate_command`` for preannotate, ``scaffold`` for create, ``deploy``) and hangs
+``worker``, ``preannotate``, ``scaffold`` for create, ``deploy``) and hangs
 off this parser through its ``add_command``; their shared helpers are in ``console``. Nothing
 imports this module."""
 

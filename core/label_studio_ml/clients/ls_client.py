@@ -1,5 +1,5 @@
 """Talking to Label Studio: token kinds (legacy and personal access token), the export API, and the
-task list and prediction import that bulk pre-annotation uses (see preannotate.py)."""
+task list and prediction import that bulk pre-annotation uses (see preannotate/bulk.py)."""
 
 from __future__ import annotations
 
