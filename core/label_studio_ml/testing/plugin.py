@@ -127,20 +127,31 @@ def ls_requests() -> Callable[..., list[dict[str, Any]]]:
     return recorded_requests
 
 
+FAKE_LS_TOKEN = "legacy-token-0123456789"
+FAKE_PROJECT_CONFIG = """<View><Text name="text" value="$text"/><Choices name="label" toName="text">
+<Choice value="Positive"/><Choice value="Negative"/></Choices></View>"""
+
+
 class FakeLabelStudio:
-    """A real HTTP server on loopback that answers the LS endpoints a backend calls: uploads,
-    export, PAT refresh and presign (303 to ``redirect_to``). Records every request it gets."""
+    """A real HTTP server on loopback that answers the LS 1.23.2 endpoints a backend calls: uploads,
+    export, PAT refresh and presign (303 to ``redirect_to``), and for bulk pre-annotation one project's
+    detail, task list (keyset query with the versions column), prediction import and single prediction.
+    Records every request it gets (``requests``); failures can be injected per endpoint kind."""
 
     def __init__(
         self,
-        legacy_token: str = "legacy-token-0123456789",
+        legacy_token: str = FAKE_LS_TOKEN,
         pat: str | None = None,
         files: dict[str, bytes] | None = None,
         tasks: dict[int, list[dict[str, Any]]] | None = None,
         redirect_to: str = "",
+        project: int = 7,
+        texts: list[str] | None = None,
+        label_config: str = FAKE_PROJECT_CONFIG,
     ) -> None:
         import base64 as b64
         import threading
+        from collections import defaultdict
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         from urllib.parse import parse_qs, urlsplit
 
@@ -152,10 +163,24 @@ class FakeLabelStudio:
         self.pat = pat or f"{header}.{seg({'token_type': 'refresh', 'exp': 4102444800})}.sig"
         self.access = f"{header}.{seg({'token_type': 'access', 'exp': 4102444800})}.sig2"
         self.files = files or {}
-        self.tasks = tasks or {}
+        self.tasks = tasks or {}  # project -> what its export answers
         self.redirect_to = redirect_to
-        self.requests: list[dict[str, Any]] = []
-        self.fail_status: int | None = None
+        self.requests: list[dict[str, Any]] = []  # method, path, headers, kind, query, body
+        self.fail_status: int | None = None  # every GET answers this status
+        # the project bulk pre-annotation reads and writes
+        self.project = project
+        self.label_config = label_config
+        self.project_tasks: dict[int, dict[str, Any]] = {}
+        self.predictions: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.lock = threading.Lock()
+        # endpoint kind ("project", "tasks", "import", "prediction") -> statuses answered to its next calls
+        self.fail_next: dict[str, list[int]] = defaultdict(list)
+        self.store_then_fail: list[int] = []  # import: store the predictions, then answer this status
+        self.down = False  # every authorized call answers 503
+        self.down_after: dict[str, int] = {}  # endpoint kind -> calls answered before it answers 503 only
+        self.reject_label: str | None = None  # import silently drops predictions with this label (LS's check)
+        for n, text in enumerate(texts or []):
+            self.add_task(100 + n, text)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -181,44 +206,60 @@ class FakeLabelStudio:
                 auth = self.headers.get("Authorization", "")
                 return auth in (f"Token {fake.legacy_token}", f"Bearer {fake.access}")
 
-            def do_POST(self) -> None:
+            def _handle(self, method: str) -> None:
+                parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                fake.requests.append({"method": "POST", "path": self.path, "headers": dict(self.headers)})
-                if self.path == "/api/token/refresh/":
-                    if body.get("refresh") == fake.pat:
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                kind = fake.kind(method, parts.path)
+                with fake.lock:
+                    fake.requests.append(
+                        {"method": method, "path": self.path, "headers": dict(self.headers), "kind": kind}
+                        | {"query": query, "body": body}
+                    )
+                    injected = fake.fail_next[kind].pop(0) if fake.fail_next[kind] else None
+                    if kind in fake.down_after and fake.count(kind) > fake.down_after[kind]:
+                        injected = 503
+                if method == "POST" and parts.path == "/api/token/refresh/":
+                    if (body or {}).get("refresh") == fake.pat:
                         self._reply(200, json.dumps({"access": fake.access}).encode())
                     else:
                         self._reply(401, b'{"detail": "invalid"}')
                     return
-                self._reply(404, b"{}")
-
-            def do_GET(self) -> None:
-                fake.requests.append({"method": "GET", "path": self.path, "headers": dict(self.headers)})
-                parts = urlsplit(self.path)
-                if fake.fail_status:
+                if method == "GET" and fake.fail_status:
                     self._reply(fake.fail_status, b'{"detail": "failure"}')
                     return
-                if parts.path.startswith("/public/") and parts.path in fake.files:
+                if method == "GET" and parts.path.startswith("/public/") and parts.path in fake.files:
                     self._reply(200, fake.files[parts.path], "application/octet-stream")
                     return
                 if not self._authorized():
                     self._reply(401, b'{"detail": "Authentication credentials were not provided."}')
                     return
-                if parts.path in fake.files:
+                if fake.down or injected:
+                    self._reply(injected or 503, b'{"detail": "injected failure"}')
+                    return
+                if method == "GET" and parts.path in fake.files:
                     self._reply(200, fake.files[parts.path], "application/octet-stream")
-                elif parts.path.startswith("/api/projects/") and parts.path.endswith("/export"):
+                elif kind == "export":
                     project = int(parts.path.split("/")[3])
                     self._reply(200, json.dumps(fake.tasks.get(project, [])).encode())
-                elif parts.path.startswith("/tasks/") and parts.path.endswith("/presign/"):
-                    fileuri = parse_qs(parts.query)["fileuri"][0]
+                elif method == "GET" and parts.path.startswith("/tasks/") and parts.path.endswith("/presign/"):
+                    fileuri = query["fileuri"]
                     uri = b64.urlsafe_b64decode(fileuri + "=" * (-len(fileuri) % 4)).decode()
                     target = fake.redirect_to + "/public/" + uri.split("://", 1)[1].split("/", 1)[1]
                     self._reply(303, b"", headers={"Location": target})
-                elif parts.path == "/api/current-user/whoami":
+                elif method == "GET" and parts.path == "/api/current-user/whoami":
                     self._reply(200, b'{"id": 1}')
                 else:
-                    self._reply(404, b'{"detail": "not found"}')
+                    status, reply = fake.answer(kind, parts.path, query, body)
+                    self._reply(status, json.dumps(reply).encode())
+
+            def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_POST(self) -> None:
+                self._handle("POST")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -233,6 +274,89 @@ class FakeLabelStudio:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    # --- the bulk pre-annotation project -------------------------------------------------------
+    def add_task(self, task_id: int, text: str, versions: tuple[str, ...] = ()) -> None:
+        self.project_tasks[task_id] = {"id": task_id, "data": {"text": text}, "project": self.project}
+        for version in versions:
+            self.predictions[task_id].append({"result": [], "score": None, "model_version": version})
+
+    def versions_of(self, task_id: int) -> list[str]:
+        with self.lock:
+            return [p["model_version"] for p in self.predictions.get(task_id, [])]
+
+    def count(self, kind: str) -> int:
+        return sum(1 for r in self.requests if r["kind"] == kind)
+
+    @staticmethod
+    def kind(method: str, path: str) -> str:
+        if path.startswith("/api/projects/") and path.endswith("/import/predictions"):
+            return "import"
+        if path.startswith("/api/projects/") and path.rstrip("/").endswith("/export"):
+            return "export"
+        if path.startswith("/api/projects/"):
+            return "project"
+        if path == "/api/tasks/":
+            return "tasks"
+        if path == "/api/predictions/" and method == "POST":
+            return "prediction"
+        return "other"
+
+    def answer(self, kind: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        if kind == "project":
+            if int(path.strip("/").split("/")[2]) != self.project:
+                return 404, {"detail": "Not found."}
+            return 200, {"id": self.project, "title": "fake", "label_config": self.label_config}
+        if kind == "tasks":
+            return self.task_list(query)
+        if kind == "import":
+            return self.import_predictions(int(path.split("/")[3]), body)
+        if kind == "prediction":
+            if body.get("task") not in self.project_tasks:
+                return 400, {"detail": "Validation error", "validation_errors": {"task": ["Invalid pk"]}}
+            with self.lock:
+                self.predictions[body["task"]].append(body)
+            return 201, {"id": 1, **body}
+        return 404, {"detail": "not found"}
+
+    def task_list(self, query: dict[str, str]) -> tuple[int, Any]:
+        if int(query.get("project", 0)) != self.project:
+            return 404, {"detail": "Not found."}
+        spec = json.loads(query.get("query") or "{}")
+        after = 0
+        for item in spec.get("filters", {}).get("items", []):
+            if item["filter"] == "filter:tasks:id" and item["operator"] == "greater":
+                after = int(item["value"])
+        included = (spec.get("selectedItems") or {}).get("included")
+        with self.lock:
+            ids = sorted(i for i in self.project_tasks if i > after and (included is None or i in included))
+            size = int(query.get("page_size", 100))
+            page = []
+            for task_id in ids[:size]:
+                versions = sorted({p["model_version"] for p in self.predictions.get(task_id, [])})
+                task = {**self.project_tasks[task_id], "predictions_model_versions": ",".join(versions)}
+                if query.get("fields") == "all":
+                    task["predictions"] = [dict(p) for p in self.predictions.get(task_id, [])]
+                page.append(task)
+        return 200, {"total": len(ids), "tasks": page}
+
+    def import_predictions(self, project: int, items: list[dict[str, Any]]) -> tuple[int, Any]:
+        if project != self.project:
+            return 404, {"detail": "Not found."}
+        with self.lock:
+            missing = [p["task"] for p in items if p["task"] not in self.project_tasks]
+            if missing:
+                return 400, {"detail": "Validation error", "validation_errors": {"non_field_errors": [str(missing)]}}
+            created = 0
+            for item in items:
+                labels = [c for r in item.get("result") or [] for c in r.get("value", {}).get("choices", [])]
+                if self.reject_label is not None and self.reject_label in labels:
+                    continue
+                self.predictions[item["task"]].append(item)
+                created += 1
+            if self.store_then_fail:
+                return self.store_then_fail.pop(0), {"detail": "stored, then failed"}
+        return 201, {"created": created}
 
     def auth_headers_seen(self, path_prefix: str) -> list[str]:
         return [r["headers"].get("Authorization", "") for r in self.requests if r["path"].startswith(path_prefix)]
