@@ -8,7 +8,7 @@ per cell, the server CPU time per request (robust to load from other processes),
 RSS and its start-to-healthy time. The model comes twice: returning a list of dicts, and returning
 upstream's ``label_studio_ml.response.ModelResponse``; each runs as a model gets it by default (core
 measures the model's first predicts in worker threads, then runs this sub-millisecond one on the event
-loop: see label_studio_ml/scheduling.py) and with ``inline_predict = False`` (every predict in a worker
+loop: see label_studio_ml/engine/scheduling.py) and with ``inline_predict = False`` (every predict in a worker
 thread).
 
     python benchmarks/core.py [--rounds 10] [--burst 0.6]
@@ -248,9 +248,9 @@ def profile(tasks: int, requests: int) -> int:
     os.environ["MODEL_DIR"] = str(work / "model_dir")
     (work / "svc").mkdir()
     (work / "svc" / "model.py").write_text(MODEL.replace("INLINE", "True"))
-    from label_studio_ml.app import create_app
-    from label_studio_ml.loader import load_model_class
-    from label_studio_ml.runtime import settle_heap
+    from label_studio_ml.engine.loader import load_model_class
+    from label_studio_ml.engine.runtime import settle_heap
+    from label_studio_ml.server.app import create_app
 
     app = create_app(load_model_class(str(work / "svc")), background_load=False)
     payload = body(tasks)

@@ -79,7 +79,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-    from label_studio_ml.testing import model_client
+    from label_studio_ml.testing.plugin import model_client
 
     from model import GroundingDinoModel
 

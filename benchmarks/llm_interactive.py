@@ -105,7 +105,7 @@ def measure(base_url: str, model: str, calls: int, api_key: str = "") -> tuple[l
     """(direct, service) seconds per call against one server."""
     from fake_openai import ScriptedOpenAI
 
-    from label_studio_ml.testing import model_client
+    from label_studio_ml.testing.plugin import model_client
 
     from model import LLMInteractive
 

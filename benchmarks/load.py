@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = (

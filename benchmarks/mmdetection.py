@@ -23,7 +23,7 @@ import requests
 import torch
 from PIL import Image
 
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = ROOT / "services" / "mmdetection"

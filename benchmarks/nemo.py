@@ -72,7 +72,7 @@ def main() -> None:
     sf.write(str(media / "long.wav"), long_audio, rate)
     seconds = sum(sf.info(str(f)).duration for f in files)
 
-    from label_studio_ml.testing import model_client
+    from label_studio_ml.testing.plugin import model_client
 
     from model import NemoASR
 

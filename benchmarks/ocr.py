@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from label_studio_ml.ocr_testing import Page, cer, match_words, percent_box_to_pixels, random_lines, render_page
+from label_studio_ml.testing.ocr import Page, cer, match_words, percent_box_to_pixels, random_lines, render_page
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {

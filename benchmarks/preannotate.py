@@ -34,12 +34,12 @@ sys.path[:0] = [str(ROOT / "e2e")]  # the Label Studio launcher the e2e tests us
 from _serving import sentences  # noqa: E402
 from ls_server import LabelStudio, run_label_studio  # noqa: E402
 
+from label_studio_ml.clients.ls_client import LabelStudioClient  # noqa: E402
 from label_studio_ml.config import Settings  # noqa: E402
-from label_studio_ml.loader import load_model_class  # noqa: E402
-from label_studio_ml.ls_client import LabelStudioClient  # noqa: E402
-from label_studio_ml.protocol import PredictRequest, SetupRequest  # noqa: E402
-from label_studio_ml.runtime import ModelRuntime  # noqa: E402
-from label_studio_ml.testing import ServerProcess, running_redis  # noqa: E402
+from label_studio_ml.engine.loader import load_model_class  # noqa: E402
+from label_studio_ml.engine.protocol import PredictRequest, SetupRequest  # noqa: E402
+from label_studio_ml.engine.runtime import ModelRuntime  # noqa: E402
+from label_studio_ml.testing.plugin import ServerProcess, running_redis  # noqa: E402
 
 CONFIGS = {
     "substring_matching": """<View><Labels name="label" toName="text"><Label value="Fruit"/><Label value="Org"/>

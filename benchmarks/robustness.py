@@ -28,7 +28,7 @@ from typing import Any
 import redis
 import requests
 
-from label_studio_ml.testing import ServerProcess, free_port
+from label_studio_ml.testing.plugin import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "core" / "tests" / "models" / "trainable.py"

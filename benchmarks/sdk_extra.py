@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent("""
         for name in ("label_studio_sdk", "pydantic"):
             sys.modules[name] = None  # what Python records for a module that is not installed
     from label_studio_ml import LabelStudioMLBase
-    from label_studio_ml.app import create_app
+    from label_studio_ml.server.app import create_app
     from label_studio_ml.config import Settings
     from starlette.testclient import TestClient
 

@@ -84,8 +84,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import SamModel, SamProcessor
 
-    from label_studio_ml.brush import mask_to_rle
-    from label_studio_ml.testing import model_client
+    from label_studio_ml.results.brush import mask_to_rle
+    from label_studio_ml.testing.plugin import model_client
 
     from model import SegmentAnything
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from label_studio_ml import LabelStudioMLBase
-from label_studio_ml.testing import model_client
+from label_studio_ml.testing.plugin import model_client
 
 CONFIG = (
     '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'

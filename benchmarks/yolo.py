@@ -23,7 +23,7 @@ import numpy as np
 import psutil
 import requests
 
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = ROOT / "services" / "yolo"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ls_server import ROOT, LabelStudio, run_label_studio
 
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 BACKENDS: list[ServerProcess] = []
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from label_studio_ml.testing import free_port
+from label_studio_ml.testing.plugin import free_port
 
 LS_VERSION = "1.23.2"
 LS_REQUIREMENTS = Path(__file__).parent / "label-studio-requirements.txt"  # label-studio==LS_VERSION, all pinned

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from label_studio_ml.label_config import LabelConfig
-from label_studio_ml.regions import RegionValidator
+from label_studio_ml.results.label_config import LabelConfig
+from label_studio_ml.results.regions import RegionValidator
 
 CHOICES = (
     '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
@@ -156,7 +156,7 @@ def test_spacy_entities_through_label_studio(label_studio, backend):
 
 
 def _uploaded_page_project(ls) -> tuple[int, object]:
-    from label_studio_ml.ocr_testing import render_page
+    from label_studio_ml.testing.ocr import render_page
 
     page = render_page(OCR_LINES, font_size=32)
     buffer = io.BytesIO()

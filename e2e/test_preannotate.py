@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = ROOT / "services" / "substring_matching"

@@ -9,7 +9,7 @@ from pathlib import Path
 from ls_server import ROOT
 from test_label_studio import assert_predictions, connection_version, prediction_of
 
-from label_studio_ml.testing import ServerProcess, free_port
+from label_studio_ml.testing.plugin import ServerProcess, free_port
 
 BACKEND = ROOT / "core" / "tests" / "upstream_backends" / "keyword_classifier"
 SENTIMENT = (

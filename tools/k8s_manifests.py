@@ -17,8 +17,8 @@ from contextlib import redirect_stdout
 from io import StringIO
 from pathlib import Path
 
-from label_studio_ml.cli import main as label_studio_ml
-from label_studio_ml.service_facts import read_service
+from label_studio_ml.cli.main import main as label_studio_ml
+from label_studio_ml.cli.service_facts import read_service
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy" / "k8s"

@@ -19,12 +19,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .app import create_app
 from .config import Settings
-from .logs import RedactSecrets, configure_logging
 from .model import LabelStudioMLBase
-from .training import TRAIN_EVENTS
-from .wsgi import WSGIBridge
+from .server.app import create_app
+from .server.logs import RedactSecrets, configure_logging
+from .server.wsgi import WSGIBridge
+from .training.jobs import TRAIN_EVENTS
 
 __all__ = ["TRAIN_EVENTS", "LabelStudioMLApp", "UpstreamTestClient", "init_app", "safe_str_cmp"]
 
@@ -67,8 +67,8 @@ class LabelStudioMLApp:
         """Serve with uvicorn until stopped (Flask's ``app.run`` signature; ``debug`` logs at DEBUG)."""
         import uvicorn
 
-        from .console import port_free
-        from .server import uvicorn_options
+        from .cli.console import port_free
+        from .server.serve import uvicorn_options
 
         if self.wsgi.started:
             raise RuntimeError("this app already serves WSGI requests in this process; run() would load it twice")

@@ -13,7 +13,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any
 
-from .storage import Store
+from .state.storage import Store
 
 
 class BaseCache(ABC):

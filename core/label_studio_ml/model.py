@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from . import sdk_extra
+from .clients.ls_client import LabelStudioClient, labeled_tasks
 from .config import Settings
 from .errors import LabelConfigError
-from .label_config import ControlPair, LabelConfig, parse_config
-from .ls_client import LabelStudioClient, labeled_tasks
-from .media import MediaFetcher, fetcher_from_settings, is_media_reference
-from .storage import FileStore, Store, make_store
-from .training import TRAIN_EVENTS
+from .media.fetch import MediaFetcher, fetcher_from_settings, is_media_reference
+from .results.label_config import ControlPair, LabelConfig, parse_config
+from .state.storage import FileStore, Store, make_store
+from .training.jobs import TRAIN_EVENTS
 from .utils import fetcher_for, is_preload_needed
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .clients.ls_client import origin
 from .config import Settings
-from .ls_client import origin
-from .media import CLOUD_SCHEMES, MediaFetcher, fetcher_from_settings
+from .media.fetch import CLOUD_SCHEMES, MediaFetcher, fetcher_from_settings
 
 DATA_UNDEFINED_NAME = "$undefined$"
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "not", "off", "0")

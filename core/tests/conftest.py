@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from label_studio_ml.testing.plugin import free_port, start_redis, stop_process
 
 sys.path.insert(0, str(Path(__file__).parent))  # `import fakes`, `import configs`
 
@@ -31,53 +31,10 @@ def _reset_model_records() -> Iterator[None]:
     fakes.GatedLoad.gate.set()  # never leave a load thread waiting
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def client(make_client: Any) -> Any:
     """The Echo model served through the real app (TestClient), resources loaded."""
     return make_client(fakes.Echo)
-
-
-def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed: `make test` installs it (core/apt-test.txt)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(tmp),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
 
 
 @pytest.fixture
@@ -85,16 +42,14 @@ def redis_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str
     """A real redis-server on a free loopback port with its own temp dir; always stopped."""
     folder = tmp_path / "redis"
     folder.mkdir()
-    proc, url = start_redis(folder)
+    try:
+        proc, url = start_redis(folder)
+    except RuntimeError as exc:  # a missing redis-server fails the test, never skips it
+        pytest.fail(f"{exc}: `make test` installs it (core/apt-test.txt)")
     try:
         yield proc, url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=5)
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import fakes
 import pytest
 
 from label_studio_ml.api import TRAIN_EVENTS, init_app
-from label_studio_ml.logs import RedactSecrets
-from label_studio_ml.wsgi import gunicorn_role
+from label_studio_ml.server.logs import RedactSecrets
+from label_studio_ml.server.wsgi import gunicorn_role
 
 
 def wsgi_call(app: Any, method: str, path: str, body: Any = None, auth: str | None = None) -> tuple[int, Any]:

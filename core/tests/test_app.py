@@ -17,10 +17,10 @@ from fakes import CONFIG
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from label_studio_ml.app import create_app
 from label_studio_ml.config import Settings
-from label_studio_ml.scheduling import DEMOTE_AFTER_S, INLINE_BUDGET_S, WARMUP_CALLS
-from label_studio_ml.testing import recorded_requests
+from label_studio_ml.engine.scheduling import DEMOTE_AFTER_S, INLINE_BUDGET_S, WARMUP_CALLS
+from label_studio_ml.server.app import create_app
+from label_studio_ml.testing.plugin import recorded_requests
 
 TASKS = [{"id": 1, "data": {"text": "good film"}}, {"id": 2, "data": {"text": "bad film"}}]
 

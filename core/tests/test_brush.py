@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from label_studio_sdk.converter.brush import decode_rle, encode_rle, mask2rle
 
-from label_studio_ml.brush import mask_to_rle, rle_to_mask, rle_to_values, values_to_rle
+from label_studio_ml.results.brush import mask_to_rle, rle_to_mask, rle_to_values, values_to_rle
 
 VECTORS = [
     (np.full((2, 2), 255), [0, 0, 0, 16, 57, 27, 253, 255, 240]),

@@ -29,9 +29,10 @@ from typing import Any
 
 import pytest
 
-from label_studio_ml import cli
-from label_studio_ml.loader import load_model_class
-from label_studio_ml.scaffold import rename
+from label_studio_ml.cli import main as cli
+from label_studio_ml.cli.scaffold import rename
+from label_studio_ml.engine.loader import load_model_class
+from label_studio_ml.testing.plugin import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "label_studio_ml"]
@@ -52,12 +53,6 @@ class Echo(LabelStudioMLBase):
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def http(url: str, body: dict[str, Any] | None = None, auth: tuple[str, str] | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(
         url, data=None if body is None else json.dumps(body).encode(), headers={"Content-Type": "application/json"}
@@ -397,7 +392,7 @@ def test_wsgi_is_three_lines_that_hand_the_class_to_core(tmp_path, serve):
         line for line in (project / "_wsgi.py").read_text().splitlines() if line.strip() and not line.startswith('"""')
     ]
     assert code == [
-        "from label_studio_ml.start import entry_point",
+        "from label_studio_ml.cli.start import entry_point",
         "from model import WsgiDemo",
         "app = entry_point(WsgiDemo, __name__)",
     ]
@@ -498,7 +493,7 @@ def test_the_sdk_wheel_installs_with_its_templates_and_command(tmp_path):
     assert f"LABEL_STUDIO_ML_SPEC:-{spec}" in (tmp_path / "wheel_demo" / "docker-compose.yml").read_text()
     with zipfile.ZipFile(wheels[0]) as archive:
         names = archive.namelist()
-    assert "label_studio_ml/templates/Dockerfile.tmpl" in names
+    assert "label_studio_ml/cli/templates/Dockerfile.tmpl" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     target = tmp_path / "site"
     install = subprocess.run(
@@ -519,10 +514,10 @@ def test_the_sdk_wheel_installs_with_its_templates_and_command(tmp_path):
         timeout=120,
     )
     assert install.returncode == 0, install.stderr
-    assert (target / "label_studio_ml" / "cli.py").read_bytes() == Path(cli.__file__).read_bytes()
+    assert (target / "label_studio_ml" / "cli" / "main.py").read_bytes() == Path(cli.__file__).read_bytes()
     assert (
         "label-studio-ml" in (target / "bin" / "label-studio-ml").read_text()
-        or "label_studio_ml.cli" in (target / "bin" / "label-studio-ml").read_text()
+        or "label_studio_ml.cli.main" in (target / "bin" / "label-studio-ml").read_text()
     )
 
 
@@ -909,7 +904,7 @@ def test_model_files_script_skips_an_installed_pipeline_and_blank_ones(tmp_path:
 
 def test_server_worker_and_preannotate_share_one_default_model_dir(monkeypatch: Any, tmp_path: Path) -> None:
     """Issue 21 #9: without MODEL_DIR, preannotate used ./state while `make run` served model_dir/<model>."""
-    from label_studio_ml import cli
+    from label_studio_ml.cli import main as cli
 
     monkeypatch.delenv("MODEL_DIR", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)

@@ -14,7 +14,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 MODELS = Path(__file__).parent / "models"
 EXAMPLES_PER_OPERATION = 150  # per operation and per mode (valid, invalid)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from label_studio_ml.geometry import point_to_percent, point_to_pixels, polygon_to_percent, to_percent, to_pixels
+from label_studio_ml.results.geometry import (
+    point_to_percent,
+    point_to_pixels,
+    polygon_to_percent,
+    to_percent,
+    to_pixels,
+)
 
 
 def test_box_round_trip() -> None:

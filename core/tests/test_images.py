@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from label_studio_ml.errors import MediaError
-from label_studio_ml.images import MAX_PIXELS, open_image
+from label_studio_ml.media.images import MAX_PIXELS, open_image
 
 
 def png_bytes(image: Image.Image) -> bytes:

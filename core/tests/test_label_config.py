@@ -11,7 +11,7 @@ from label_studio_sdk.label_interface import LabelInterface
 
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import LabelConfigError
-from label_studio_ml.label_config import LabelConfig, map_label, parse_config
+from label_studio_ml.results.label_config import LabelConfig, map_label, parse_config
 
 
 @pytest.mark.parametrize("name", sorted(ALL))

@@ -12,8 +12,8 @@ from fakes import CONFIG
 
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.config import Settings
-from label_studio_ml.logs import configure_logging
-from label_studio_ml.testing import FakeLabelStudio
+from label_studio_ml.server.logs import configure_logging
+from label_studio_ml.testing.plugin import FakeLabelStudio
 
 PASSWORD = "basic-pass-7f3a9"
 API_KEY = "ls-api-key-0c1d2e3f4a5b"
@@ -132,7 +132,7 @@ def test_no_secret_in_logs_across_requests(
 
 
 def test_request_log_logs_human_paced_requests_and_counts_a_flood(caplog: Any, monkeypatch: Any) -> None:
-    from label_studio_ml import logs
+    from label_studio_ml.server import logs
 
     clock = [100.0]
     monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
@@ -156,7 +156,7 @@ def test_request_log_logs_human_paced_requests_and_counts_a_flood(caplog: Any, m
 
 
 def test_recent_errors_keep_the_last_warnings_redacted() -> None:
-    from label_studio_ml.logs import RecentErrors
+    from label_studio_ml.server.logs import RecentErrors
 
     recent = RecentErrors([API_KEY], size=3)
     log = logging.getLogger("lsml.test.recent")

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from label_studio_ml import LabelStudioMLBase
+from label_studio_ml.clients.ls_client import LabelStudioClient, is_personal_access_token, labeled_tasks, origin
 from label_studio_ml.config import Settings
-from label_studio_ml.ls_client import LabelStudioClient, is_personal_access_token, labeled_tasks, origin
 from label_studio_ml.model import ModelContext
-from label_studio_ml.testing import FakeLabelStudio
+from label_studio_ml.testing.plugin import FakeLabelStudio
 
 RESULT = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}]
 EXPORT = [

@@ -1,4 +1,4 @@
-"""media.py against real loopback HTTP servers (FakeLabelStudio and a plain file server), never mocked requests."""
+"""media/fetch.py against real loopback HTTP servers (FakeLabelStudio, a plain file server), never mocked."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import MediaError
-from label_studio_ml.media import MediaFetcher, is_media_reference
-from label_studio_ml.testing import FakeLabelStudio
+from label_studio_ml.media.fetch import MediaFetcher, is_media_reference
+from label_studio_ml.testing.plugin import FakeLabelStudio
 
 IMAGE = bytes(range(256)) * 40
 UPLOAD = "/data/upload/2/3f9c1a2b-cat.jpg"
@@ -379,8 +379,8 @@ def test_a_drip_feeding_media_server_cannot_take_every_prediction_thread(tmp_pat
     import requests
     from conftest import LiveServer
 
-    from label_studio_ml.app import create_app
     from label_studio_ml.config import Settings
+    from label_studio_ml.server.app import create_app
 
     settings = Settings.from_dict({"model_dir": tmp_path, "threads": 4, "media_timeout": 2.0})
     slow_body = {"tasks": [{"id": 1, "data": {"image": f"{other.url}/drip"}}], "label_config": IMAGE_CONFIG}

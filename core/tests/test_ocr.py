@@ -1,4 +1,4 @@
-"""The OCR region layout (label_studio_ml.ocr) and the OCR test helpers (label_studio_ml.ocr_testing)."""
+"""The OCR region layout (label_studio_ml.results.ocr) and the OCR test helpers (label_studio_ml.testing.ocr)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from label_studio_ml.errors import LabelConfigError
-from label_studio_ml.label_config import LabelConfig
-from label_studio_ml.ocr import OcrLayout, crop_rectangle, rectangle_corners
-from label_studio_ml.ocr_testing import cer, levenshtein, match_words, percent_box_to_pixels, render_page
-from label_studio_ml.regions import RegionValidator
+from label_studio_ml.results.label_config import LabelConfig
+from label_studio_ml.results.ocr import OcrLayout, crop_rectangle, rectangle_corners
+from label_studio_ml.results.regions import RegionValidator
+from label_studio_ml.testing.ocr import cer, levenshtein, match_words, percent_box_to_pixels, render_page
 
 OCR_TEMPLATE = (
     '<View><Image name="image" value="$ocr"/><Labels name="label" toName="image">'

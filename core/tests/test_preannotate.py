@@ -17,13 +17,13 @@ from typing import Any
 
 import fakes
 import pytest
-from fake_ls import TOKEN, FakeLS
 
-from label_studio_ml import cli, loader
+from label_studio_ml.cli import main as cli
+from label_studio_ml.clients.ls_client import prediction_versions
 from label_studio_ml.config import Settings
-from label_studio_ml.ls_client import prediction_versions
-from label_studio_ml.progress import JsonLines, TerminalBar, make_reporter
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.engine import loader
+from label_studio_ml.preannotate.progress import JsonLines, TerminalBar, make_reporter
+from label_studio_ml.testing.plugin import FAKE_LS_TOKEN, FakeLabelStudio, ServerProcess
 
 MODELS = Path(__file__).parent / "models"
 KEYWORD = MODELS / "keyword.py"
@@ -39,7 +39,7 @@ TARGETS = {"echo": fakes.Echo, "boom": fakes.BoomOnSome, "sevens": Sevens}
 @pytest.fixture
 def env(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
     """The command's environment; the logging it configures (a process entry point's) undone after."""
-    root, runtime = logging.getLogger(), logging.getLogger("label_studio_ml.runtime.failures")
+    root, runtime = logging.getLogger(), logging.getLogger("label_studio_ml.engine.runtime.failures")
     saved = (root.handlers[:], root.level, runtime.level)
     yield _env(monkeypatch, tmp_path)
     root.handlers[:], root.level = saved[0], saved[1]
@@ -48,14 +48,14 @@ def env(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Ite
 
 def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     monkeypatch.setenv("LABEL_STUDIO_URL", "")  # run() sets it: registered here, so it is gone after the test
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", FAKE_LS_TOKEN)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "model_dir"))
     monkeypatch.setattr(loader, "load_model_class", lambda target: TARGETS[str(target)])
     return monkeypatch
 
 
 def run(
-    fake: FakeLS, capsys: pytest.CaptureFixture[str], *args: str, target: str | None = "echo", project: int = 0
+    fake: FakeLabelStudio, capsys: pytest.CaptureFixture[str], *args: str, target: str | None = "echo", project: int = 0
 ) -> tuple[int, list[dict[str, Any]], list[str]]:
     """The command in this process: exit status, its JSON lines (stdout is no terminal here), stderr lines."""
     os.environ["LABEL_STUDIO_URL"] = fake.url
@@ -74,25 +74,25 @@ def only(lines: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
     return [line for line in lines if line["event"] == event]
 
 
-def assert_one_prediction_each(fake: FakeLS, version: str, except_ids: set[int] = frozenset()) -> None:  # type: ignore[assignment]
-    for task_id in fake.tasks:
+def assert_one_prediction_each(fake: FakeLabelStudio, version: str, except_ids: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+    for task_id in fake.project_tasks:
         expected = 0 if task_id in except_ids else 1
         assert fake.versions_of(task_id).count(version) == expected, (task_id, fake.versions_of(task_id))
 
 
 def test_pages_by_id_and_writes_in_bulk_stamped_with_the_version(env: Any, capsys: Any) -> None:
-    with FakeLS(texts=texts(1050)) as fake:
+    with FakeLabelStudio(texts=texts(1050)) as fake:
         rc, lines, err = run(fake, capsys, "--page-size", "100")
         assert rc == 0, err
         assert_one_prediction_each(fake, "Echo-0")
-        reads = [c for c in fake.calls if c["kind"] == "tasks"]
+        reads = [c for c in fake.requests if c["kind"] == "tasks"]
         assert {c["query"]["page_size"] for c in reads} == {"100"}, "never more than a page at once"
         cursors = [
             next(i["value"] for i in json.loads(c["query"]["query"])["filters"]["items"] if i["filter"].endswith(":id"))
             for c in reads
         ]
         assert cursors == sorted(cursors) and cursors[0] == 0 and len(cursors) == 11  # the short 11th page ends it
-        writes = [c for c in fake.calls if c["kind"] == "import"]
+        writes = [c for c in fake.requests if c["kind"] == "import"]
         assert len(writes) == 11 and fake.count("prediction") == 0, "one bulk call per page, none per task"
         for call in writes:
             assert call["path"] == f"/api/projects/{fake.project}/import/predictions"
@@ -106,7 +106,7 @@ def test_pages_by_id_and_writes_in_bulk_stamped_with_the_version(env: Any, capsy
 
 
 def test_tasks_holding_the_version_are_skipped_and_a_rerun_writes_nothing(env: Any, capsys: Any) -> None:
-    with FakeLS() as fake:
+    with FakeLabelStudio() as fake:
         fake.add_task(1, "done already", ("Echo-0", "Other-3"))
         fake.add_task(2, "a longer version only", ("Echo-01",))  # "Echo-0" is a substring: not the version
         fake.add_task(3, "no predictions")
@@ -117,7 +117,7 @@ def test_tasks_holding_the_version_are_skipped_and_a_rerun_writes_nothing(env: A
         assert sum(s["tasks"] for s in fakes.seen) == 3, "tasks 2, 3 and 4 only"
         assert [fake.versions_of(i).count("Echo-0") for i in (1, 2, 3, 4, 5)] == [1, 1, 1, 1, 1]
         assert (lines[-1]["done"], lines[-1]["skipped"]) == (3, 2)
-        assert any(c["query"].get("fields") == "all" for c in fake.calls), "task 5's cut versions column re-read"
+        assert any(c["query"].get("fields") == "all" for c in fake.requests), "task 5's cut versions column re-read"
         writes = fake.count("import")
         rc, lines, _ = run(fake, capsys)
         assert rc == 0 and fake.count("import") == writes, "nothing left to write"
@@ -134,17 +134,17 @@ def test_prediction_versions_from_a_page() -> None:
 
 
 def test_the_models_batch_size_is_used_unless_overridden(env: Any, capsys: Any) -> None:
-    with FakeLS(texts=texts(20)) as fake:
+    with FakeLabelStudio(texts=texts(20)) as fake:
         assert run(fake, capsys, target="sevens")[0] == 0
         assert [s["tasks"] for s in fakes.seen] == [7, 7, 6]
     fakes.seen.clear()
-    with FakeLS(texts=texts(20)) as fake:
+    with FakeLabelStudio(texts=texts(20)) as fake:
         assert run(fake, capsys, "--batch-size", "5", target="sevens")[0] == 0
         assert [s["tasks"] for s in fakes.seen] == [5, 5, 5, 5]
 
 
 def test_a_failing_task_is_counted_with_its_id_and_the_rest_are_written(env: Any, capsys: Any) -> None:
-    with FakeLS(texts=texts(40, boom=(3, 17))) as fake:
+    with FakeLabelStudio(texts=texts(40, boom=(3, 17))) as fake:
         rc, lines, err = run(fake, capsys, target="boom")
         assert rc == 0, err
         failed = {100 + 3, 100 + 17}
@@ -162,14 +162,14 @@ def test_a_failing_task_is_counted_with_its_id_and_the_rest_are_written(env: Any
 
 
 def test_ls_5xx_is_retried_and_a_write_stored_before_failing_is_not_repeated(env: Any, capsys: Any) -> None:
-    with FakeLS(texts=texts(30)) as fake:
+    with FakeLabelStudio(texts=texts(30)) as fake:
         fake.fail_next["tasks"] = [502]
         fake.fail_next["import"] = [503, 503]
         rc, lines, err = run(fake, capsys)
         assert rc == 0 and err == []
         assert fake.count("import") == 3
         assert_one_prediction_each(fake, "Echo-0")
-    with FakeLS(texts=texts(30)) as fake:
+    with FakeLabelStudio(texts=texts(30)) as fake:
         fake.store_then_fail = [500]  # LS stored the predictions, then answered 500
         rc, lines, _ = run(fake, capsys)
         assert rc == 0 and lines[-1]["done"] == 30
@@ -177,7 +177,7 @@ def test_ls_5xx_is_retried_and_a_write_stored_before_failing_is_not_repeated(env
 
 
 def test_ls_down_stops_with_one_line_then_a_rerun_resumes(env: Any, capsys: Any) -> None:
-    with FakeLS(texts=texts(50)) as fake:
+    with FakeLabelStudio(texts=texts(50)) as fake:
         fake.down_after = {"tasks": 2}  # the third page read on fails
         rc, lines, err = run(fake, capsys, "--page-size", "20", "--retries", "3")
         assert rc == 1
@@ -194,11 +194,11 @@ def test_ls_down_stops_with_one_line_then_a_rerun_resumes(env: Any, capsys: Any)
 
 
 def test_bad_token_or_project_fails_before_any_prediction(env: Any, capsys: Any) -> None:
-    with FakeLS(texts=texts(5)) as fake:
+    with FakeLabelStudio(texts=texts(5)) as fake:
         env.setenv("LABEL_STUDIO_API_KEY", "wrong")
         rc, lines, err = run(fake, capsys)
         assert rc == 2 and lines == [] and len(err) == 1 and "refused the API key" in err[0] and "401" in err[0]
-        env.setenv("LABEL_STUDIO_API_KEY", TOKEN)
+        env.setenv("LABEL_STUDIO_API_KEY", FAKE_LS_TOKEN)
         rc, _, err = run(fake, capsys, project=8)
         assert rc == 2 and err == [f"label-studio-ml: error: project 8 not found in Label Studio at {fake.url}"]
         assert fakes.calls["load"] == 0 and fakes.calls["predict"] == 0, "failed before the model loaded"
@@ -209,7 +209,7 @@ def test_bad_token_or_project_fails_before_any_prediction(env: Any, capsys: Any)
 
 
 def test_json_progress_lines_and_the_terminal_bar(env: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeLS(texts=texts(60)) as fake:
+    with FakeLabelStudio(texts=texts(60)) as fake:
         rc, lines, _ = run(fake, capsys, "--page-size", "10", "--progress-interval", "0")
         progress = only(lines, "progress")
         assert len(progress) >= 6
@@ -227,10 +227,10 @@ def test_json_progress_lines_and_the_terminal_bar(env: Any, capsys: Any, monkeyp
 def test_backend_over_http(env: Any, capsys: Any, tmp_path: Path) -> None:
     from conftest import LiveServer
 
-    from label_studio_ml.app import create_app
+    from label_studio_ml.server.app import create_app
 
     settings = Settings.from_dict({"model_dir": tmp_path / "backend", "basic_auth_user": "u", "basic_auth_pass": "p"})
-    with FakeLS(texts=texts(30, boom=(4,))) as fake:
+    with FakeLabelStudio(texts=texts(30, boom=(4,))) as fake:
         with LiveServer(create_app(fakes.BoomOnSome, settings, background_load=False)) as server:
             rc, _, err = run(fake, capsys, "--backend", server.url, target=None)
             assert rc == 2 and "HTTP 401" in err[0] and fake.count("import") == 0
@@ -263,8 +263,8 @@ def wait_for(fn: Any, timeout: float = 30.0) -> Any:
 
 
 def test_post_jobs_runs_the_job_on_the_server_and_get_jobs_lists_it(make_client: Any, clean_env: None) -> None:
-    with FakeLS(texts=texts(45)) as fake:
-        client = make_client(fakes.Echo, label_studio_url=fake.url, label_studio_api_key=TOKEN)
+    with FakeLabelStudio(texts=texts(45)) as fake:
+        client = make_client(fakes.Echo, label_studio_url=fake.url, label_studio_api_key=FAKE_LS_TOKEN)
         client.post("/setup", json={"project": "7", "schema": fake.label_config})
         client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
         reply = client.post("/jobs", json={"project": 7, "kind": "preannotate", "batch_size": 10})
@@ -304,11 +304,11 @@ def test_post_jobs_runs_the_job_on_the_server_and_get_jobs_lists_it(make_client:
 
 
 # --- Redis ---------------------------------------------------------------------------------------
-def worker_env(fake: FakeLS, redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+def worker_env(fake: FakeLabelStudio, redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     return {
         "REDIS_URL": redis_url,
         "LABEL_STUDIO_URL": fake.url,
-        "LABEL_STUDIO_API_KEY": TOKEN,
+        "LABEL_STUDIO_API_KEY": FAKE_LS_TOKEN,
         "MODEL_DIR": str(tmp_path / "workers"),
         "LSML_PREANNOTATE_LEASE_S": "2",
         "KEYWORD_LOG": str(tmp_path / "predict.log"),
@@ -332,7 +332,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 
 def test_redis_workers_take_chunks_and_status_shows_the_job(redis_server: str, tmp_path: Path) -> None:
-    with FakeLS(texts=texts(230, boom=(11, 150))) as fake:
+    with FakeLabelStudio(texts=texts(230, boom=(11, 150))) as fake:
         env = worker_env(fake, redis_server, tmp_path)
         with (
             ServerProcess(KEYWORD, env=env, command="worker", wait_healthy=False) as one,
@@ -368,8 +368,8 @@ def test_an_expired_lease_puts_the_chunk_back_on_the_queue(redis_server: str, mo
     from rq import Queue
     from rq.job import Job, JobStatus
 
-    from label_studio_ml.preannotate import Options
-    from label_studio_ml.preannotate_redis import RedisJob
+    from label_studio_ml.preannotate.bulk import Options
+    from label_studio_ml.preannotate.redis_queue import RedisJob
 
     monkeypatch.setenv("LSML_PREANNOTATE_LEASE_S", "0.5")
     monkeypatch.setenv("LSML_PREANNOTATE_ATTEMPTS", "3")
@@ -401,7 +401,7 @@ def test_an_expired_lease_puts_the_chunk_back_on_the_queue(redis_server: str, mo
 def test_redis_worker_killed_mid_chunk_loses_it_to_the_other(redis_server: str, tmp_path: Path) -> None:
     import redis
 
-    with FakeLS(texts=texts(160)) as fake:
+    with FakeLabelStudio(texts=texts(160)) as fake:
         env = worker_env(fake, redis_server, tmp_path, KEYWORD_DELAY_S="0.02")
         log = Path(env["KEYWORD_LOG"])
         with (
@@ -439,7 +439,7 @@ def test_progress_lines_rate_from_the_start_count_work_only_and_never_repeat() -
     tasks/s; the last line could print twice."""
     import io
 
-    from label_studio_ml.progress import Counts
+    from label_studio_ml.preannotate.progress import Counts
 
     out = io.StringIO()
     reporter = JsonLines(out, interval=3600)

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from fakes import CONFIG
 
-from label_studio_ml.errors import InvalidInput, InvalidShape
-from label_studio_ml.protocol import (
+from label_studio_ml.engine.protocol import (
     MAX_JSON_DEPTH,
     PredictRequest,
     SetupRequest,
@@ -18,6 +17,7 @@ from label_studio_ml.protocol import (
     parse_extra_params,
     parse_project,
 )
+from label_studio_ml.errors import InvalidInput, InvalidShape
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from configs import BRUSH_SAM, DYNAMIC_LABELS, IMAGE_BBOX, NER, OCR, POLYGON, TEXT_CLASSIFICATION
 
-from label_studio_ml import regions
-from label_studio_ml.brush import mask_to_rle
-from label_studio_ml.geometry import to_percent
-from label_studio_ml.label_config import LabelConfig
+from label_studio_ml.results import regions
+from label_studio_ml.results.brush import mask_to_rle
+from label_studio_ml.results.geometry import to_percent
+from label_studio_ml.results.label_config import LabelConfig
 
 TEXT = "Katy Perry met Apple in Paris."
 

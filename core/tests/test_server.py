@@ -1,4 +1,4 @@
-"""server.py: ``label-studio-ml start`` in a real process (uvicorn), its log and its health."""
+"""server/serve.py: ``label-studio-ml start`` in a real process (uvicorn), its log and its health."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 from fakes import CONFIG
 
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 MODEL = textwrap.dedent("""
     from label_studio_ml import LabelStudioMLBase

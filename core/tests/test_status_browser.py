@@ -15,7 +15,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 MODELS = Path(__file__).parent / "models"
 REPORTS = Path(__file__).resolve().parents[2] / ".ci" / "reports"

@@ -18,10 +18,10 @@ from fakes import CONFIG
 from prometheus_client.parser import text_string_to_metric_families
 
 from label_studio_ml import LabelStudioMLBase
-from label_studio_ml.logs import RecentErrors
-from label_studio_ml.metrics import Metrics
-from label_studio_ml.status_page import Traffic, config_summary, wants_html
-from label_studio_ml.testing import model_client, recorded
+from label_studio_ml.server.logs import RecentErrors
+from label_studio_ml.server.metrics import Metrics
+from label_studio_ml.server.status_page import Traffic, config_summary, wants_html
+from label_studio_ml.testing.plugin import model_client, recorded
 
 MODELS = Path(__file__).parent / "models"
 CHROME = (

@@ -13,7 +13,7 @@ import pytest
 from fakes import CONFIG
 
 from label_studio_ml.errors import StateUnavailable
-from label_studio_ml.storage import FileStore, RedisStore, atomic_write, make_store, safe_name
+from label_studio_ml.state.storage import FileStore, RedisStore, atomic_write, make_store, safe_name
 
 VALUES = [None, 0, 1.5, "text", [1, "a", {"b": None}], {"nested": {"list": [1, 2]}, "ü": "é"}]
 
@@ -76,7 +76,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest
     def crash(*args: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("label_studio_ml.storage.os.replace", crash)
+    monkeypatch.setattr("label_studio_ml.state.storage.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
         atomic_write(target, b'{"v": 2, "long": "' + b"x" * 100_000 + b'"}')
     assert json.loads(target.read_bytes()) == {"v": 1}, "the old value is intact"
@@ -153,8 +153,8 @@ def test_redis_down_keeps_predictions_and_fails_writes_loudly(
 ) -> None:
     from starlette.testclient import TestClient
 
-    from label_studio_ml.app import create_app
     from label_studio_ml.config import Settings
+    from label_studio_ml.server.app import create_app
 
     proc, url = redis_process
     app = create_app(

@@ -1,4 +1,4 @@
-"""testing.py: the conformance check fails when a service breaks the protocol, and passes otherwise."""
+"""testing/plugin.py: the conformance check fails when a service breaks the protocol, and passes otherwise."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from fakes import CONFIG
 
 from label_studio_ml import LabelStudioMLBase
-from label_studio_ml.testing import assert_conformant, recorded, recorded_requests, wait_for_version
+from label_studio_ml.testing.plugin import assert_conformant, recorded, recorded_requests, wait_for_version
 
 TASKS = [{"id": 1, "data": {"text": "good"}}, {"id": 2, "data": {"text": "meh"}}]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from label_studio_ml.testing import ServerProcess
+from label_studio_ml.testing.plugin import ServerProcess
 
 MODELS = Path(__file__).parent / "models"
 CONFIG = (
@@ -452,8 +452,8 @@ def test_redis_job_taken_by_a_worker_that_died_before_running_it_is_queued_again
 
 def test_an_interrupted_job_is_run_again_once_only(tmp_path):
     """A re-run that is interrupted too (a fit that kills the process) is marked failed, not run a third time."""
-    from label_studio_ml.storage import FileStore
-    from label_studio_ml.training import TrainingManager, save_record
+    from label_studio_ml.state.storage import FileStore
+    from label_studio_ml.training.jobs import TrainingManager, save_record
 
     store = FileStore(tmp_path)
     ran = []

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from label_studio_ml.testing import ServerProcess, free_port
+from label_studio_ml.testing.plugin import ServerProcess, free_port
 
 BACKENDS = Path(__file__).parent / "upstream_backends"
 WAYS = ("start", "wsgi_py", "gunicorn")
@@ -293,7 +293,7 @@ def test_run_refuses_a_taken_port(tmp_path: Path, clean_env: None, monkeypatch: 
     import socket
 
     from label_studio_ml.api import init_app
-    from label_studio_ml.loader import load_model_class
+    from label_studio_ml.engine.loader import load_model_class
 
     monkeypatch.setenv("MODEL_DIR", str(tmp_path))
     model_class = load_model_class(BACKENDS / "sdk_predictions")  # another test's `model` may be imported

@@ -17,7 +17,7 @@ from label_studio_sdk.label_interface import LabelInterface
 import label_studio_ml.model as model_module
 from label_studio_ml.model import LabelStudioMLBase, get_all_classes_inherited_LabelStudioMLBase
 from label_studio_ml.sdk_extra import MissingExtra
-from label_studio_ml.testing import FakeLabelStudio
+from label_studio_ml.testing.plugin import FakeLabelStudio
 
 TEXT_CONFIG = """<View><Text name="text" value="$text"/><Labels name="ner" toName="text">
 <Label value="Person"/><Label value="Org"/></Labels></View>"""
@@ -71,7 +71,7 @@ def test_a_service_that_never_reads_label_interface_never_imports_the_sdk_or_pyd
         """
         import sys
         from label_studio_ml import LabelStudioMLBase
-        from label_studio_ml.app import create_app
+        from label_studio_ml.server.app import create_app
         from label_studio_ml.config import Settings
         from starlette.testclient import TestClient
 

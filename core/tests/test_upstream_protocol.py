@@ -12,7 +12,7 @@ import upstream_models
 from upstream_models import CONFIG
 
 from label_studio_ml.config import Settings
-from label_studio_ml.testing import assert_conformant, recorded_requests
+from label_studio_ml.testing.plugin import assert_conformant, recorded_requests
 
 TASKS = [{"id": 1, "data": {"text": "good"}}, {"id": 2, "data": {"text": "bad"}}]
 
@@ -35,7 +35,7 @@ def test_setup_answers_the_version_setup_stored_and_predictions_carry_it(make_cl
 def test_the_create_template_answers_200_with_no_results_and_a_warning(make_client: Any, caplog: Any) -> None:
     client = make_client(upstream_models.Template)
     assert client.post("/setup", json={"project": "3.1", "schema": CONFIG}).json() == {"model_version": "0.0.1"}
-    with caplog.at_level(logging.INFO, logger="label_studio_ml.runtime"):
+    with caplog.at_level(logging.INFO, logger="label_studio_ml.engine.runtime"):
         for _ in range(2):
             reply = predict(client, TASKS)
             assert reply.status_code == 200 and reply.json() == {"results": []}
@@ -135,7 +135,7 @@ def test_a_recorded_label_studio_session_against_an_upstream_style_backend(make_
 
 
 def test_bulk_preannotation_with_upstream_style_models(make_client: Any) -> None:
-    from label_studio_ml.predictors import InProcessPredictor, PredictError, VersionChanged
+    from label_studio_ml.preannotate.predictors import InProcessPredictor, PredictError, VersionChanged
 
     client = make_client(upstream_models.OwnVersions)
     predictor = InProcessPredictor(client.runtime, "5", CONFIG)

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from label_studio_ml import cache, exceptions, utils
-from label_studio_ml.label_config import parse_config
 from label_studio_ml.model import LabelStudioMLBase
-from label_studio_ml.testing import FakeLabelStudio
+from label_studio_ml.results.label_config import parse_config
+from label_studio_ml.testing.plugin import FakeLabelStudio
 
 CHOICES = '<View><Text name="text" value="$text"/><Choices name="c" toName="text"><Choice value="A"/></Choices></View>'
 
@@ -151,7 +151,7 @@ def test_sqlite_cache(tmp_path: Path) -> None:
 
 
 def test_store_cache_is_what_instances_read(tmp_path: Path) -> None:
-    from label_studio_ml.storage import FileStore
+    from label_studio_ml.state.storage import FileStore
 
     store = FileStore(tmp_path)
     view = cache.StoreCache(store)

@@ -15,8 +15,8 @@ import numpy as np
 
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import MediaError
-from label_studio_ml.images import open_image
-from label_studio_ml.ocr import OcrLayout
+from label_studio_ml.media.images import open_image
+from label_studio_ml.results.ocr import OcrLayout
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ from flair.models.sequence_tagger_utils.crf import START_TAG, STOP_TAG
 from flair.models.sequence_tagger_utils.viterbi import ViterbiDecoder, ViterbiLoss
 from flair.splitter import SegtokSentenceSplitter
 
-from label_studio_ml import LabelStudioMLBase, regions
-from label_studio_ml import examples as training_examples
+from label_studio_ml import LabelStudioMLBase
+from label_studio_ml.results import regions
+from label_studio_ml.training import examples as training_examples
 
 logger = logging.getLogger(__name__)
 

@@ -17,12 +17,13 @@ from typing import Any
 import torch
 from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-from label_studio_ml import LabelStudioMLBase, regions
+from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.devices import torch_device
 from label_studio_ml.errors import MediaError
-from label_studio_ml.geometry import to_percent
-from label_studio_ml.images import context_regions, open_image
-from label_studio_ml.label_config import ControlPair
+from label_studio_ml.media.images import context_regions, open_image
+from label_studio_ml.results import regions
+from label_studio_ml.results.geometry import to_percent
+from label_studio_ml.results.label_config import ControlPair
 
 logger = logging.getLogger(__name__)
 

@@ -29,10 +29,11 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from label_studio_ml import LabelStudioMLBase, regions
+from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import LabelConfigError
-from label_studio_ml.examples import collect
-from label_studio_ml.label_config import ControlPair
+from label_studio_ml.results import regions
+from label_studio_ml.results.label_config import ControlPair
+from label_studio_ml.training.examples import collect
 
 logger = logging.getLogger(__name__)
 

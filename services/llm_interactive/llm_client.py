@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from label_studio_ml.outbound import Deadline, guarded_session
+from label_studio_ml.clients.outbound import Deadline, guarded_session
 
 logger = logging.getLogger(__name__)
 

@@ -26,10 +26,11 @@ from typing import Any
 
 from llm_client import ChatClient, ProviderAuthError, ProviderError, ProviderSettings, env_flag
 
-from label_studio_ml import LabelStudioMLBase, regions
+from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import LabelConfigError, MLBackendError
-from label_studio_ml.images import context_regions, open_image
-from label_studio_ml.label_config import ControlPair
+from label_studio_ml.media.images import context_regions, open_image
+from label_studio_ml.results import regions
+from label_studio_ml.results.label_config import ControlPair
 
 logger = logging.getLogger(__name__)
 

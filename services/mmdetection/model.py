@@ -17,12 +17,13 @@ import cv2
 import numpy as np
 import torch
 
-from label_studio_ml import LabelStudioMLBase, regions
-from label_studio_ml.brush import mask_to_rle
+from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import LabelConfigError, MediaError
-from label_studio_ml.geometry import polygon_to_percent, to_percent
-from label_studio_ml.images import open_image
-from label_studio_ml.label_config import ControlPair
+from label_studio_ml.media.images import open_image
+from label_studio_ml.results import regions
+from label_studio_ml.results.brush import mask_to_rle
+from label_studio_ml.results.geometry import polygon_to_percent, to_percent
+from label_studio_ml.results.label_config import ControlPair
 
 logger = logging.getLogger(__name__)
 

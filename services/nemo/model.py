@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from label_studio_ml import LabelStudioMLBase, regions
+from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import LabelConfigError, MediaError
-from label_studio_ml.label_config import ControlPair
+from label_studio_ml.results import regions
+from label_studio_ml.results.label_config import ControlPair
 
 logger = logging.getLogger(__name__)
 

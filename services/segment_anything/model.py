@@ -22,11 +22,12 @@ import torch
 from PIL import Image
 from transformers import SamModel, SamProcessor
 
-from label_studio_ml import LabelStudioMLBase, regions
-from label_studio_ml.brush import mask_to_rle
+from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.devices import torch_device
 from label_studio_ml.errors import MediaError
-from label_studio_ml.images import context_regions, open_image
+from label_studio_ml.media.images import context_regions, open_image
+from label_studio_ml.results import regions
+from label_studio_ml.results.brush import mask_to_rle
 
 logger = logging.getLogger(__name__)
 

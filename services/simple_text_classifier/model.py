@@ -10,8 +10,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from label_studio_ml import LabelStudioMLBase, regions
-from label_studio_ml.examples import collect
+from label_studio_ml import LabelStudioMLBase
+from label_studio_ml.results import regions
+from label_studio_ml.training.examples import collect
 
 logger = logging.getLogger(__name__)
 

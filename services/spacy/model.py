@@ -18,10 +18,11 @@ from spacy.language import Language
 from spacy.training import Example
 from spacy.util import fix_random_seed, minibatch
 
-from label_studio_ml import LabelStudioMLBase, regions
-from label_studio_ml import examples as training_examples
+from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import LabelConfigError
-from label_studio_ml.label_config import ControlPair
+from label_studio_ml.results import regions
+from label_studio_ml.results.label_config import ControlPair
+from label_studio_ml.training import examples as training_examples
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from label_studio_ml import LabelStudioMLBase, regions
-from label_studio_ml.label_config import ControlPair
+from label_studio_ml import LabelStudioMLBase
+from label_studio_ml.results import regions
+from label_studio_ml.results.label_config import ControlPair
 
 
 class SubstringMatcher(LabelStudioMLBase):

@@ -13,10 +13,11 @@ from typing import Any
 import pytesseract
 from PIL import Image
 
-from label_studio_ml import LabelStudioMLBase, regions
+from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import MediaError
-from label_studio_ml.images import MAX_PIXELS, context_regions, open_image
-from label_studio_ml.ocr import RECTANGLES, OcrLayout, crop_rectangle
+from label_studio_ml.media.images import MAX_PIXELS, context_regions, open_image
+from label_studio_ml.results import regions
+from label_studio_ml.results.ocr import RECTANGLES, OcrLayout, crop_rectangle
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 from series import Series, SeriesSpec, bound_key, read_series
 from sklearn.ensemble import ExtraTreesClassifier
 
-from label_studio_ml import LabelStudioMLBase, regions
+from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import MediaError
-from label_studio_ml.examples import collect
-from label_studio_ml.media import is_media_reference
+from label_studio_ml.media.fetch import is_media_reference
+from label_studio_ml.results import regions
+from label_studio_ml.training.examples import collect
 
 logger = logging.getLogger(__name__)
 

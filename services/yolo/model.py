@@ -23,14 +23,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-from label_studio_ml import LabelStudioMLBase, regions
-from label_studio_ml.brush import mask_to_rle
+from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.devices import torch_device
 from label_studio_ml.errors import LabelConfigError, MediaError
-from label_studio_ml.examples import collect
-from label_studio_ml.geometry import point_to_percent, polygon_to_percent, to_percent
-from label_studio_ml.images import open_image
-from label_studio_ml.label_config import ControlPair
+from label_studio_ml.media.images import open_image
+from label_studio_ml.results import regions
+from label_studio_ml.results.brush import mask_to_rle
+from label_studio_ml.results.geometry import point_to_percent, polygon_to_percent, to_percent
+from label_studio_ml.results.label_config import ControlPair
+from label_studio_ml.training.examples import collect
 
 logger = logging.getLogger(__name__)
 

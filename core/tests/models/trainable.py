@@ -4,7 +4,8 @@ import json
 import os
 import time
 
-from label_studio_ml import LabelStudioMLBase, regions
+from label_studio_ml import LabelStudioMLBase
+from label_studio_ml.results import regions
 
 
 class Trainable(LabelStudioMLBase):

@@ -13,8 +13,8 @@ import easyocr_en_models
 import pytest
 from PIL import Image
 
-from label_studio_ml.ocr_testing import cer, percent_box_to_pixels, render_page
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, model_client
+from label_studio_ml.testing.ocr import cer, percent_box_to_pixels, render_page
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant, model_client
 
 from model import EasyOCR
 

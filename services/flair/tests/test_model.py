@@ -17,7 +17,7 @@ from flair.embeddings import TransformerWordEmbeddings
 from flair.models import SequenceTagger
 from flair.splitter import SegtokSentenceSplitter
 
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded, wait_for_version
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant, recorded, wait_for_version
 
 from model import FlairModel, add_labels
 

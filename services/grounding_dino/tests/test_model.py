@@ -8,7 +8,7 @@ import torch
 from PIL import Image, ImageOps
 from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, wait_for_version
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant, wait_for_version
 
 from model import GroundingDinoModel
 

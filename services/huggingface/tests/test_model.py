@@ -4,7 +4,7 @@ import json
 
 from conftest import NEGATIVE, POSITIVE, ner_examples
 
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded, wait_for_version
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant, recorded, wait_for_version
 
 import model
 from model import entity_spans, resolve_overlaps

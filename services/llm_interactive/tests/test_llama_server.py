@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from label_studio_ml.testing import assert_conformant
+from label_studio_ml.testing.plugin import assert_conformant
 
 from model import LLMInteractive
 

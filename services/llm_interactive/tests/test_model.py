@@ -7,8 +7,8 @@ import logging
 import pytest
 from PIL import Image
 
-from label_studio_ml.label_config import LabelConfig
-from label_studio_ml.testing import assert_conformant, recorded
+from label_studio_ml.results.label_config import LabelConfig
+from label_studio_ml.testing.plugin import assert_conformant, recorded
 
 from model import LLMInteractive, html_to_text, match_choices
 

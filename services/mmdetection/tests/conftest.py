@@ -8,7 +8,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the service folder: `import model`
 
-from label_studio_ml.testing import model_client  # noqa: E402
+from label_studio_ml.testing.plugin import model_client  # noqa: E402
 
 from model import MMDetection  # noqa: E402
 

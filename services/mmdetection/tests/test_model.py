@@ -11,10 +11,10 @@ from conftest import THRESHOLD
 from label_studio_sdk.converter.brush import decode_rle
 from mmdet.apis import inference_detector
 
-from label_studio_ml.geometry import point_to_pixels, to_pixels
-from label_studio_ml.images import open_image
-from label_studio_ml.label_config import LabelConfig, map_label
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded
+from label_studio_ml.media.images import open_image
+from label_studio_ml.results.geometry import point_to_pixels, to_pixels
+from label_studio_ml.results.label_config import LabelConfig, map_label
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant, recorded
 
 from model import MMDetection, resolve_config
 

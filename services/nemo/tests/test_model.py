@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from tiny_asr import PHRASES, VOICES, cer, sox, speak
 
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant
 
 from model import NemoASR, load_audio, split_points
 

@@ -9,8 +9,8 @@ from label_studio_sdk.converter.brush import decode_rle
 from PIL import Image, ImageOps
 from transformers import SamModel, SamProcessor
 
-from label_studio_ml.brush import rle_to_mask
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant
+from label_studio_ml.results.brush import rle_to_mask
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant
 
 from model import SegmentAnything
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded, wait_for_version
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant, recorded, wait_for_version
 
 from model import SimpleTextClassifier
 

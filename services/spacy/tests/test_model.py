@@ -6,7 +6,7 @@ import pytest
 import spacy
 from spacy.training import Example
 
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, recorded, wait_for_version
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant, recorded, wait_for_version
 
 from model import SpacyModel, components_to_run
 

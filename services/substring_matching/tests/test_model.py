@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from label_studio_ml.testing import assert_conformant
+from label_studio_ml.testing.plugin import assert_conformant
 
 from model import SubstringMatcher
 

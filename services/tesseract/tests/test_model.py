@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from label_studio_ml.images import open_image
-from label_studio_ml.ocr_testing import Page, cer, match_words, percent_box_to_pixels, render_page
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant
+from label_studio_ml.media.images import open_image
+from label_studio_ml.testing.ocr import Page, cer, match_words, percent_box_to_pixels, render_page
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant
 
 from model import Tesseract
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from synthetic import DATE_FORMAT, config, iou, make_series, row_labels, to_csv, with_dates
 
-from label_studio_ml.testing import FakeLabelStudio, assert_conformant, model_client, recorded, wait_for_version
+from label_studio_ml.testing.plugin import FakeLabelStudio, assert_conformant, model_client, recorded, wait_for_version
 
 from model import TimeSeriesSegmenter
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import shapes  # noqa: E402
 
-from label_studio_ml.testing import model_client  # noqa: E402
+from label_studio_ml.testing.plugin import model_client  # noqa: E402
 
 from model import YOLOModel  # noqa: E402
 

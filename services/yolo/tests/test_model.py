@@ -11,9 +11,9 @@ import shapes
 from label_studio_sdk.converter.brush import decode_rle
 from ultralytics import YOLO
 
-from label_studio_ml.geometry import to_pixels
-from label_studio_ml.images import open_image
-from label_studio_ml.testing import assert_conformant, recorded, wait_for_version
+from label_studio_ml.media.images import open_image
+from label_studio_ml.results.geometry import to_pixels
+from label_studio_ml.testing.plugin import assert_conformant, recorded, wait_for_version
 
 from model import YOLOModel, rotated_box, upright_box
 
