@@ -158,3 +158,21 @@ def test_nothing_imports_the_entry_module() -> None:
     entry = "label_studio_ml.cli.main" if "label_studio_ml.cli.main" in graph else "label_studio_ml.cli"
     importers = sorted(name for name, deps in graph.items() if entry in deps)
     assert importers == ["label_studio_ml.__main__"]
+
+
+def test_old_module_names_answer_from_the_top_level() -> None:
+    """``from label_studio_ml import regions`` (services, users' code) keeps working after the moves."""
+    import importlib
+
+    import label_studio_ml
+
+    for old, new in label_studio_ml._MOVED.items():
+        assert getattr(label_studio_ml, old) is importlib.import_module(new, "label_studio_ml"), old
+
+
+def test_plugin_names_answer_from_the_testing_package() -> None:
+    """Projects generated before the move import the plugin's names from ``label_studio_ml.testing``."""
+    from label_studio_ml.testing import assert_conformant, ocr, plugin
+
+    assert assert_conformant is plugin.assert_conformant
+    assert ocr.__name__ == "label_studio_ml.testing.ocr"
