@@ -78,7 +78,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, label_studio: FakeLabelStu
             columns, segments = make_series(seed)
             event = annotation_event(seed + 1, {"csv": columns}, regions_of(columns, segments), INLINE, 4)
             reply = client.post("/webhook", json=event)
-            assert reply.status_code == 200 and reply.json()["status"] == "ok", reply.text
+            assert reply.status_code == 201 and reply.json()["status"] == "ok", reply.text
         client.version = wait_for_version(client, PROJECT, INLINE, v0)
         assert client.runtime.trainer.wait_idle(60)
         client.version = client.post("/setup", json={"project": PROJECT, "schema": INLINE}).json()["model_version"]
@@ -172,7 +172,7 @@ def test_date_time_column_in_time_format_trains_and_answers_in_that_format(make_
         columns, segments = make_series(seed)
         dated = with_dates(columns)
         event = annotation_event(seed + 1, {"csv": dated}, regions_of(dated, segments), label_config, 9)
-        assert client.post("/webhook", json=event).status_code == 200
+        assert client.post("/webhook", json=event).status_code == 201
     wait_for_version(client, "9", label_config, v0)
     assert client.runtime.trainer.wait_idle(60)
     columns, segments = make_series(10)
@@ -201,7 +201,7 @@ def test_start_training_reads_annotated_tasks_and_their_csv_files_from_label_stu
         client = make_client(TimeSeriesSegmenter, label_studio_url=ls.url, label_studio_api_key=ls.legacy_token)
         v0 = client.post("/setup", json={"project": "5", "schema": BY_URL}).json()["model_version"]
         reply = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 5}})
-        assert reply.status_code == 200 and reply.json()["job"]
+        assert reply.status_code == 201 and reply.json()["job"]
         v1 = wait_for_version(client, "5", BY_URL, v0)
         assert len(ls.auth_headers_seen("/data/upload/5/")) == len(TRAIN_SEEDS)
         columns, segments = make_series(12)
