@@ -204,7 +204,7 @@ def redis_outage(store: Redis, hooks: Webhooks) -> int:
     began, refused = time.monotonic(), 0
     for n in range(5):
         time.sleep(OUTAGE_S / 6)
-        refused += hooks.send("Negative" if n == 4 else "Positive").status_code != 200
+        refused += hooks.send("Negative" if n == 4 else "Positive").status_code not in (200, 201)
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - began)))
     store.start()
     return refused
