@@ -31,6 +31,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 CONFIG = (
@@ -229,6 +230,35 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def measure(
+    servers: list[Server],
+    cells: list[tuple[int, int]],
+    rounds: int,
+    burst_s: float,
+    cpu: Callable[[int], float] = cpu_seconds,
+) -> dict[tuple[int, int, str], dict[str, list[float]]]:
+    """Each (tasks, concurrency) cell on every server: a warm-up burst (the project instance, the inline-predict
+    measurement), then ``rounds`` bursts, the servers' order reversed every other round so that neither always
+    runs on the warmer machine; per cell and server: request counts, elapsed and CPU seconds, latencies."""
+    payloads = {n: body(n) for n, _ in cells}
+    stats: dict[tuple[int, int, str], dict[str, list[float]]] = {}
+    for server in servers:
+        for n, c in cells:
+            asyncio.run(burst(server.port, payloads[n], c, 0.3))
+    for round_no in range(rounds):
+        for n, c in cells:
+            for server in servers if round_no % 2 == 0 else servers[::-1]:
+                assert server.proc is not None
+                before = cpu(server.proc.pid)
+                count, elapsed, latencies = asyncio.run(burst(server.port, payloads[n], c, burst_s))
+                cell = stats.setdefault((n, c, server.name), {"count": [], "elapsed": [], "cpu": [], "lat": []})
+                cell["cpu"].append(cpu(server.proc.pid) - before)
+                cell["count"].append(count)
+                cell["elapsed"].append(elapsed)
+                cell["lat"].extend(latencies)
+    return stats
+
+
 def core_server(name: str, work: Path, env: dict[str, str]) -> Server:
     source, declared = CORE_SERVERS[name]
     (work / name).mkdir(exist_ok=True)
@@ -346,23 +376,8 @@ def main() -> int:
     bare_rss = rss_mb(bare.proc.pid)
 
     cells = [(1, 1), (1, 16), (100, 1), (100, 16)]
-    payloads = {n: body(n) for n, _ in cells}
-    stats: dict[tuple[int, int, str], dict[str, list[float]]] = {}
     try:
-        for server in servers:  # warm up: first requests build the project instance, JIT caches, etc.
-            for n, c in cells:
-                asyncio.run(burst(server.port, payloads[n], c, 0.3))
-        for round_no in range(args.rounds):
-            for n, c in cells:
-                for server in servers if round_no % 2 == 0 else servers[::-1]:
-                    assert server.proc is not None
-                    cpu = cpu_seconds(server.proc.pid)
-                    count, elapsed, latencies = asyncio.run(burst(server.port, payloads[n], c, args.burst))
-                    cell = stats.setdefault((n, c, server.name), {"count": [], "elapsed": [], "cpu": [], "lat": []})
-                    cell["cpu"].append(cpu_seconds(server.proc.pid) - cpu)
-                    cell["count"].append(count)
-                    cell["elapsed"].append(elapsed)
-                    cell["lat"].extend(latencies)
+        stats = measure(servers, cells, args.rounds, args.burst)
         time.sleep(0.5)
         after_rss = rss_mb(core.proc.pid)
     finally:

@@ -12,7 +12,6 @@ core under uvicorn.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import sys
@@ -20,7 +19,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from core import MODEL, Server, body, burst, cpu_seconds, percentile, rss_mb
+from core import MODEL, Server, cpu_seconds, measure, percentile, rss_mb
 
 WSGI_PY = "from label_studio_ml.api import init_app\nfrom model import Trivial\n\napp = init_app(model_class=Trivial)\n"
 BARE_WSGI = textwrap.dedent("""
@@ -89,23 +88,8 @@ def main() -> int:
     rss = {s.name: sum(rss_mb(p) for p in process_tree(s.proc.pid)) for s in servers if s.proc is not None}
 
     cells = [(1, 1), (1, 8), (100, 1), (100, 8)]
-    payloads = {n: body(n) for n, _ in cells}
-    stats: dict[tuple[int, int, str], dict[str, list[float]]] = {}
     try:
-        for server in servers:  # warm up: the project instance, the inline-predict measurement
-            for n, c in cells:
-                asyncio.run(burst(server.port, payloads[n], c, 0.3))
-        for round_no in range(args.rounds):
-            for n, c in cells:
-                for server in servers if round_no % 2 == 0 else servers[::-1]:
-                    assert server.proc is not None
-                    cpu = tree_cpu(server.proc.pid)
-                    count, elapsed, latencies = asyncio.run(burst(server.port, payloads[n], c, args.burst))
-                    cell = stats.setdefault((n, c, server.name), {"count": [], "elapsed": [], "cpu": [], "lat": []})
-                    cell["cpu"].append(tree_cpu(server.proc.pid) - cpu)
-                    cell["count"].append(count)
-                    cell["elapsed"].append(elapsed)
-                    cell["lat"].extend(latencies)
+        stats = measure(servers, cells, args.rounds, args.burst, cpu=tree_cpu)  # gunicorn: master + workers
     finally:
         for server in servers:
             server.stop()
