@@ -26,7 +26,7 @@ import docker
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORDED = ROOT / "core" / "label_studio_ml" / "fixtures" / "ls-1.23.2-text-choices.jsonl"
+RECORDED = ROOT / "core" / "label_studio_ml" / "testing" / "fixtures" / "ls-1.23.2-text-choices.jsonl"
 
 
 def free_port() -> int:
