@@ -381,10 +381,17 @@ class LabelStudioMLBase:
         url, token = self.ls_credentials()
         if not url or self.project_id is None:
             raise RuntimeError("fetching training data needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
-        client = LabelStudioClient(
-            url, token, verify=self.settings.verify_ssl, operator_url=bool(self.settings.label_studio_url)
-        )
-        return labeled_tasks(client.export_tasks(self.project_id))
+        return labeled_tasks(self._ls_api_client(url, token).export_tasks(self.project_id))
+
+    def _ls_api_client(self, host: str, token: str) -> LabelStudioClient:
+        """Core's LS client for ``ls_credentials()``, kept per instance while they stay the same: it holds
+        the short-lived access token a personal access token is exchanged for."""
+        client = self.__dict__.get("_core_ls_client")
+        if client is None or client.url != host.rstrip("/") or client.token != token:
+            client = self.__dict__["_core_ls_client"] = LabelStudioClient(
+                host, token, verify=self.settings.verify_ssl, operator_url=host == self.settings.label_studio_url
+            )
+        return client
 
     def get_label_studio_access_token(self) -> str | None:
         """A token for LS's API: a personal access token is exchanged for a fresh access token (the
@@ -394,13 +401,8 @@ class LabelStudioMLBase:
             return token or self.settings.label_studio_api_key or None
         if not token:
             return None
-        client = self.__dict__.get("_token_client")
-        if client is None or client.url != host.rstrip("/") or client.token != token:
-            client = self.__dict__["_token_client"] = LabelStudioClient(
-                host, token, verify=self.settings.verify_ssl, operator_url=host == self.settings.label_studio_url
-            )
         try:
-            return client.auth_headers()["Authorization"].split(" ", 1)[1]
+            return self._ls_api_client(host, token).auth_headers()["Authorization"].split(" ", 1)[1]
         except Exception as exc:  # LS unreachable: the configured token is the best there is
             logger.warning("could not refresh the Label Studio access token: %s: %s", type(exc).__name__, exc)
             return token
