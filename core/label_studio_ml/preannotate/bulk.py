@@ -178,6 +178,10 @@ class Preannotator:
         holding, lacking = self.reader.split(tasks)
         if holding:
             self.tally.skipped([t["id"] for t in holding])
+        self.predict(lacking)
+
+    def predict(self, lacking: list[dict[str, Any]]) -> None:
+        """Predict tasks known to lack the version (no check here), writing as ``write_size`` fills."""
         for start in range(0, len(lacking), self.options.batch_size):
             if self.stop.is_set():
                 raise JobStopped("stopped on request")

@@ -337,6 +337,9 @@ class FakeLabelStudio:
                 task = {**self.project_tasks[task_id], "predictions_model_versions": ",".join(versions)}
                 if query.get("fields") == "all":
                     task["predictions"] = [dict(p) for p in self.predictions.get(task_id, [])]
+                if query.get("include"):  # LS's sparse fields (drf-flex-fields): only the named ones
+                    wanted = query["include"].split(",")
+                    task = {key: value for key, value in task.items() if key in wanted}
                 page.append(task)
         return 200, {"total": len(ids), "tasks": page}
 
