@@ -20,6 +20,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..clients.retrying import Backoff
@@ -42,6 +44,12 @@ def lease_seconds() -> float:
 
 def max_attempts() -> int:
     return int(os.environ.get("LSML_PREANNOTATE_ATTEMPTS", "5"))
+
+
+def max_writers() -> int:
+    """Bulk writes into one project at once, from all workers together (0: no limit). LS 1.23.2 serves
+    them one at a time anyway and recounts the whole project in each, so two at once only contend."""
+    return int(os.environ.get("LSML_PREANNOTATE_WRITERS", "1"))
 
 
 def preannotate_queue_name(model_class: type[LabelStudioMLBase]) -> str:
@@ -154,6 +162,27 @@ class Lease:
             self.redis.eval(_RELEASE, 1, self.key, self.token)
         except Exception:
             logger.warning("could not release lease %s (it expires by itself)", self.key, exc_info=True)
+
+
+@contextmanager
+def writer_slot(redis: Any, project: int | str, chunk_lease: Lease) -> Iterator[None]:
+    """Hold one of the project's ``max_writers()`` write slots (waiting for one while the chunk's lease
+    holds) and check the lease before the write; a holder that died frees its slot when it expires."""
+    slots = max_writers()
+    while slots > 0:
+        for n in range(slots):
+            slot = Lease(redis, f"{PREFIX}:writer:{project}:{n}", lease_seconds())
+            if slot.acquire():
+                try:
+                    chunk_lease.check()
+                    yield
+                finally:
+                    slot.release()
+                return
+        chunk_lease.check()  # stop waiting once another worker has the chunk
+        time.sleep(0.05)
+    chunk_lease.check()
+    yield
 
 
 class RedisJob:
@@ -466,7 +495,14 @@ def run_chunk(job_id: str, chunk: int) -> str:
             job.stop(f"a worker serves model version {predictor.version}, the job {meta['version']}; run again")
             return "stopped"
         options = Options(batch_size=int(meta["batch_size"]), write_size=int(meta["chunk_size"]))  # one write a chunk
-        work = Preannotator(client, int(meta["project"]), predictor, RedisTally(job), options, lease.check)
+        work = Preannotator(
+            client,
+            int(meta["project"]),
+            predictor,
+            RedisTally(job),
+            options,
+            write_guard=lambda: writer_slot(redis, meta["project"], lease),
+        )
         started = time.monotonic()
         planned = job.chunk_tasks(chunk)
         if planned is not None and job.first_start(chunk):

@@ -179,6 +179,9 @@ class FakeLabelStudio:
         self.down = False  # every authorized call answers 503
         self.down_after: dict[str, int] = {}  # endpoint kind -> calls answered before it answers 503 only
         self.reject_label: str | None = None  # import silently drops predictions with this label (LS's check)
+        self.import_s = 0.0  # seconds each bulk import takes (to see writes that overlap)
+        self.imports_at_once = 0  # bulk imports being served now, and the most ever at once
+        self.most_imports_at_once = 0
         for n, text in enumerate(texts or []):
             self.add_task(100 + n, text)
         fake = self
@@ -346,6 +349,17 @@ class FakeLabelStudio:
     def import_predictions(self, project: int, items: list[dict[str, Any]]) -> tuple[int, Any]:
         if project != self.project:
             return 404, {"detail": "Not found."}
+        with self.lock:
+            self.imports_at_once += 1
+            self.most_imports_at_once = max(self.most_imports_at_once, self.imports_at_once)
+        time.sleep(self.import_s)
+        try:
+            return self.store_predictions(items)
+        finally:
+            with self.lock:
+                self.imports_at_once -= 1
+
+    def store_predictions(self, items: list[dict[str, Any]]) -> tuple[int, Any]:
         with self.lock:
             missing = [p["task"] for p in items if p["task"] not in self.project_tasks]
             if missing:
