@@ -6,6 +6,7 @@ task, cut at LS's 100 s timeout).
 
     python benchmarks/preannotate.py [--tasks 10000] [--services substring_matching,spacy] [--workers 2]
         [--write-sizes 5000,2000,1000]    LS's ceiling at each bulk-call size; the job runs at the first
+        [--compare-writers]               also 2 workers writing at once (LSML_PREANNOTATE_WRITERS=0)
 
 Run it with an interpreter that has core[test] and the services' requirements (spaCy and its model
 package for `spacy`): `make bench-preannotate` builds that environment and runs it. Each run gets a fresh
@@ -126,6 +127,29 @@ def preannotate(
     return {**summary, "wall_s": wall}
 
 
+def workers(
+    service: str, name: str, count: int, work: Path, redis_url: str, ls: LabelStudio, **extra: str
+) -> list[ServerProcess]:
+    """``count`` `label-studio-ml worker` processes for ``service`` (not started yet)."""
+    return [
+        ServerProcess(
+            ROOT / "services" / service,
+            command="worker",
+            wait_healthy=False,
+            env={
+                "REDIS_URL": redis_url,
+                "MODEL_DIR": str(work / f"{service}-w{i}"),
+                "LABEL_STUDIO_URL": ls.url,  # a worker writes its chunks' predictions itself
+                "LABEL_STUDIO_API_KEY": ls.token,
+                **SERVICE_ENV.get(service, {}),
+                **extra,
+            },
+            log_path=work / f"{service}-{name}-worker{i}.log",
+        )
+        for i in range(count)
+    ]
+
+
 def retrieve_predictions(ls: LabelStudio, service: str, project: int, model_dir: Path, log: Path) -> dict[str, Any]:
     """LS's own Data Manager action on every task: one /predict request; how long, and what got stored."""
     env = {"MODEL_DIR": str(model_dir), **SERVICE_ENV.get(service, {})}
@@ -149,6 +173,11 @@ def main() -> int:
     parser.add_argument("--services", default="substring_matching,spacy")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-retrieve", action="store_true", help="leave out LS's Retrieve Predictions")
+    parser.add_argument(
+        "--compare-writers",
+        action="store_true",
+        help="also run the workers with their bulk writes not limited to one at a time (LSML_PREANNOTATE_WRITERS=0)",
+    )
     parser.add_argument(
         "--write-sizes",
         default="5000",
@@ -190,25 +219,19 @@ def main() -> int:
             # the job writes in calls of the first size: --page-size is also its write size, and a worker's chunk
             sizes = ("--page-size", str(write_sizes[0]), "--chunk-size", str(write_sizes[0]))
             runs: list[tuple[str, dict[str, str], list[ServerProcess]]] = [("in-process", {}, [])]
-            service_env = SERVICE_ENV.get(service, {})
-            workers = [
-                ServerProcess(
-                    ROOT / "services" / service,
-                    command="worker",
-                    wait_healthy=False,
-                    env={
-                        "REDIS_URL": redis_url,
-                        "MODEL_DIR": str(work / f"{service}-w{i}"),
-                        "LABEL_STUDIO_URL": ls.url,  # a worker writes its chunks' predictions itself
-                        "LABEL_STUDIO_API_KEY": ls.token,
-                        **service_env,
-                    },
-                    log_path=work / f"{service}-worker{i}.log",
+            if args.workers:  # --workers 0: in-process only
+                runs.append(
+                    (
+                        f"Redis, {args.workers} workers",
+                        {"REDIS_URL": redis_url},
+                        workers(service, "redis", args.workers, work, redis_url, ls),
+                    )
                 )
-                for i in range(args.workers)
-            ]
-            if workers:  # --workers 0: in-process only
-                runs.append((f"Redis, {args.workers} workers", {"REDIS_URL": redis_url}, workers))
+            if args.workers > 1 and args.compare_writers:  # the workers' bulk writes not taken one at a time
+                unlimited = workers(
+                    service, "unlimited", args.workers, work, redis_url, ls, LSML_PREANNOTATE_WRITERS="0"
+                )
+                runs.append((f"Redis, {args.workers} workers, writes at once", {"REDIS_URL": redis_url}, unlimited))
             for name, env, processes in runs:
                 project = fresh_project(ls, service, texts, f"{service} {name}")
                 for process in processes:
