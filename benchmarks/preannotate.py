@@ -92,7 +92,7 @@ def ceiling(ls: LabelStudio, project: int, predictions: list[dict], write_size: 
 
 
 def fresh_project(ls: LabelStudio, service: str, texts: list[str], title: str) -> int:
-    project = ls.create_project(CONFIGS[service], title=title)
+    project = ls.create_project(CONFIGS[service], title=title[:50])  # LS caps titles at 50 characters
     for at in range(0, len(texts), 5000):
         ls.import_tasks(project, [{"text": text} for text in texts[at : at + 5000]])
     return project

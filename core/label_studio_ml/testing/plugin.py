@@ -151,7 +151,7 @@ class FakeLabelStudio:
     ) -> None:
         import base64 as b64
         import threading
-        from collections import defaultdict
+        from collections import Counter, defaultdict
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         from urllib.parse import parse_qs, urlsplit
 
@@ -179,9 +179,10 @@ class FakeLabelStudio:
         self.down = False  # every authorized call answers 503
         self.down_after: dict[str, int] = {}  # endpoint kind -> calls answered before it answers 503 only
         self.reject_label: str | None = None  # import silently drops predictions with this label (LS's check)
-        self.import_s = 0.0  # seconds each bulk import takes (to see writes that overlap)
-        self.imports_at_once = 0  # bulk imports being served now, and the most ever at once
-        self.most_imports_at_once = 0
+        self.delay_s: dict[str, float] = {}  # endpoint kind -> seconds each of its calls takes
+        self.in_flight: Counter[str] = Counter()  # endpoint kind -> its calls being served now
+        # (kind, kind) of two calls served at the same time, the later one first: which calls overlapped
+        self.together: set[tuple[str, str]] = set()
         for n, text in enumerate(texts or []):
             self.add_task(100 + n, text)
         fake = self
@@ -219,8 +220,19 @@ class FakeLabelStudio:
                 with fake.lock:
                     fake.requests.append(
                         {"method": method, "path": self.path, "headers": dict(self.headers), "kind": kind}
-                        | {"query": query, "body": body}
+                        | {"query": query, "body": body, "at": time.monotonic()}
                     )
+                    fake.together |= {(kind, other) for other, calls in fake.in_flight.items() if calls}
+                    fake.in_flight[kind] += 1
+                try:
+                    time.sleep(fake.delay_s.get(kind, 0.0))
+                    self._answer(method, parts, query, body, kind)
+                finally:
+                    with fake.lock:
+                        fake.in_flight[kind] -= 1
+
+            def _answer(self, method: str, parts: Any, query: dict[str, str], body: Any, kind: str) -> None:
+                with fake.lock:
                     injected = fake.fail_next[kind].pop(0) if fake.fail_next[kind] else None
                     if kind in fake.down_after and fake.count(kind) > fake.down_after[kind]:
                         injected = 503
@@ -349,17 +361,6 @@ class FakeLabelStudio:
     def import_predictions(self, project: int, items: list[dict[str, Any]]) -> tuple[int, Any]:
         if project != self.project:
             return 404, {"detail": "Not found."}
-        with self.lock:
-            self.imports_at_once += 1
-            self.most_imports_at_once = max(self.most_imports_at_once, self.imports_at_once)
-        time.sleep(self.import_s)
-        try:
-            return self.store_predictions(items)
-        finally:
-            with self.lock:
-                self.imports_at_once -= 1
-
-    def store_predictions(self, items: list[dict[str, Any]]) -> tuple[int, Any]:
         with self.lock:
             missing = [p["task"] for p in items if p["task"] not in self.project_tasks]
             if missing:
