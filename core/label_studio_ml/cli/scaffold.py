@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.loader import split_target
+from ..engine.loader import model_file_of, split_target
 from .console import Subcommands, fail
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -102,14 +102,10 @@ def resolve_source(spec: str | None) -> Source:
         return Source()
     text, class_name = split_target(spec)
     path = Path(text)
-    if path.is_dir():
-        model_file = path / "model.py"
-        if not model_file.is_file():
-            raise ScaffoldError(f"{path} has no model.py: --from takes FILE.py[:Class] or a service folder")
-    elif path.is_file() and path.suffix == ".py":
-        model_file = path
-    else:
-        raise ScaffoldError(f"no model file at {text}: --from takes FILE.py[:Class] or a service folder")
+    model_file = model_file_of(path)
+    if not (model_file.is_file() and model_file.suffix == ".py"):
+        problem = f"{path} has no model.py" if path.is_dir() else f"no model file at {text}"
+        raise ScaffoldError(f"{problem}: --from takes FILE.py[:Class] or a service folder")
     found, classes = model_classes(model_file)
     if class_name:
         if class_name not in classes:
