@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.loader import model_file_of, split_target
-from .console import Subcommands, fail
+from .console import Subcommands, add_subcommand, fail
 
 TEMPLATES = Path(__file__).parent / "templates"
 NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
@@ -47,6 +47,21 @@ APT_INSTALL = """COPY {src}{name} /tmp/{name}
 RUN apt-get update \\
     && sed -i 's/#.*//' /tmp/{name} && xargs -a /tmp/{name} apt-get install -y --no-install-recommends \\
     && rm -rf /var/lib/apt/lists/*
+"""
+
+
+HELP = """make a new backend project (model.py, Dockerfile, compose, tests)
+
+Make NAME/ with model.py, _wsgi.py, requirements.txt, requirements-test.txt,
+test_api.py, README.md, Dockerfile, docker-compose.yml and wheels/ (the SDK the image
+installs). Refuses to overwrite an existing NAME/ without --force.
+In this repository's services/ folder it makes a service instead: a Dockerfile that
+builds from the repository root, compose/NAME.yml and tests/.
+
+examples:
+  label-studio-ml create my_backend                       # a starter text classifier
+  label-studio-ml create my_backend --from ~/code/my_model.py:MyModel
+  label-studio-ml create my_model --from services/substring_matching --root-dir services
 """
 
 
@@ -418,20 +433,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: Subcommands) -> None:
-    create_parser = sub.add_parser(
-        "create",
-        help="make a new backend project (model.py, Dockerfile, compose, tests)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Make NAME/ with model.py, _wsgi.py, requirements.txt, requirements-test.txt,\n"
-        "test_api.py, README.md, Dockerfile, docker-compose.yml and wheels/ (the SDK the image\n"
-        "installs). Refuses to overwrite an existing NAME/ without --force.\n"
-        "In this repository's services/ folder it makes a service instead: a Dockerfile that\n"
-        "builds from the repository root, compose/NAME.yml and tests/.",
-        epilog="examples:\n"
-        "  label-studio-ml create my_backend                       # a starter text classifier\n"
-        "  label-studio-ml create my_backend --from ~/code/my_model.py:MyModel\n"
-        "  label-studio-ml create my_model --from services/substring_matching --root-dir services",
-    )
+    create_parser = add_subcommand(sub, "create", cmd_create, HELP)
     create_parser.add_argument("name", metavar="NAME", help="project folder name: lowercase letters, digits, _ or -")
     create_parser.add_argument(
         "--from",
@@ -444,4 +446,3 @@ def add_command(sub: Subcommands) -> None:
         "--root-dir", default=".", metavar="DIR", help="where to make NAME/ (default: the current folder)"
     )
     create_parser.add_argument("--force", action="store_true", help="overwrite an existing NAME/")
-    create_parser.set_defaults(func=cmd_create)
