@@ -48,6 +48,12 @@ RUN apt-get update \\
     && sed -i 's/#.*//' /tmp/{name} && xargs -a /tmp/{name} apt-get install -y --no-install-recommends \\
     && rm -rf /var/lib/apt/lists/*
 """
+# in this repository the core image has the same steps as a command (core/image/apt-install); the test
+# list comes with the service's folder, copied before the test stage
+APT_INSTALL_ON_CORE = {
+    "apt.txt": "COPY {src}apt.txt /tmp/apt.txt\nRUN apt-install /tmp/apt.txt\n",
+    "apt-test.txt": "RUN apt-install /app/apt-test.txt\n",
+}
 
 
 HELP = """make a new backend project (model.py, Dockerfile, compose, tests)
@@ -342,10 +348,13 @@ def copied_dockerfile(project: Project, source: Source) -> str:
     return path.read_text(encoding="utf-8") if source.is_folder and path.is_file() else ""
 
 
-def apt_steps(project: Project, src: str) -> dict[str, str]:
-    """Dockerfile steps installing the project's apt lists (``src``: their folder in the build context)."""
+def apt_steps(project: Project, src: str, on_core: bool = False) -> dict[str, str]:
+    """Dockerfile steps installing the project's apt lists (``src``: their folder in the build context;
+    ``on_core``: the Dockerfile builds on this repository's core image)."""
     return {
-        key: APT_INSTALL.format(src=src, name=name) if (project.folder / name).is_file() else ""
+        key: (APT_INSTALL_ON_CORE[name] if on_core else APT_INSTALL).format(src=src, name=name)
+        if (project.folder / name).is_file()
+        else ""
         for key, name in APT_LISTS
     }
 
@@ -367,7 +376,7 @@ def service_layout(project: Project, source: Source, force: bool, values: dict[s
         write(
             project,
             "Dockerfile",
-            render("Dockerfile.repo.tmpl", **values, **apt_steps(project, f"services/{project.name}/")),
+            render("Dockerfile.repo.tmpl", **values, **apt_steps(project, f"services/{project.name}/", on_core=True)),
         )
     if not (source.is_folder and (project.folder / "tests").is_dir()):
         write(project, "tests/conftest.py", render("conftest.py.tmpl", **values))
