@@ -19,8 +19,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.loader import split_target
-from .console import Subcommands, fail
+from ..engine.loader import model_file_of, split_target
+from .console import Subcommands, add_subcommand, fail
 
 TEMPLATES = Path(__file__).parent / "templates"
 NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
@@ -54,6 +54,21 @@ APT_INSTALL_ON_CORE = {
     "apt.txt": "COPY {src}apt.txt /tmp/apt.txt\nRUN apt-install /tmp/apt.txt\n",
     "apt-test.txt": "RUN apt-install /app/apt-test.txt\n",
 }
+
+
+HELP = """make a new backend project (model.py, Dockerfile, compose, tests)
+
+Make NAME/ with model.py, _wsgi.py, requirements.txt, requirements-test.txt,
+test_api.py, README.md, Dockerfile, docker-compose.yml and wheels/ (the SDK the image
+installs). Refuses to overwrite an existing NAME/ without --force.
+In this repository's services/ folder it makes a service instead: a Dockerfile that
+builds from the repository root, compose/NAME.yml and tests/.
+
+examples:
+  label-studio-ml create my_backend                       # a starter text classifier
+  label-studio-ml create my_backend --from ~/code/my_model.py:MyModel
+  label-studio-ml create my_model --from services/substring_matching --root-dir services
+"""
 
 
 class ScaffoldError(Exception):
@@ -108,14 +123,10 @@ def resolve_source(spec: str | None) -> Source:
         return Source()
     text, class_name = split_target(spec)
     path = Path(text)
-    if path.is_dir():
-        model_file = path / "model.py"
-        if not model_file.is_file():
-            raise ScaffoldError(f"{path} has no model.py: --from takes FILE.py[:Class] or a service folder")
-    elif path.is_file() and path.suffix == ".py":
-        model_file = path
-    else:
-        raise ScaffoldError(f"no model file at {text}: --from takes FILE.py[:Class] or a service folder")
+    model_file = model_file_of(path)
+    if not (model_file.is_file() and model_file.suffix == ".py"):
+        problem = f"{path} has no model.py" if path.is_dir() else f"no model file at {text}"
+        raise ScaffoldError(f"{problem}: --from takes FILE.py[:Class] or a service folder")
     found, classes = model_classes(model_file)
     if class_name:
         if class_name not in classes:
@@ -431,20 +442,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: Subcommands) -> None:
-    create_parser = sub.add_parser(
-        "create",
-        help="make a new backend project (model.py, Dockerfile, compose, tests)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Make NAME/ with model.py, _wsgi.py, requirements.txt, requirements-test.txt,\n"
-        "test_api.py, README.md, Dockerfile, docker-compose.yml and wheels/ (the SDK the image\n"
-        "installs). Refuses to overwrite an existing NAME/ without --force.\n"
-        "In this repository's services/ folder it makes a service instead: a Dockerfile that\n"
-        "builds from the repository root, compose/NAME.yml and tests/.",
-        epilog="examples:\n"
-        "  label-studio-ml create my_backend                       # a starter text classifier\n"
-        "  label-studio-ml create my_backend --from ~/code/my_model.py:MyModel\n"
-        "  label-studio-ml create my_model --from services/substring_matching --root-dir services",
-    )
+    create_parser = add_subcommand(sub, "create", cmd_create, HELP)
     create_parser.add_argument("name", metavar="NAME", help="project folder name: lowercase letters, digits, _ or -")
     create_parser.add_argument(
         "--from",
@@ -457,4 +455,3 @@ def add_command(sub: Subcommands) -> None:
         "--root-dir", default=".", metavar="DIR", help="where to make NAME/ (default: the current folder)"
     )
     create_parser.add_argument("--force", action="store_true", help="overwrite an existing NAME/")
-    create_parser.set_defaults(func=cmd_create)
