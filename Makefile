@@ -79,8 +79,9 @@ lint: $(TOX) ## pre-commit on every file (ruff, hadolint, compose, Kubernetes ma
 check-docker:
 	@docker info >/dev/null 2>&1 || { echo "No Docker engine is reachable (docker info failed): start Docker, or use 'make run MODEL=$(MODEL)'."; exit 1; }
 
-build: check-model check-docker ## build the image for MODEL
-	docker build --network host $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -f services/$(MODEL)/Dockerfile -t label-studio-ml/$(MODEL):latest .
+build: check-model check-docker ## build the image for MODEL (on the core image, built first from core/Dockerfile)
+	docker build --network host $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -f core/Dockerfile -t label-studio-ml/core:latest .
+	docker build --network host -f services/$(MODEL)/Dockerfile -t label-studio-ml/$(MODEL):latest .
 
 up: check-model check-docker ## start MODEL with docker compose (WITH_LS=1 adds Label Studio, WITH_REDIS=1 redis + worker)
 	docker compose $(COMPOSE_FILES) up -d --build

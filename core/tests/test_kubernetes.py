@@ -43,7 +43,11 @@ class Image:
 
     @classmethod
     def read(cls, service: str) -> Image:
-        text = (REPO / "services" / service / "Dockerfile").read_text()
+        return cls(cls.production_chain(REPO / "services" / service / "Dockerfile"))
+
+    @classmethod
+    def production_chain(cls, path: Path) -> str:
+        text = path.read_text()
         text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
         text = text.replace("\\\n", " ")
         stages: dict[str, tuple[str, str]] = {}  # name -> (FROM argument, body)
@@ -55,7 +59,9 @@ class Image:
             parent, body = stages[name]
             chain.insert(0, body)
             name = parent
-        return cls("\n".join(chain))
+        if name == "${CORE_IMAGE}":  # a service of this repository: the core image comes first
+            chain.insert(0, cls.production_chain(REPO / "core" / "Dockerfile"))
+        return "\n".join(chain)
 
     def last(self, pattern: str) -> re.Match[str]:
         found = list(re.finditer(pattern, self.text, re.M))
@@ -521,7 +527,9 @@ def test_a_folder_running_as_root_is_refused(tmp_path):
     shutil.copytree(REPO / "services" / "substring_matching", service, ignore=shutil.ignore_patterns("tests"))
     (tmp_path / "compose").mkdir()
     shutil.copy(REPO / "compose" / "substring_matching.yml", tmp_path / "compose" / "rooted.yml")
+    (tmp_path / "core").mkdir()  # the user comes from the core image the service builds on
+    (tmp_path / "core" / "Dockerfile").write_text((REPO / "core" / "Dockerfile").read_text().replace("useradd", "true"))
     dockerfile = service / "Dockerfile"
-    dockerfile.write_text(re.sub(r"^USER app\n", "", dockerfile.read_text().replace("useradd", "true"), flags=re.M))
+    dockerfile.write_text(re.sub(r"^USER app\n", "", dockerfile.read_text(), flags=re.M))
     code, _, err = deploy(str(service), "--output", str(tmp_path / "out"))
     assert code == 2 and "runs as root" in err and len(err.splitlines()) == 1

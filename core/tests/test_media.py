@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,13 @@ import pytest
 from label_studio_ml import LabelStudioMLBase
 from label_studio_ml.errors import MediaError
 from label_studio_ml.media.fetch import MediaFetcher, is_media_reference
-from label_studio_ml.testing.plugin import FakeLabelStudio
+from label_studio_ml.testing.plugin import FakeLabelStudio, LocalHTTPServer
 
 IMAGE = bytes(range(256)) * 40
 UPLOAD = "/data/upload/2/3f9c1a2b-cat.jpg"
 
 
-class FileServer:
+class FileServer(LocalHTTPServer):
     """A third-party host: serves /files/<name>, /slow (waits), /stream (no Content-Length), /redirect?to=."""
 
     def __init__(self, files: dict[str, bytes] | None = None) -> None:
@@ -71,17 +71,7 @@ class FileServer:
                 self.end_headers()
                 self.wfile.write(body or b"")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> FileServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

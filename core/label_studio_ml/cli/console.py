@@ -1,5 +1,6 @@
 """What every ``label-studio-ml`` subcommand shares: one-line failures, a parser whose usage errors
-are one line, and the free-port check. Subcommand modules import this; it imports none of them."""
+are one line, the parser of a subcommand built from its handler's docstring, and the free-port check.
+Subcommand modules import this; it imports none of them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import socket
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -61,3 +63,22 @@ class Parser(argparse.ArgumentParser):
 
 
 Subcommands = argparse._SubParsersAction  # what ``add_command(sub)`` of each subcommand module receives
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_subcommand(sub: Subcommands, name: str, handler: Handler, texts: str) -> argparse.ArgumentParser:
+    """The parser of ``label-studio-ml ... NAME``, which runs ``handler``. ``texts`` is its help laid
+    out as ``--help`` shows it: a first line for the parent's list of commands, then paragraphs of
+    description, and a last paragraph that starts with ``example`` for the epilog. (A string, not the
+    handler's docstring: ``python -OO`` drops docstrings.)"""
+    summary, *paragraphs = texts.strip().split("\n\n")
+    examples = paragraphs.pop() if paragraphs and paragraphs[-1].startswith("example") else None
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="\n\n".join(paragraphs) or None,
+        epilog=examples,
+    )
+    parser.set_defaults(func=handler)
+    return parser

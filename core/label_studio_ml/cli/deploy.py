@@ -20,12 +20,38 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .console import Subcommands, fail
+from .console import Subcommands, add_subcommand, fail
 from .kubernetes import ManifestError, Options, build_manifests, quoted, write_manifests
 from .service_facts import ServiceError, read_service
 
 SERVICE = re.compile(r"[a-z]([-a-z0-9]{0,47}[a-z0-9])?\Z")
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "0.0.0.0", "::1", "host.docker.internal"}
+GCP_HELP = r"""Google Cloud Run, built from the folder's Dockerfile
+
+Build and deploy DIR on Google Cloud Run with `gcloud run deploy --source DIR` (Cloud Build
+uses DIR's Dockerfile). Needs the gcloud CLI, logged in (`gcloud auth login`). The service
+gets LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY; the key is never printed.
+
+example:
+  label-studio-ml deploy gcp my_backend --gcp-project-id my-project --gcp-region europe-west1 \
+      --label-studio-host https://label-studio.example.com --label-studio-api-key "$KEY"
+"""
+K8S_HELP = """Kubernetes manifests and a kustomization.yaml, for kubectl apply -k
+
+Write Kubernetes manifests for SERVICE_DIR (a services/<name> folder or a project from
+`label-studio-ml create`), read from its Dockerfile and compose file: the server Deployment
+(readiness on /health, a startup probe that waits out long model loads, non-root, read-only
+root filesystem), its Service, HorizontalPodAutoscaler and PodDisruptionBudget, the RQ
+training worker, Redis (a StatefulSet with a volume) unless --redis names one, a
+ReadWriteMany volume for MODEL_DIR, and kustomization.yaml, which makes a ConfigMap of
+config.env and a Secret of secrets.env (read by secretKeyRef, never plain values). Nothing
+is sent to a cluster: apply the folder with kubectl.
+
+examples:
+  label-studio-ml deploy k8s services/segment_anything --gpu --replicas 2
+  kubectl apply -k deploy/k8s/segment_anything-gpu
+  label-studio-ml deploy k8s my_backend --redis redis://redis.internal:6379/0 --output k8s/
+"""
 
 
 class DeployError(Exception):
@@ -224,23 +250,7 @@ def cmd_deploy_k8s(args: argparse.Namespace) -> int:
 
 
 def add_k8s_command(targets: Subcommands) -> None:
-    k8s = targets.add_parser(
-        "k8s",
-        help="Kubernetes manifests and a kustomization.yaml, for kubectl apply -k",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Write Kubernetes manifests for SERVICE_DIR (a services/<name> folder or a project from\n"
-        "`label-studio-ml create`), read from its Dockerfile and compose file: the server Deployment\n"
-        "(readiness on /health, a startup probe that waits out long model loads, non-root, read-only\n"
-        "root filesystem), its Service, HorizontalPodAutoscaler and PodDisruptionBudget, the RQ\n"
-        "training worker, Redis (a StatefulSet with a volume) unless --redis names one, a\n"
-        "ReadWriteMany volume for MODEL_DIR, and kustomization.yaml, which makes a ConfigMap of\n"
-        "config.env and a Secret of secrets.env (read by secretKeyRef, never plain values). Nothing\n"
-        "is sent to a cluster: apply the folder with kubectl.",
-        epilog="examples:\n"
-        "  label-studio-ml deploy k8s services/segment_anything --gpu --replicas 2\n"
-        "  kubectl apply -k deploy/k8s/segment_anything-gpu\n"
-        "  label-studio-ml deploy k8s my_backend --redis redis://redis.internal:6379/0 --output k8s/",
-    )
+    k8s = add_subcommand(targets, "k8s", cmd_deploy_k8s, K8S_HELP)
     k8s.add_argument(
         "directory", metavar="SERVICE_DIR", help="service folder with model.py, Dockerfile and a compose file"
     )
@@ -290,7 +300,6 @@ def add_k8s_command(targets: Subcommands) -> None:
         help="storage class of the MODEL_DIR volume; it must offer ReadWriteMany (default: the cluster's)",
     )
     k8s.add_argument("--output", "-o", metavar="DIR", help="folder to write (default: deploy/k8s/<service>[-gpu])")
-    k8s.set_defaults(func=cmd_deploy_k8s)
 
 
 def add_command(sub: Subcommands) -> None:
@@ -301,17 +310,7 @@ def add_command(sub: Subcommands) -> None:
         "or write Kubernetes manifests for it.",
     )
     targets = deploy.add_subparsers(dest="cloud", required=True, metavar="CLOUD")
-    gcp = targets.add_parser(
-        "gcp",
-        help="Google Cloud Run, built from the folder's Dockerfile",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Build and deploy DIR on Google Cloud Run with `gcloud run deploy --source DIR` (Cloud Build\n"
-        "uses DIR's Dockerfile). Needs the gcloud CLI, logged in (`gcloud auth login`). The service\n"
-        "gets LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY; the key is never printed.",
-        epilog="example:\n"
-        "  label-studio-ml deploy gcp my_backend --gcp-project-id my-project --gcp-region europe-west1 \\\n"
-        '      --label-studio-host https://label-studio.example.com --label-studio-api-key "$KEY"',
-    )
+    gcp = add_subcommand(targets, "gcp", cmd_deploy_gcp, GCP_HELP)
     gcp.add_argument("directory", metavar="DIR", help="project folder with model.py and a Dockerfile")
     gcp.add_argument("--gcp-project-id", required=True, metavar="ID", help="Google Cloud project id")
     gcp.add_argument("--gcp-region", default="us-central1", metavar="R", help="Cloud Run region (default: us-central1)")
@@ -330,5 +329,4 @@ def add_command(sub: Subcommands) -> None:
     gcp.add_argument("--service-name", metavar="NAME", help="Cloud Run service (default: DIR's name, _ -> -)")
     gcp.add_argument("--basic-auth-user", metavar="U", help="require HTTP basic auth with this user")
     gcp.add_argument("--basic-auth-pass", metavar="P", help="password for basic auth")
-    gcp.set_defaults(func=cmd_deploy_gcp)
     add_k8s_command(targets)

@@ -99,6 +99,11 @@ class Manifests:
 
     def __post_init__(self) -> None:
         self.name = k8s_name(self.facts.name, self.facts.gpu)
+        # the resources beside the server's Deployment are named after it
+        self.config_name = f"{self.name}-config"
+        self.secret_name = f"{self.name}-secrets"
+        self.claim_name = f"{self.name}-model-data"
+        self.redis_name = f"{self.name}-redis"
 
     # --- names and labels ---------------------------------------------------------------------
     def labels(self, component: str) -> dict[str, str]:
@@ -111,24 +116,14 @@ class Manifests:
     def selector(self, component: str) -> dict[str, str]:
         return {k: v for k, v in self.labels(component).items() if k != "app.kubernetes.io/part-of"}
 
-    def metadata(self, name: str, component: str) -> dict[str, Any]:
-        return {"name": name, "labels": self.labels(component)}
-
-    @property
-    def config_name(self) -> str:
-        return f"{self.name}-config"
-
-    @property
-    def secret_name(self) -> str:
-        return f"{self.name}-secrets"
-
-    @property
-    def claim_name(self) -> str:
-        return f"{self.name}-model-data"
-
-    @property
-    def redis_name(self) -> str:
-        return f"{self.name}-redis"
+    def resource(self, api_version: str, kind: str, name: str, component: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """One manifest: its kind, its name with the component's labels, and its spec."""
+        return {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {"name": name, "labels": self.labels(component)},
+            "spec": spec,
+        }
 
     # --- environment --------------------------------------------------------------------------
     def split_environment(self) -> None:
@@ -225,46 +220,33 @@ class Manifests:
                 "failureThreshold": 3,
             },
         )
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": self.metadata(self.name, "server"),
-            # no spec.replicas: the HorizontalPodAutoscaler owns it (server-hpa.yaml)
-            "spec": {
-                "selector": {"matchLabels": self.selector("server")},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                "template": {"metadata": {"labels": self.labels("server")}, "spec": self.pod_spec(container, 30)},
-            },
+        # no spec.replicas: the HorizontalPodAutoscaler owns it (server-hpa.yaml)
+        spec = {
+            "selector": {"matchLabels": self.selector("server")},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {"metadata": {"labels": self.labels("server")}, "spec": self.pod_spec(container, 30)},
         }
+        return self.resource("apps/v1", "Deployment", self.name, "server", spec)
 
     def worker(self) -> dict[str, Any]:
         command = [self.facts.command[0], "worker", *self.facts.command[2:]]
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": self.metadata(f"{self.name}-worker", "worker"),
-            "spec": {
-                "replicas": 1,
-                # one training at a time per GPU; a running job gets the grace period to finish
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": self.selector("worker")},
-                "template": {
-                    "metadata": {"labels": self.labels("worker")},
-                    "spec": self.pod_spec(self.container("worker", command), 600),
-                },
+        spec = {
+            "replicas": 1,
+            # one training at a time per GPU; a running job gets the grace period to finish
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": self.selector("worker")},
+            "template": {
+                "metadata": {"labels": self.labels("worker")},
+                "spec": self.pod_spec(self.container("worker", command), 600),
             },
         }
+        return self.resource("apps/v1", "Deployment", f"{self.name}-worker", "worker", spec)
 
     def service(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": self.metadata(self.name, "server"),
-            "spec": {
-                "selector": self.selector("server"),
-                "ports": [{"name": "http", "port": self.facts.port, "targetPort": "http"}],
-            },
-        }
+        ports = [{"name": "http", "port": self.facts.port, "targetPort": "http"}]
+        return self.resource(
+            "v1", "Service", self.name, "server", {"selector": self.selector("server"), "ports": ports}
+        )
 
     def claim(self) -> dict[str, Any]:
         spec: dict[str, Any] = {
@@ -273,38 +255,21 @@ class Manifests:
         }
         if self.options.storage_class:
             spec["storageClassName"] = self.options.storage_class
-        return {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": self.metadata(self.claim_name, "model-data"),
-            "spec": spec,
-        }
+        return self.resource("v1", "PersistentVolumeClaim", self.claim_name, "model-data", spec)
 
     def autoscaler(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": self.metadata(self.name, "server"),
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
-                "minReplicas": self.options.replicas,
-                "maxReplicas": self.options.max_replicas or 3 * self.options.replicas,
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
-                    }
-                ],
-            },
+        cpu = {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}
+        spec = {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
+            "minReplicas": self.options.replicas,
+            "maxReplicas": self.options.max_replicas or 3 * self.options.replicas,
+            "metrics": [{"type": "Resource", "resource": cpu}],
         }
+        return self.resource("autoscaling/v2", "HorizontalPodAutoscaler", self.name, "server", spec)
 
     def disruption_budget(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "policy/v1",
-            "kind": "PodDisruptionBudget",
-            "metadata": self.metadata(self.name, "server"),
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": self.selector("server")}},
-        }
+        spec = {"maxUnavailable": 1, "selector": {"matchLabels": self.selector("server")}}
+        return self.resource("policy/v1", "PodDisruptionBudget", self.name, "server", spec)
 
     # --- redis --------------------------------------------------------------------------------
     def redis(self) -> dict[str, Any]:
@@ -319,52 +284,33 @@ class Manifests:
             "securityContext": restricted_container(),
             "volumeMounts": [{"name": "data", "mountPath": "/data"}],
         }
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": self.metadata(self.redis_name, "redis"),
-            "spec": {
-                "serviceName": self.redis_name,
-                "replicas": 1,
-                "selector": {"matchLabels": self.selector("redis")},
-                "template": {
-                    "metadata": {"labels": self.labels("redis")},
-                    "spec": {"securityContext": restricted_pod(REDIS_UID, REDIS_GID), "containers": [container]},
-                },
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "data"},
-                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-                    }
-                ],
+        volume = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+        spec = {
+            "serviceName": self.redis_name,
+            "replicas": 1,
+            "selector": {"matchLabels": self.selector("redis")},
+            "template": {
+                "metadata": {"labels": self.labels("redis")},
+                "spec": {"securityContext": restricted_pod(REDIS_UID, REDIS_GID), "containers": [container]},
             },
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": volume}],
         }
+        return self.resource("apps/v1", "StatefulSet", self.redis_name, "redis", spec)
 
     def redis_service(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": self.metadata(self.redis_name, "redis"),
-            "spec": {
-                "clusterIP": "None",
-                "selector": self.selector("redis"),
-                "ports": [{"name": "redis", "port": 6379, "targetPort": "redis"}],
-            },
-        }
+        ports = [{"name": "redis", "port": 6379, "targetPort": "redis"}]
+        spec = {"clusterIP": "None", "selector": self.selector("redis"), "ports": ports}
+        return self.resource("v1", "Service", self.redis_name, "redis", spec)
 
     def redis_policy(self) -> dict[str, Any]:
         """Redis has no password here: only this service's server and worker pods may reach it."""
         peers = [{"podSelector": {"matchLabels": self.selector(component)}} for component in ("server", "worker")]
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": self.metadata(self.redis_name, "redis"),
-            "spec": {
-                "podSelector": {"matchLabels": self.selector("redis")},
-                "policyTypes": ["Ingress"],
-                "ingress": [{"from": peers, "ports": [{"port": "redis", "protocol": "TCP"}]}],
-            },
+        spec = {
+            "podSelector": {"matchLabels": self.selector("redis")},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"port": "redis", "protocol": "TCP"}]}],
         }
+        return self.resource("networking.k8s.io/v1", "NetworkPolicy", self.redis_name, "redis", spec)
 
     # --- the folder ---------------------------------------------------------------------------
     def build(self) -> None:

@@ -10,13 +10,27 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from ..model import LabelStudioMLBase
-from .console import Subcommands, add_basic_auth_options, fail, where
+from .console import Subcommands, add_basic_auth_options, add_subcommand, fail, where
 
 STOPPED = 1
 logger = logging.getLogger(__name__)
+HELP = """predict a whole LS project in batches and write the predictions back (resumable)
+
+Pre-annotate every task of a Label Studio project that lacks a prediction of the model
+version being served: in this process (SERVICE_DIR), through a running backend (--backend),
+or on `label-studio-ml worker` processes when REDIS_URL is set. Reads LABEL_STUDIO_URL and
+LABEL_STUDIO_API_KEY. Rerun to resume: tasks already done are skipped.
+
+examples:
+  label-studio-ml preannotate services/spacy --project 12
+  label-studio-ml preannotate --backend http://localhost:9090 --project 12 --json
+  REDIS_URL=redis://localhost:6379/0 label-studio-ml preannotate services/spacy --project 12
+  REDIS_URL=redis://localhost:6379/0 label-studio-ml preannotate --status 3f2a9c1b7d4e
+"""
 
 
 def stopped(reason: str, done: int | None = None) -> int:
@@ -47,6 +61,18 @@ def cmd_preannotate(args: argparse.Namespace) -> int:
     if not settings.label_studio_url or not settings.label_studio_api_key:
         return fail("set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a legacy token or a personal access token)")
     return run(args, settings)
+
+
+@dataclass
+class Setup:
+    """What ``run`` settled before predicting anything: the job runs here or on the workers from it."""
+
+    args: argparse.Namespace
+    settings: Any
+    client: Any
+    model_class: type[LabelStudioMLBase]
+    label_config: str
+    options: Any
 
 
 def run(args: argparse.Namespace, settings: Any) -> int:
@@ -82,48 +108,41 @@ def run(args: argparse.Namespace, settings: Any) -> int:
         chunk_size=args.chunk_size or Options.chunk_size,
         backoff=backoff,
     )
-    if args.target is not None and settings.redis_url:
-        return run_distributed(args, settings, client, model_class, label_config, options)
-    return run_here(args, settings, client, model_class, label_config, options)
+    setup = Setup(args, settings, client, model_class, label_config, options)
+    return run_distributed(setup) if args.target is not None and settings.redis_url else run_here(setup)
 
 
-def run_here(
-    args: argparse.Namespace,
-    settings: Any,
-    client: Any,
-    model_class: type[LabelStudioMLBase],
-    label_config: str,
-    options: Any,
-) -> int:
+def run_here(setup: Setup) -> int:
     """Pages, predicts and writes in this process, with a loaded model or a backend over HTTP."""
     from ..engine.runtime import ModelRuntime
     from ..preannotate.bulk import JobStopped, LocalTally, Preannotator
     from ..preannotate.predictors import HttpPredictor, InProcessPredictor, Predictor, PredictorUnavailable
     from ..preannotate.progress import Counts, make_reporter
 
+    args, options = setup.args, setup.options
     project = str(args.project)
     predictor: Predictor
     try:
         if args.backend is not None:
             auth = (args.basic_auth_user, args.basic_auth_pass) if args.basic_auth_user else None
             predictor = options.backoff.call(
-                lambda: HttpPredictor(args.backend, project, label_config, auth=auth),
+                lambda: HttpPredictor(args.backend, project, setup.label_config, auth=auth),
                 (PredictorUnavailable,),
                 "asking the backend for its model version",
             )
         else:
-            runtime = ModelRuntime(model_class, settings)
+            runtime = ModelRuntime(setup.model_class, setup.settings)
             runtime.load()
             if runtime.state != "ready":
                 return fail(runtime.error or "the model did not load")
-            predictor = InProcessPredictor(runtime, project, label_config)
+            predictor = InProcessPredictor(runtime, project, setup.label_config)
     except PredictorUnavailable as exc:
         return stopped(f"{exc}; gave up after {options.backoff.tries} tries")
     except PermissionError as exc:
         return fail(str(exc))
     counts = Counts()
     reporter = make_reporter(args.json, args.progress_interval, project=args.project, model_version=predictor.version)
-    job = Preannotator(client, args.project, predictor, LocalTally(counts, reporter), options)
+    job = Preannotator(setup.client, args.project, predictor, LocalTally(counts, reporter), options)
     try:
         job.run(counts, reporter)
     except JobStopped as exc:
@@ -136,14 +155,7 @@ def run_here(
     return 0
 
 
-def run_distributed(
-    args: argparse.Namespace,
-    settings: Any,
-    client: Any,
-    model_class: type[LabelStudioMLBase],
-    label_config: str,
-    options: Any,
-) -> int:
+def run_distributed(setup: Setup) -> int:
     """``preannotate SERVICE_DIR`` with REDIS_URL: plan (or resume) the job, then wait for the workers,
     showing progress and requeueing chunks of dead workers."""
     from ..engine.runtime import ModelRuntime
@@ -151,8 +163,9 @@ def run_distributed(
     from ..preannotate.progress import make_reporter
     from ..preannotate.redis_queue import plan, start_job
 
-    runtime = ModelRuntime(model_class, settings)  # no load: planning needs the version only
-    job, resumed, queue = start_job(runtime, client, args.project, label_config, options)
+    args = setup.args
+    runtime = ModelRuntime(setup.model_class, setup.settings)  # no load: planning needs the version only
+    job, resumed, queue = start_job(runtime, setup.client, args.project, setup.label_config, setup.options)
     meta = job.meta()
     reporter = make_reporter(
         args.json, args.progress_interval, job=job.id, project=args.project, model_version=meta["version"]
@@ -160,7 +173,7 @@ def run_distributed(
     if resumed:
         logger.warning("resuming pre-annotation job %s (see it with --status %s)", job.id, job.id)
     try:
-        if not plan(job, client, queue, options.backoff, reporter):
+        if not plan(job, setup.client, queue, setup.options.backoff, reporter):
             logger.warning("another process is planning job %s; waiting for the workers", job.id)
         return wait(job, queue, runtime.store, reporter)
     except JobStopped as exc:
@@ -216,20 +229,7 @@ def show_status(job_id: str, redis_url: str) -> int:
 
 
 def add_command(sub: Subcommands) -> None:
-    cmd = sub.add_parser(
-        "preannotate",
-        help="predict a whole LS project in batches and write the predictions back (resumable)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Pre-annotate every task of a Label Studio project that lacks a prediction of the model\n"
-        "version being served: in this process (SERVICE_DIR), through a running backend (--backend),\n"
-        "or on `label-studio-ml worker` processes when REDIS_URL is set. Reads LABEL_STUDIO_URL and\n"
-        "LABEL_STUDIO_API_KEY. Rerun to resume: tasks already done are skipped.",
-        epilog="examples:\n"
-        "  label-studio-ml preannotate services/spacy --project 12\n"
-        "  label-studio-ml preannotate --backend http://localhost:9090 --project 12 --json\n"
-        "  REDIS_URL=redis://localhost:6379/0 label-studio-ml preannotate services/spacy --project 12\n"
-        "  REDIS_URL=redis://localhost:6379/0 label-studio-ml preannotate --status 3f2a9c1b7d4e",
-    )
+    cmd = add_subcommand(sub, "preannotate", cmd_preannotate, HELP)
     cmd.add_argument("target", metavar="SERVICE_DIR", nargs="?", help="a folder holding model.py, or FILE.py[:Class]")
     cmd.add_argument("--backend", metavar="URL", help="a running backend to call instead of loading the model")
     cmd.add_argument("--project", type=int, metavar="ID", help="the Label Studio project id")
@@ -251,4 +251,3 @@ def add_command(sub: Subcommands) -> None:
         "--retry-delay", type=float, default=1.0, metavar="S", help="first wait between tries, doubling (default 1)"
     )
     add_basic_auth_options(cmd, "the backend's basic auth user, with --backend")
-    cmd.set_defaults(func=cmd_preannotate)

@@ -19,8 +19,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.loader import split_target
-from .console import Subcommands, fail
+from ..engine.loader import model_file_of, split_target
+from .console import Subcommands, add_subcommand, fail
 
 TEMPLATES = Path(__file__).parent / "templates"
 NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
@@ -47,6 +47,27 @@ APT_INSTALL = """COPY {src}{name} /tmp/{name}
 RUN apt-get update \\
     && sed -i 's/#.*//' /tmp/{name} && xargs -a /tmp/{name} apt-get install -y --no-install-recommends \\
     && rm -rf /var/lib/apt/lists/*
+"""
+# in this repository the core image has the same steps as a command (core/image/apt-install); the test
+# list comes with the service's folder, copied before the test stage
+APT_INSTALL_ON_CORE = {
+    "apt.txt": "COPY {src}apt.txt /tmp/apt.txt\nRUN apt-install /tmp/apt.txt\n",
+    "apt-test.txt": "RUN apt-install /app/apt-test.txt\n",
+}
+
+
+HELP = """make a new backend project (model.py, Dockerfile, compose, tests)
+
+Make NAME/ with model.py, _wsgi.py, requirements.txt, requirements-test.txt,
+test_api.py, README.md, Dockerfile, docker-compose.yml and wheels/ (the SDK the image
+installs). Refuses to overwrite an existing NAME/ without --force.
+In this repository's services/ folder it makes a service instead: a Dockerfile that
+builds from the repository root, compose/NAME.yml and tests/.
+
+examples:
+  label-studio-ml create my_backend                       # a starter text classifier
+  label-studio-ml create my_backend --from ~/code/my_model.py:MyModel
+  label-studio-ml create my_model --from services/substring_matching --root-dir services
 """
 
 
@@ -102,14 +123,10 @@ def resolve_source(spec: str | None) -> Source:
         return Source()
     text, class_name = split_target(spec)
     path = Path(text)
-    if path.is_dir():
-        model_file = path / "model.py"
-        if not model_file.is_file():
-            raise ScaffoldError(f"{path} has no model.py: --from takes FILE.py[:Class] or a service folder")
-    elif path.is_file() and path.suffix == ".py":
-        model_file = path
-    else:
-        raise ScaffoldError(f"no model file at {text}: --from takes FILE.py[:Class] or a service folder")
+    model_file = model_file_of(path)
+    if not (model_file.is_file() and model_file.suffix == ".py"):
+        problem = f"{path} has no model.py" if path.is_dir() else f"no model file at {text}"
+        raise ScaffoldError(f"{problem}: --from takes FILE.py[:Class] or a service folder")
     found, classes = model_classes(model_file)
     if class_name:
         if class_name not in classes:
@@ -331,10 +348,13 @@ def copied_dockerfile(project: Project, source: Source) -> str:
     return path.read_text(encoding="utf-8") if source.is_folder and path.is_file() else ""
 
 
-def apt_steps(project: Project, src: str) -> dict[str, str]:
-    """Dockerfile steps installing the project's apt lists (``src``: their folder in the build context)."""
+def apt_steps(project: Project, src: str, on_core: bool = False) -> dict[str, str]:
+    """Dockerfile steps installing the project's apt lists (``src``: their folder in the build context;
+    ``on_core``: the Dockerfile builds on this repository's core image)."""
     return {
-        key: APT_INSTALL.format(src=src, name=name) if (project.folder / name).is_file() else ""
+        key: (APT_INSTALL_ON_CORE[name] if on_core else APT_INSTALL).format(src=src, name=name)
+        if (project.folder / name).is_file()
+        else ""
         for key, name in APT_LISTS
     }
 
@@ -356,7 +376,7 @@ def service_layout(project: Project, source: Source, force: bool, values: dict[s
         write(
             project,
             "Dockerfile",
-            render("Dockerfile.repo.tmpl", **values, **apt_steps(project, f"services/{project.name}/")),
+            render("Dockerfile.repo.tmpl", **values, **apt_steps(project, f"services/{project.name}/", on_core=True)),
         )
     if not (source.is_folder and (project.folder / "tests").is_dir()):
         write(project, "tests/conftest.py", render("conftest.py.tmpl", **values))
@@ -422,20 +442,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: Subcommands) -> None:
-    create_parser = sub.add_parser(
-        "create",
-        help="make a new backend project (model.py, Dockerfile, compose, tests)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Make NAME/ with model.py, _wsgi.py, requirements.txt, requirements-test.txt,\n"
-        "test_api.py, README.md, Dockerfile, docker-compose.yml and wheels/ (the SDK the image\n"
-        "installs). Refuses to overwrite an existing NAME/ without --force.\n"
-        "In this repository's services/ folder it makes a service instead: a Dockerfile that\n"
-        "builds from the repository root, compose/NAME.yml and tests/.",
-        epilog="examples:\n"
-        "  label-studio-ml create my_backend                       # a starter text classifier\n"
-        "  label-studio-ml create my_backend --from ~/code/my_model.py:MyModel\n"
-        "  label-studio-ml create my_model --from services/substring_matching --root-dir services",
-    )
+    create_parser = add_subcommand(sub, "create", cmd_create, HELP)
     create_parser.add_argument("name", metavar="NAME", help="project folder name: lowercase letters, digits, _ or -")
     create_parser.add_argument(
         "--from",
@@ -448,4 +455,3 @@ def add_command(sub: Subcommands) -> None:
         "--root-dir", default=".", metavar="DIR", help="where to make NAME/ (default: the current folder)"
     )
     create_parser.add_argument("--force", action="store_true", help="overwrite an existing NAME/")
-    create_parser.set_defaults(func=cmd_create)

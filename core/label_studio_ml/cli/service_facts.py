@@ -80,27 +80,30 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return result
 
 
-def production_stage(text: str) -> list[tuple[str, str]]:
+def production_stage(text: str) -> tuple[str, list[tuple[str, str]]]:
     """The instructions that build the image that runs: the ``production`` stage (or the last one)
-    preceded by the stages it is built ``FROM``."""
+    preceded by the stages it is built ``FROM``; and the image the first of them starts from."""
     stages: dict[str, tuple[str | None, list[tuple[str, str]]]] = {}
     order: list[str] = []
+    froms: dict[str, str] = {}
     for instruction, args in instructions(text):
         if instruction == "FROM":
             words = args.split()
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else f"stage{len(order)}"
             stages[name] = (words[0] if words[0] in stages else None, [])
+            froms[name] = words[0]
             order.append(name)
         elif order:
             stages[order[-1]][1].append((instruction, args))
     if not order:
         raise ServiceError("the Dockerfile has no FROM")
-    chain, name = [], "production" if "production" in stages else order[-1]
+    chain, name, image = [], "production" if "production" in stages else order[-1], ""
     while name is not None:
         parent, steps = stages[name]
         chain[:0] = steps
+        image = froms[name]
         name = parent
-    return chain
+    return image, chain
 
 
 def env_assignments(args: str) -> dict[str, str]:
@@ -122,12 +125,24 @@ class Dockerfile:
     start_period: int | None
 
 
+def image_steps(path: Path) -> list[tuple[str, str]]:
+    """The production stage's instructions, after those of core/Dockerfile when a service of this
+    repository builds on the core image (``FROM ${CORE_IMAGE}``): what the running image is made of."""
+    image, steps = production_stage(path.read_text(encoding="utf-8"))
+    if "CORE_IMAGE" in image:
+        core = path.resolve().parents[2] / "core" / "Dockerfile"
+        if not core.is_file():
+            raise ServiceError(f"{path} builds on the core image, but {core} is missing")
+        steps = image_steps(core) + steps
+    return steps
+
+
 def read_dockerfile(path: Path) -> Dockerfile:
     env: dict[str, str] = {}
     exposed: list[int] = []
     user, uid, creates_home, command = "root", None, False, ()
     health_path, start_period = None, None
-    for instruction, args in production_stage(path.read_text(encoding="utf-8")):
+    for instruction, args in image_steps(path):
         if instruction == "ENV":
             env.update(env_assignments(args))
         elif instruction == "EXPOSE":

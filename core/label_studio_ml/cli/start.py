@@ -10,7 +10,19 @@ from typing import Any
 
 from ..engine.loader import ModelClassError, load_model_class
 from ..model import LabelStudioMLBase
-from .console import Parser, Subcommands, add_basic_auth_options, fail, port_free, where
+from .console import Parser, Subcommands, add_basic_auth_options, add_subcommand, fail, port_free, where
+
+HELP = """serve a model folder (model.py) on HTTP for Label Studio
+
+Serve a model with uvicorn and print the URL to connect in Label Studio
+(Project -> Settings -> Model -> Connect Model). The model loads in the background;
+/health answers 503 until it is ready, and with the reason if loading failed.
+
+examples:
+  label-studio-ml start my_backend
+  label-studio-ml start services/substring_matching -p 9091 --host 127.0.0.1
+  label-studio-ml start my_models.py:SentimentModel --basic-auth-user ls --basic-auth-pass S3cret
+"""
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -82,23 +94,10 @@ def add_arguments(start: argparse.ArgumentParser) -> None:
         help="server processes, each loading the model (default: $WORKERS or 1)",
     )
     start.add_argument("--reload", action="store_true", help="restart when the model's files change (development)")
-    start.set_defaults(func=cmd_start)
 
 
 def add_command(sub: Subcommands) -> None:
-    start = sub.add_parser(
-        "start",
-        help="serve a model folder (model.py) on HTTP for Label Studio",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Serve a model with uvicorn and print the URL to connect in Label Studio\n"
-        "(Project -> Settings -> Model -> Connect Model). The model loads in the background;\n"
-        "/health answers 503 until it is ready, and with the reason if loading failed.",
-        epilog="examples:\n"
-        "  label-studio-ml start my_backend\n"
-        "  label-studio-ml start services/substring_matching -p 9091 --host 127.0.0.1\n"
-        "  label-studio-ml start my_models.py:SentimentModel --basic-auth-user ls --basic-auth-pass S3cret",
-    )
-    add_arguments(start)
+    add_arguments(add_subcommand(sub, "start", cmd_start, HELP))
 
 
 def entry_point(model_class: type[LabelStudioMLBase], module_name: str) -> Any:

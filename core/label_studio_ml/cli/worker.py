@@ -9,9 +9,14 @@ import threading
 from pathlib import Path
 
 from ..engine.loader import ModelClassError, load_model_class
-from .console import Subcommands, fail
+from .console import Subcommands, add_subcommand, fail
 
 logger = logging.getLogger(__name__)
+HELP = """run training jobs and pre-annotation chunks from Redis (needs REDIS_URL)
+
+Run the RQ worker for a model folder: training jobs, and chunks of `preannotate` jobs
+(those need LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY).
+"""
 
 
 def run_worker(target: str | Path) -> int:
@@ -58,11 +63,4 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: Subcommands) -> None:
-    worker = sub.add_parser(
-        "worker",
-        help="run training jobs and pre-annotation chunks from Redis (needs REDIS_URL)",
-        description="Run the RQ worker for a model folder: training jobs, and chunks of `preannotate` jobs\n"
-        "(those need LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY).",
-    )
-    worker.add_argument("target", metavar="TARGET")
-    worker.set_defaults(func=cmd_worker)
+    add_subcommand(sub, "worker", cmd_worker, HELP).add_argument("target", metavar="TARGET")

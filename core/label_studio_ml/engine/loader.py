@@ -33,11 +33,14 @@ def split_target(target: str | Path) -> tuple[str, str | None]:
     return text, None
 
 
+def model_file_of(path: Path) -> Path:
+    """The file a target's path names: a folder's model.py, or the path itself."""
+    return path / "model.py" if path.is_dir() else path
+
+
 def load_model_class(target: str | Path) -> type[LabelStudioMLBase]:
     text, class_name = split_target(target)
-    path = Path(text)
-    if path.is_dir():
-        path = path / "model.py"
+    path = model_file_of(Path(text))
     if not path.is_file():
         raise ModelClassError(f"no model file at {path}: pass a service folder with model.py, or FILE.py[:Class]")
     folder = str(path.parent.resolve())

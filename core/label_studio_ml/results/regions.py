@@ -143,15 +143,18 @@ def _image_shape(
     label: str | None,
     score: float | None,
     id: str | None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
-    """A shape region of the pair's type; the label goes into the value when the control has labels."""
-    if label is not None and pair.result_type.endswith("labels"):
-        value[pair.result_type] = [label]
+    """An image region of ``kind`` (default: the pair's type); the label goes into the value when the
+    kind has labels."""
+    kind = kind or pair.result_type
+    if label is not None and kind.endswith("labels"):
+        value[kind] = [label]
     item: dict[str, Any] = {
         "id": id or region_id(),
         "from_name": pair.from_name,
         "to_name": pair.to_name,
-        "type": pair.result_type,
+        "type": kind,
         **_image_extras(width, height),
         "value": value,
     }
@@ -169,20 +172,8 @@ def brush(
     score: float | None = None,
     id: str | None = None,
 ) -> dict[str, Any]:
-    value: dict[str, Any] = {"format": "rle", "rle": rle}
-    if label is not None:
-        value["brushlabels"] = [label]
-    item: dict[str, Any] = {
-        "id": id or region_id(),
-        "from_name": pair.from_name,
-        "to_name": pair.to_name,
-        "type": "brushlabels" if label is not None else "brush",
-        **_image_extras(width, height),
-        "value": value,
-    }
-    if score is not None:
-        item["score"] = float(score)
-    return item
+    kind = "brushlabels" if label is not None else "brush"
+    return _image_shape(pair, {"format": "rle", "rle": rle}, width, height, label, score, id, kind)
 
 
 def find_all_spans(text: str, needle: str, whole_word: bool = False, ignore_case: bool = True) -> list[tuple[int, int]]:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -21,7 +21,11 @@ from ..model import LabelStudioMLBase
 from ..results.label_config import LabelConfig
 from ..results.regions import RegionValidator
 
+if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler
+
 FIXTURES = Path(__file__).parent / "fixtures"
+_Server = TypeVar("_Server", bound="LocalHTTPServer")
 
 
 def recorded_requests(name: str = "ls-1.23.2-text-choices.jsonl", path: str | None = None) -> list[dict[str, Any]]:
@@ -132,7 +136,29 @@ FAKE_PROJECT_CONFIG = """<View><Text name="text" value="$text"/><Choices name="l
 <Choice value="Positive"/><Choice value="Negative"/></Choices></View>"""
 
 
-class FakeLabelStudio:
+class LocalHTTPServer:
+    """A real HTTP server on a free loopback port (``url``), serving ``handler`` from a thread while
+    the ``with`` block runs: the base of the stand-ins for the hosts a backend calls."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        # a short poll: shutdown() returns at once
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self: _Server) -> _Server:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeLabelStudio(LocalHTTPServer):
     """A real HTTP server on loopback that answers the LS 1.23.2 endpoints a backend calls: uploads,
     export, PAT refresh and presign (303 to ``redirect_to``), and for bulk pre-annotation one project's
     detail, task list (keyset query with the versions column), prediction import and single prediction.
@@ -152,7 +178,7 @@ class FakeLabelStudio:
         import base64 as b64
         import threading
         from collections import defaultdict
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
         from urllib.parse import parse_qs, urlsplit
 
         def seg(obj: dict[str, Any]) -> str:
@@ -261,19 +287,7 @@ class FakeLabelStudio:
             def do_POST(self) -> None:
                 self._handle("POST")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )  # a short poll: shutdown() returns at once
-
-    def __enter__(self) -> FakeLabelStudio:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     # --- the bulk pre-annotation project -------------------------------------------------------
     def add_task(self, task_id: int, text: str, versions: tuple[str, ...] = ()) -> None:

@@ -4,11 +4,12 @@ and answers from a script (status, body, headers), then with ``answer(request_bo
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from label_studio_ml.testing.plugin import LocalHTTPServer
 
 
 def completion(text: str, model: str = "scripted") -> dict[str, Any]:
@@ -22,7 +23,7 @@ def completion(text: str, model: str = "scripted") -> dict[str, Any]:
     }
 
 
-class ScriptedOpenAI:
+class ScriptedOpenAI(LocalHTTPServer):
     def __init__(self, answer: Callable[[dict[str, Any]], str] | str = "Positive") -> None:
         self.answer = answer if callable(answer) else (lambda body, text=answer: text)
         self.script: list[tuple[int, Any, dict[str, str], float]] = []
@@ -68,10 +69,7 @@ class ScriptedOpenAI:
                 except OSError:  # the client gave up (a timeout test)
                     self.close_connection = True
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def then(
         self, status: int, payload: Any = None, headers: dict[str, str] | None = None, delay: float = 0.0
@@ -88,11 +86,3 @@ class ScriptedOpenAI:
         if isinstance(content, list):
             return "".join(p.get("text", "") for p in content if p.get("type") == "text")
         return content
-
-    def __enter__(self) -> ScriptedOpenAI:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
