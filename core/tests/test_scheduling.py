@@ -43,8 +43,8 @@ def test_results_and_exceptions_come_back_to_the_caller(threads: WorkerThreads) 
 
 
 def test_one_after_another_calls_reuse_the_thread_that_went_idle_last(threads: WorkerThreads) -> None:
-    """Each idle thread waits on its own queue, so a call wakes one thread, and the warm one: with one
-    queue shared by all, the threads took turns and every call woke a second thread too."""
+    """A call wakes one idle thread, the warm one: with one queue shared by all, the threads took turns and
+    every call woke a second thread too."""
 
     async def main() -> set[str]:
         names = set()
@@ -59,6 +59,7 @@ def test_one_after_another_calls_reuse_the_thread_that_went_idle_last(threads: W
 
 
 def test_at_most_size_calls_run_at_once_and_the_rest_wait_their_turn(threads: WorkerThreads) -> None:
+    """Threads are woken one at a time, each waking the next while calls are left: all of them get busy."""
     running, peak = [0], [0]
     lock = threading.Lock()
 
