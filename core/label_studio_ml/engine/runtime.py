@@ -246,9 +246,11 @@ class ModelRuntime:
     def predict(self, request: PredictRequest, inline: LabelStudioMLBase | None = None) -> list[dict[str, Any]]:
         """Predict, validate and stamp the version; ``inline``: the instance from ``inline_instance``,
         when called on the event loop."""
-        # on the loop, the wall-clock time stands for the CPU time: nothing else runs on the loop meanwhile,
-        # and the thread CPU clock is a system call (two per request on a hot path)
-        started, started_cpu = time.perf_counter(), 0.0 if inline is not None else time.thread_time()
+        # the thread CPU clock is a system call (two per request on a hot path), read only in a worker thread
+        # while the policy measures: on the loop the wall-clock time stands for the CPU time (nothing else
+        # runs on the loop meanwhile), and a model that declared inline_predict is not measured at all
+        timed = inline is None and self.scheduling.measuring
+        started, started_cpu = time.perf_counter(), time.thread_time() if timed else 0.0
         label_config = self.label_config_for(request.project, request.label_config)
         validator = _validator(label_config)
         model = inline if inline is not None else self.instance(request.project, label_config)
@@ -285,7 +287,7 @@ class ModelRuntime:
             )
         self.stats["predictions"] += len(out)
         wall = time.perf_counter() - started
-        cpu = wall if inline is not None else time.thread_time() - started_cpu
+        cpu = time.thread_time() - started_cpu if timed else wall
         self.scheduling.record(wall, cpu, len(out), inline is not None)
         return out
 

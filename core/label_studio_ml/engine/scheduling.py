@@ -21,6 +21,7 @@ import contextvars
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -51,6 +52,11 @@ class InlinePolicy:
         self.demoted = False
         self.announced = False
         self._lock = threading.Lock()
+
+    @property
+    def measuring(self) -> bool:
+        """Whether ``record`` uses what it is given: not for a model that decided for itself."""
+        return self.declared is None
 
     def inline(self, tasks: int) -> bool:
         if self.declared is not None:
@@ -90,12 +96,19 @@ class InlinePolicy:
 class WorkerThreads:
     """A fixed set of daemon threads that run blocking calls for the event loop.
 
-    The cheapest hand-off measured for /predict: a job travels on a ``queue.SimpleQueue`` (in C; a
-    waiting thread wakes on a futex) and its result comes back with one ``call_soon_threadsafe``.
-    ``anyio.to_thread.run_sync`` took about twice the CPU per call (a ``queue.Queue`` with its
-    Condition, a cancel scope and a capacity limiter). ``size`` threads bound how many calls run
-    at once, as a limiter would; a thread waiting on the network lends its place (``lending``). A
-    cancelled caller stops waiting; its call still runs to the end.
+    The cheapest hand-off measured for /predict: a call goes on a backlog and one idle thread is woken
+    through its own ``queue.SimpleQueue`` (in C; it wakes on a futex), the one that went idle last; its
+    result comes back with one ``call_soon_threadsafe``. A thread drains the backlog before it waits
+    again, and wakes the next idle one while calls are left, so threads join one at a time as work piles
+    up. Not one SimpleQueue shared by all threads: with several waiting on it, each call woke two (the one
+    that took it passes the queue's lock on to the next waiter): 12 futex calls per /predict at one
+    request in flight where this takes 4. Nor one queue per thread, each call waking an idle thread at
+    once: with 16 requests in flight the woken threads queued for the GIL, 2-3 context switches per call
+    where this takes 0.5. ``anyio.to_thread.run_sync`` and ``run_in_executor`` took more CPU per call
+    (a ``queue.Queue`` with its Condition, a cancel scope and a capacity limiter; a shared SimpleQueue
+    and a second future). ``size`` threads bound how many calls run at once, as a limiter would; a
+    thread waiting on the network lends its place (``lending``). A cancelled caller stops waiting; its
+    call still runs to the end.
     """
 
     def __init__(self, size: int, name: str, max_lent: int = 0) -> None:
@@ -103,10 +116,12 @@ class WorkerThreads:
         self.name = name
         self.max_lent = max_lent
         self.lent = 0
-        self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._idle: list[queue.SimpleQueue[None]] = []  # the waiting threads' wake-up queues, the last idle last
+        self._waking = False  # an idle thread was woken and has not looked at the backlog yet
+        self._backlog: deque[tuple[Any, ...] | None] = deque()  # calls no thread has taken yet
         self._started = False
         self._alive = 0
-        self._leaving = 0  # exit markers queued and not taken yet
+        self._leaving = 0  # exit markers handed out and not taken yet
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -115,7 +130,7 @@ class WorkerThreads:
             self._start(self.size)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop, future, contextvars.copy_context(), func, args))
+        self._hand_over((loop, future, contextvars.copy_context(), func, args))
         return await future
 
     @contextmanager
@@ -137,7 +152,42 @@ class WorkerThreads:
                 with self._lock:
                     self.lent -= 1
                     self._leaving += 1
-                self._jobs.put(None)  # one thread, whichever takes it next, exits: back to ``size``
+                self._hand_over(None)  # one thread, whichever takes it next, exits: back to ``size``
+
+    def _hand_over(self, job: tuple[Any, ...] | None) -> None:
+        """A call (or an exit marker, None) to the backlog, and an idle thread woken for it unless one is
+        being woken already."""
+        with self._lock:
+            self._backlog.append(job)
+            inbox = self._wake_one()
+        if inbox is not None:
+            inbox.put(None)
+
+    def _wake_one(self) -> queue.SimpleQueue[None] | None:
+        """Under the lock: the queue of an idle thread to wake, if any and if none is being woken. One at a
+        time: each woken thread wakes the next while calls are left (waking every idle one at once had
+        them queue for the GIL: twice the context switches with 16 requests in flight)."""
+        if self._waking or not self._idle:
+            return None
+        self._waking = True
+        return self._idle.pop()
+
+    def _next(self, inbox: queue.SimpleQueue[None]) -> tuple[Any, ...] | None:
+        woken = False
+        while True:
+            with self._lock:
+                if woken:
+                    self._waking = False
+                if self._backlog:
+                    job = self._backlog.popleft()
+                    other = self._wake_one() if self._backlog else None
+                    break
+                self._idle.append(inbox)
+            inbox.get()
+            woken = True
+        if other is not None:
+            other.put(None)
+        return job
 
     def _start(self, count: int) -> None:
         with self._lock:
@@ -148,7 +198,8 @@ class WorkerThreads:
 
     def _work(self) -> None:
         self._local.worker = True
-        while (job := self._jobs.get()) is not None:
+        inbox: queue.SimpleQueue[None] = queue.SimpleQueue()
+        while (job := self._next(inbox)) is not None:
             loop, future, context, func, args = job
             try:
                 outcome = (future.set_result, context.run(func, *args))
@@ -169,7 +220,7 @@ class WorkerThreads:
             staying, self._started = self._alive - self._leaving, False
             self._leaving += staying
         for _ in range(staying):
-            self._jobs.put(None)
+            self._hand_over(None)
 
 
 def _settle(future: asyncio.Future[Any], setter: Callable[[Any], None], value: Any) -> None:
