@@ -6,6 +6,8 @@ task, cut at LS's 100 s timeout).
 
     python benchmarks/preannotate.py [--tasks 10000] [--services substring_matching,spacy] [--workers 2]
         [--write-sizes 5000,2000,1000]    LS's ceiling at each bulk-call size; the job runs at the first
+        [--compare-writers]               also 2 workers writing at once (LSML_PREANNOTATE_WRITERS=0)
+        [--rounds 1]                      the ceiling and the jobs again, interleaved; medians of the ratios
 
 Run it with an interpreter that has core[test] and the services' requirements (spaCy and its model
 package for `spacy`): `make bench-preannotate` builds that environment and runs it. Each run gets a fresh
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,7 +94,7 @@ def ceiling(ls: LabelStudio, project: int, predictions: list[dict], write_size: 
 
 
 def fresh_project(ls: LabelStudio, service: str, texts: list[str], title: str) -> int:
-    project = ls.create_project(CONFIGS[service], title=title)
+    project = ls.create_project(CONFIGS[service], title=title[:50])  # LS caps titles at 50 characters
     for at in range(0, len(texts), 5000):
         ls.import_tasks(project, [{"text": text} for text in texts[at : at + 5000]])
     return project
@@ -126,6 +129,29 @@ def preannotate(
     return {**summary, "wall_s": wall}
 
 
+def workers(
+    service: str, name: str, count: int, work: Path, redis_url: str, ls: LabelStudio, **extra: str
+) -> list[ServerProcess]:
+    """``count`` `label-studio-ml worker` processes for ``service`` (not started yet)."""
+    return [
+        ServerProcess(
+            ROOT / "services" / service,
+            command="worker",
+            wait_healthy=False,
+            env={
+                "REDIS_URL": redis_url,
+                "MODEL_DIR": str(work / f"{service}-w{i}"),
+                "LABEL_STUDIO_URL": ls.url,  # a worker writes its chunks' predictions itself
+                "LABEL_STUDIO_API_KEY": ls.token,
+                **SERVICE_ENV.get(service, {}),
+                **extra,
+            },
+            log_path=work / f"{service}-{name}-worker{i}.log",
+        )
+        for i in range(count)
+    ]
+
+
 def retrieve_predictions(ls: LabelStudio, service: str, project: int, model_dir: Path, log: Path) -> dict[str, Any]:
     """LS's own Data Manager action on every task: one /predict request; how long, and what got stored."""
     env = {"MODEL_DIR": str(model_dir), **SERVICE_ENV.get(service, {})}
@@ -150,6 +176,17 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-retrieve", action="store_true", help="leave out LS's Retrieve Predictions")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="ceiling and jobs again, one after the other (a shared machine's load drifts)",
+    )
+    parser.add_argument(
+        "--compare-writers",
+        action="store_true",
+        help="also run the workers with their bulk writes not limited to one at a time (LSML_PREANNOTATE_WRITERS=0)",
+    )
+    parser.add_argument(
         "--write-sizes",
         default="5000",
         help="predictions per bulk call for LS's ceiling, comma-separated; the job runs with the first (default 5000)",
@@ -160,6 +197,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="lsml-bench-preannotate-"))
     print(f"{args.tasks} tasks, logs in {work}", flush=True)
     rows: list[tuple[str, str, float, str]] = []
+    ratios: dict[tuple[str, str], list[float]] = {}  # (service, run) -> its ratio to the ceiling of each round
     bad = 0
     with ExitStack() as stack:
         ls = stack.enter_context(run_label_studio(work))
@@ -171,69 +209,67 @@ def main() -> int:
             rows.append((service, f"predict alone (batches of {batch})", args.tasks / alone, ""))
             print(f"{service}: predict alone {alone:.1f} s, {args.tasks / alone:.0f} tasks/s", flush=True)
             write_sizes = [int(size) for size in args.write_sizes.split(",")]
-            job_ceiling = 0.0  # at the size the job writes with
-            for write_size in write_sizes:
-                project = fresh_project(ls, service, texts, f"{service} ceiling {write_size}")
-                limit = ceiling(ls, project, predictions, write_size, args.page_size)
-                bad += limit["created"] != args.tasks
-                rate, with_reads = args.tasks / limit["write_s"], args.tasks / (limit["write_s"] + limit["read_s"])
-                job_ceiling = rate if write_size == write_sizes[0] else job_ceiling
-                rows.append((service, f"LS ceiling: bulk import, calls of {write_size}", rate, ""))
-                rows.append((service, f"LS ceiling + page reads of {args.page_size}", with_reads, ""))
-                print(
-                    f"{service}: LS ceiling, calls of {write_size}: import {limit['write_s']:.1f} s "
-                    f"({rate:.0f} tasks/s), reads {limit['read_s']:.1f} s, {limit['created']} created; "
-                    f"load {os.getloadavg()[0]:.1f}",
-                    flush=True,
-                )
-
             # the job writes in calls of the first size: --page-size is also its write size, and a worker's chunk
             sizes = ("--page-size", str(write_sizes[0]), "--chunk-size", str(write_sizes[0]))
             runs: list[tuple[str, dict[str, str], list[ServerProcess]]] = [("in-process", {}, [])]
-            service_env = SERVICE_ENV.get(service, {})
-            workers = [
-                ServerProcess(
-                    ROOT / "services" / service,
-                    command="worker",
-                    wait_healthy=False,
-                    env={
-                        "REDIS_URL": redis_url,
-                        "MODEL_DIR": str(work / f"{service}-w{i}"),
-                        "LABEL_STUDIO_URL": ls.url,  # a worker writes its chunks' predictions itself
-                        "LABEL_STUDIO_API_KEY": ls.token,
-                        **service_env,
-                    },
-                    log_path=work / f"{service}-worker{i}.log",
+            if args.workers:  # --workers 0: in-process only
+                runs.append(
+                    (
+                        f"Redis, {args.workers} workers",
+                        {"REDIS_URL": redis_url},
+                        workers(service, "redis", args.workers, work, redis_url, ls),
+                    )
                 )
-                for i in range(args.workers)
-            ]
-            if workers:  # --workers 0: in-process only
-                runs.append((f"Redis, {args.workers} workers", {"REDIS_URL": redis_url}, workers))
-            for name, env, processes in runs:
-                project = fresh_project(ls, service, texts, f"{service} {name}")
-                for process in processes:
-                    process.start()
-                try:
-                    summary = preannotate(ls, service, project, env, work / f"{service}-{project}.log", sizes)
-                finally:
+            if args.workers > 1 and args.compare_writers:  # the workers' bulk writes not taken one at a time
+                unlimited = workers(
+                    service, "unlimited", args.workers, work, redis_url, ls, LSML_PREANNOTATE_WRITERS="0"
+                )
+                runs.append((f"Redis, {args.workers} workers, writes at once", {"REDIS_URL": redis_url}, unlimited))
+            for round_ in range(args.rounds):  # the ceiling and the jobs one after the other, each round
+                tag = f" #{round_ + 1}" if args.rounds > 1 else ""
+                job_ceiling = 0.0  # at the size the job writes with
+                for write_size in write_sizes:
+                    project = fresh_project(ls, service, texts, f"{service} ceiling {write_size}")
+                    limit = ceiling(ls, project, predictions, write_size, args.page_size)
+                    bad += limit["created"] != args.tasks
+                    rate, with_reads = args.tasks / limit["write_s"], args.tasks / (limit["write_s"] + limit["read_s"])
+                    job_ceiling = rate if write_size == write_sizes[0] else job_ceiling
+                    rows.append((service, f"LS ceiling: bulk import, calls of {write_size}{tag}", rate, ""))
+                    rows.append((service, f"LS ceiling + page reads of {args.page_size}{tag}", with_reads, ""))
+                    print(
+                        f"{service}{tag}: LS ceiling, calls of {write_size}: import {limit['write_s']:.1f} s "
+                        f"({rate:.0f} tasks/s), reads {limit['read_s']:.1f} s, {limit['created']} created; "
+                        f"load {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
+
+                for name, env, processes in runs:
+                    project = fresh_project(ls, service, texts, f"{service} {name}")
                     for process in processes:
-                        process.stop()
-                counts = predictions_per_task(ls, project)
-                exact = sum(1 for count in counts.values() if count == 1)
-                bad += exact != args.tasks
-                rate = args.tasks / summary["wall_s"]
-                overhead = summary["wall_s"] / alone - 1
-                note = f"{rate / job_ceiling:.2f}x the ceiling (target >= 0.9), {100 * overhead:+.0f}% vs alone"
-                rows.append((service, f"preannotate, {name}", rate, note))
-                print(
-                    f"{service}: preannotate {name}: {summary['wall_s']:.1f} s, {rate:.0f} tasks/s, "
-                    f"done {summary.get('done')}, skipped {summary.get('skipped')}, failed {summary.get('failed')}; "
-                    f"{exact}/{args.tasks} tasks hold exactly one prediction",
-                    flush=True,
-                )
-                rerun = preannotate(ls, service, project, env, work / f"{service}-{project}-rerun.log", sizes)
-                print(f"{service}: rerun {name}: done {rerun.get('done')}, {rerun['wall_s']:.1f} s", flush=True)
-                bad += rerun.get("done") != 0
+                        process.start()
+                    try:
+                        summary = preannotate(ls, service, project, env, work / f"{service}-{project}.log", sizes)
+                    finally:
+                        for process in processes:
+                            process.stop()
+                    counts = predictions_per_task(ls, project)
+                    exact = sum(1 for count in counts.values() if count == 1)
+                    bad += exact != args.tasks
+                    rate = args.tasks / summary["wall_s"]
+                    overhead = summary["wall_s"] / alone - 1
+                    note = f"{rate / job_ceiling:.2f}x the ceiling (target >= 0.9), {100 * overhead:+.0f}% vs alone"
+                    rows.append((service, f"preannotate, {name}{tag}", rate, note))
+                    ratios.setdefault((service, name), []).append(rate / job_ceiling)
+                    print(
+                        f"{service}{tag}: preannotate {name}: {summary['wall_s']:.1f} s, {rate:.0f} tasks/s, "
+                        f"done {summary.get('done')}, skipped {summary.get('skipped')}, "
+                        f"failed {summary.get('failed')}; "
+                        f"{exact}/{args.tasks} tasks hold exactly one prediction",
+                        flush=True,
+                    )
+                    rerun = preannotate(ls, service, project, env, work / f"{service}-{project}-rerun.log", sizes)
+                    print(f"{service}: rerun {name}: done {rerun.get('done')}, {rerun['wall_s']:.1f} s", flush=True)
+                    bad += rerun.get("done") != 0
 
             if not args.skip_retrieve:
                 project = fresh_project(ls, service, texts, f"{service} retrieve")
@@ -248,6 +284,10 @@ def main() -> int:
     print(f"\n{'service':<20} {'run':<40} {'tasks/s':>9}  note")
     for service, name, rate, note in rows:
         print(f"{service:<20} {name:<40} {rate:>9.0f}  {note}")
+    for (service, name), each in ratios.items():
+        print(
+            f"{service}: preannotate {name}: {statistics.median(each):.2f}x the ceiling, median of {len(each)} rounds"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 1 if bad else 0
 

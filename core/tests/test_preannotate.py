@@ -19,7 +19,7 @@ import fakes
 import pytest
 
 from label_studio_ml.cli import main as cli
-from label_studio_ml.clients.ls_client import prediction_versions
+from label_studio_ml.clients.ls_client import PAGE_FIELDS, prediction_versions
 from label_studio_ml.config import Settings
 from label_studio_ml.engine import loader
 from label_studio_ml.preannotate.progress import JsonLines, TerminalBar, make_reporter
@@ -87,6 +87,9 @@ def test_pages_by_id_and_writes_in_bulk_stamped_with_the_version(env: Any, capsy
         assert_one_prediction_each(fake, "Echo-0")
         reads = [c for c in fake.requests if c["kind"] == "tasks"]
         assert {c["query"]["page_size"] for c in reads} == {"100"}, "never more than a page at once"
+        # only the columns the job reads, media URIs as LS sends them to /predict (a third of the read time)
+        assert {c["query"]["include"] for c in reads} == {PAGE_FIELDS} and "predictions_model_versions" in PAGE_FIELDS
+        assert {c["query"]["resolve_uri"] for c in reads} == {"false"}
         cursors = [
             next(i["value"] for i in json.loads(c["query"]["query"])["filters"]["items"] if i["filter"].endswith(":id"))
             for c in reads
@@ -333,6 +336,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 def test_redis_workers_take_chunks_and_status_shows_the_job(redis_server: str, tmp_path: Path) -> None:
     with FakeLabelStudio(texts=texts(230, boom=(11, 150))) as fake:
+        fake.delay_s["import"] = 0.2  # long enough for the two workers' writes to overlap, were they let
         env = worker_env(fake, redis_server, tmp_path)
         with (
             ServerProcess(KEYWORD, env=env, command="worker", wait_healthy=False) as one,
@@ -354,6 +358,9 @@ def test_redis_workers_take_chunks_and_status_shows_the_job(redis_server: str, t
                 True,
             )
             assert "chunk 1 done" in one.log_tail() + two.log_tail()
+            # the planner's one page read is the only one: each chunk's first worker got its tasks from Redis
+            assert fake.count("tasks") == 1
+            assert ("import", "import") not in fake.together, "one bulk write into the project at a time"
             again = command(env, str(KEYWORD), "--project", "7", "--json")
             last = json_lines(again.stdout)[-1]
             assert again.returncode == 0 and last["job"] != summary["job"]
@@ -376,7 +383,7 @@ def test_an_expired_lease_puts_the_chunk_back_on_the_queue(redis_server: str, mo
     client = redis.Redis.from_url(redis_server)
     queue = Queue("lsml-test-preannotate", connection=client)
     job = RedisJob.create(client, 7, "v-1", queue.name, "http://ls", "<View/>", Options())
-    chunk = job.add_chunk([1, 2, 3])
+    chunk = job.add_chunk([{"id": i, "data": {"text": "t"}} for i in (1, 2, 3)])
     job.enqueue(queue, chunk)
     assert job.requeue_lost(queue) == 0, "waiting on the queue"
     taken = Job.fetch(job.rq_id(chunk, 0), connection=client)
@@ -432,6 +439,8 @@ def test_redis_worker_killed_mid_chunk_loses_it_to_the_other(redis_server: str, 
         assert (summary["done"], summary["failed"], summary["total"]) == (160, 0, 160)
         assert_one_prediction_each(fake, "keyword-0")
         assert "lost its worker; queued again" in err + two.log_tail(200)
+        rereads = [c for c in fake.requests if c["kind"] == "tasks" and "selectedItems" in c["query"]["query"]]
+        assert rereads, "the killed worker's chunk was read again before its second attempt predicted it"
 
 
 def test_progress_lines_rate_from_the_start_count_work_only_and_never_repeat() -> None:

@@ -67,6 +67,8 @@ class LabelStudioUnavailable(LabelStudioError):
 VERSIONS_COLUMN_LIMIT = 500
 #: task fields a model may read (what LS itself sends to /predict, less annotations and drafts)
 TASK_FIELDS = ("id", "data", "meta", "project", "inner_id", "created_at", "updated_at", "file_upload", "overlap")
+#: what a task list page asks LS for (its ``include``): the task fields and the versions column
+PAGE_FIELDS = ",".join((*TASK_FIELDS, "predictions_model_versions"))
 
 
 def prediction_versions(task: dict[str, Any]) -> set[str] | None:
@@ -192,6 +194,11 @@ class LabelStudioClient:
         nothing. The versions come from the data manager's versions column, which LS computes only for a
         column the query filters on: the filter "versions contain any of []" matches every task. Measured
         on LS 1.23.2: half the time of ``fields=all``, which sends every prediction's result.
+
+        ``include`` keeps LS from serializing the ~25 data manager columns nobody reads here (annotators,
+        comments, storage file names, ...), and ``resolve_uri=false`` leaves media URIs as LS sends them
+        to /predict (the backend presigns cloud URIs itself): on one LS 1.23.2, 10,000 tasks in pages of
+        5,000 read in 3.2 s instead of 10.5-13.1 s (a rerun's pages, versions computed: 5-10 s, not 27 s).
         """
         items: list[dict[str, Any]] = [
             {"filter": "filter:tasks:predictions_model_versions", "operator": "contains", "type": "List", "value": []}
@@ -201,7 +208,14 @@ class LabelStudioClient:
             query["selectedItems"] = {"all": False, "included": [int(i) for i in ids]}
         else:
             items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": int(after)})
-        params = {"project": int(project_id), "page_size": int(size), "page": 1, "query": json.dumps(query)}
+        params = {
+            "project": int(project_id),
+            "page_size": int(size),
+            "page": 1,
+            "query": json.dumps(query),
+            "include": PAGE_FIELDS,
+            "resolve_uri": "false",
+        }
         try:
             body = self.call("GET", "/api/tasks/", params=params, timeout=max(self.timeout, 120))
         except LabelStudioNotFound as exc:

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -158,7 +159,7 @@ class Preannotator:
         predictor: Predictor,
         tally: Tally,
         options: Options | None = None,
-        before_write: Callable[[], None] | None = None,
+        write_guard: Callable[[], AbstractContextManager[object]] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.client = client
@@ -167,7 +168,8 @@ class Preannotator:
         self.version = predictor.version
         self.tally = tally
         self.options = options or Options()
-        self.before_write = before_write  # e.g. raise when a Redis lease on the work was lost
+        # entered around each bulk write: e.g. wait for the project's writer slot, raise when a Redis lease was lost
+        self.write_guard = write_guard or nullcontext
         self.stop = stop or threading.Event()
         self.pending: list[dict[str, Any]] = []
         self.flushed_at = time.monotonic()
@@ -178,6 +180,10 @@ class Preannotator:
         holding, lacking = self.reader.split(tasks)
         if holding:
             self.tally.skipped([t["id"] for t in holding])
+        self.predict(lacking)
+
+    def predict(self, lacking: list[dict[str, Any]]) -> None:
+        """Predict tasks known to lack the version (no check here), writing as ``write_size`` fills."""
         for start in range(0, len(lacking), self.options.batch_size):
             if self.stop.is_set():
                 raise JobStopped("stopped on request")
@@ -227,8 +233,10 @@ class Preannotator:
             del self.pending[: len(chunk)]
 
     def write(self, predictions: list[dict[str, Any]]) -> None:
-        if self.before_write is not None:
-            self.before_write()
+        with self.write_guard():
+            self.write_now(predictions)
+
+    def write_now(self, predictions: list[dict[str, Any]]) -> None:
         ids = [p["task"] for p in predictions]
         left = list(predictions)
         tried = [False]

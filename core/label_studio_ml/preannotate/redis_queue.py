@@ -4,9 +4,11 @@ A planner (the ``preannotate`` command, or the server for ``POST /jobs``) pages 
 puts the ids of tasks lacking the version into chunks and each chunk on the model's pre-annotation
 RQ queue. ``label-studio-ml worker`` processes take chunks: a worker holds a lease on its chunk in
 Redis and renews it while it works; a chunk whose lease expired without being done (its worker was
-killed) is put on the queue again by whoever notices (the waiting command, or any worker). Before
-writing, a chunk re-reads which of its tasks hold the version already, and a worker writes only
-while it still holds the lease: nothing is written twice. All job state lives in Redis under
+killed) is put on the queue again by whoever notices (the waiting command, or any worker). The
+planner keeps each chunk's tasks (as it read them) in Redis, so the chunk's first worker predicts them
+without asking LS again; a chunk started before (its worker died or gave up) re-reads which of its
+tasks hold the version already, and a worker writes only while it still holds the lease: nothing is
+written twice. All job state lives in Redis under
 ``lsml:pa:<job>``, so ``preannotate --status JOB`` and a second run see it.
 """
 
@@ -18,6 +20,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..clients.retrying import Backoff
@@ -25,7 +29,7 @@ from ..engine.queue import queue_name
 from ..model import LabelStudioMLBase
 from ..state.storage import Store
 from ..training.jobs import save_record
-from .bulk import JobStopped, Options, Preannotator, TaskReader
+from .bulk import JobStopped, Options, Preannotator, TaskReader, model_task
 from .progress import MAX_FAILURES_KEPT, Counts, Reporter
 
 logger = logging.getLogger(__name__)
@@ -40,6 +44,12 @@ def lease_seconds() -> float:
 
 def max_attempts() -> int:
     return int(os.environ.get("LSML_PREANNOTATE_ATTEMPTS", "5"))
+
+
+def max_writers() -> int:
+    """Bulk writes into one project at once, from all workers together (0: no limit). LS 1.23.2 serves
+    them one at a time anyway and recounts the whole project in each, so two at once only contend."""
+    return int(os.environ.get("LSML_PREANNOTATE_WRITERS", "1"))
 
 
 def preannotate_queue_name(model_class: type[LabelStudioMLBase]) -> str:
@@ -154,6 +164,27 @@ class Lease:
             logger.warning("could not release lease %s (it expires by itself)", self.key, exc_info=True)
 
 
+@contextmanager
+def writer_slot(redis: Any, project: int | str, chunk_lease: Lease) -> Iterator[None]:
+    """Hold one of the project's ``max_writers()`` write slots (waiting for one while the chunk's lease
+    holds) and check the lease before the write; a holder that died frees its slot when it expires."""
+    slots = max_writers()
+    while slots > 0:
+        for n in range(slots):
+            slot = Lease(redis, f"{PREFIX}:writer:{project}:{n}", lease_seconds())
+            if slot.acquire():
+                try:
+                    chunk_lease.check()
+                    yield
+                finally:
+                    slot.release()
+                return
+        chunk_lease.check()  # stop waiting once another worker has the chunk
+        time.sleep(0.05)
+    chunk_lease.check()
+    yield
+
+
 class RedisJob:
     """One pre-annotation job's state in Redis."""
 
@@ -223,6 +254,16 @@ class RedisJob:
         raw = self.redis.get(f"{self.key}:chunk:{chunk}")
         return [int(i) for i in json.loads(raw)] if raw else []
 
+    def chunk_tasks(self, chunk: int) -> list[dict[str, Any]] | None:
+        """The chunk's tasks as the planner read them; None once the chunk is done (or planned without)."""
+        raw = self.redis.get(f"{self.key}:chunk:{chunk}:tasks")
+        return list(json.loads(raw)) if raw else None
+
+    def first_start(self, chunk: int) -> bool:
+        """True for the first worker ever to start ``chunk``: no earlier attempt can have written any of
+        it, so the tasks the planner read still lack the version."""
+        return bool(self.redis.hsetnx(f"{self.key}:started", chunk, time.time()))
+
     def is_pending(self, chunk: int) -> bool:
         return bool(self.redis.sismember(f"{self.key}:pending", chunk))
 
@@ -261,12 +302,15 @@ class RedisJob:
         save_record(store, str(record["project"]), record, new=False)
 
     # --- writing -------------------------------------------------------------------------------
-    def add_chunk(self, ids: list[int]) -> int:
-        """A new pending chunk of task ids (ascending, above those of earlier chunks); the planner's
-        cursor moves past them, so a resumed planner never puts a task in two chunks."""
+    def add_chunk(self, tasks: list[dict[str, Any]]) -> int:
+        """A new pending chunk of tasks lacking the version (ascending ids, above those of earlier
+        chunks), kept as the model sees them; the planner's cursor moves past them, so a resumed planner
+        never puts a task in two chunks."""
+        ids = [int(t["id"]) for t in tasks]
         chunk = int(self.redis.hincrby(f"{self.key}:meta", "chunks_total", 1))
         pipe = self.redis.pipeline()
         pipe.set(f"{self.key}:chunk:{chunk}", json.dumps(ids))
+        pipe.set(f"{self.key}:chunk:{chunk}:tasks", json.dumps([model_task(t) for t in tasks]))
         pipe.hset(f"{self.key}:meta", "cursor", max(ids))
         pipe.hset(f"{self.key}:attempts", chunk, 0)
         pipe.hset(f"{self.key}:touched", chunk, time.time())
@@ -308,10 +352,11 @@ class RedisJob:
 
     def _finished(self) -> None:
         self.redis.srem(f"{PREFIX}:active", self.id)
-        for suffix in ("meta", "counts", "failures", "accounted", "pending", "attempts", "touched"):
+        for suffix in ("meta", "counts", "failures", "accounted", "pending", "attempts", "touched", "started"):
             self.redis.expire(f"{self.key}:{suffix}", KEEP_S)
         for chunk in range(1, int(self.redis.hget(f"{self.key}:meta", "chunks_total") or 0) + 1):
             self.redis.expire(f"{self.key}:chunk:{chunk}", KEEP_S)
+            self.redis.delete(f"{self.key}:chunk:{chunk}:tasks")  # the task data: not kept past the job
 
     # --- the queue -----------------------------------------------------------------------------
     def rq_id(self, chunk: int, attempt: int) -> str:
@@ -397,14 +442,14 @@ def plan(job: RedisJob, client: Any, queue: Any, backoff: Backoff, reporter: Rep
         reader = TaskReader(client, int(meta["project"]), meta["version"], backoff)
         page_size, chunk_size = int(meta["page_size"]), int(meta["chunk_size"])
         after = int(job.meta().get("cursor") or 0)
-        waiting: list[int] = []
+        waiting: list[dict[str, Any]] = []
         while True:
             tasks, total = reader.page(after, page_size)
             if after == 0:
                 job.redis.hset(f"{job.key}:meta", "total", total)
             holding, lacking = reader.split(tasks)
             job.account("skipped", [int(t["id"]) for t in holding])  # done before the job: in no chunk
-            waiting += [int(t["id"]) for t in lacking]
+            waiting += lacking
             last = len(tasks) < page_size  # a short page is the last (see Preannotator.run)
             while len(waiting) >= chunk_size or (waiting and last):
                 job.enqueue(queue, job.add_chunk(waiting[:chunk_size]))
@@ -450,12 +495,24 @@ def run_chunk(job_id: str, chunk: int) -> str:
             job.stop(f"a worker serves model version {predictor.version}, the job {meta['version']}; run again")
             return "stopped"
         options = Options(batch_size=int(meta["batch_size"]), write_size=int(meta["chunk_size"]))  # one write a chunk
-        work = Preannotator(client, int(meta["project"]), predictor, RedisTally(job), options, lease.check)
+        work = Preannotator(
+            client,
+            int(meta["project"]),
+            predictor,
+            RedisTally(job),
+            options,
+            write_guard=lambda: writer_slot(redis, meta["project"], lease),
+        )
         started = time.monotonic()
-        work.process(work.reader.tasks(job.chunk_ids(chunk)))
+        planned = job.chunk_tasks(chunk)
+        if planned is not None and job.first_start(chunk):
+            work.predict(planned)  # as the planner read them: nothing of this chunk can be written yet
+        else:  # an earlier attempt may have written some: read which still lack the version
+            work.process(work.reader.tasks(job.chunk_ids(chunk)))
         work.flush()
         lease.check()
         finished = job.chunk_done(chunk)
+        redis.delete(f"{job.key}:chunk:{chunk}:tasks")
         logger.info(
             "pre-annotation job %s: chunk %d done in %.1f s%s",
             job_id,

@@ -177,7 +177,7 @@ class FakeLabelStudio(LocalHTTPServer):
     ) -> None:
         import base64 as b64
         import threading
-        from collections import defaultdict
+        from collections import Counter, defaultdict
         from http.server import BaseHTTPRequestHandler
         from urllib.parse import parse_qs, urlsplit
 
@@ -205,6 +205,10 @@ class FakeLabelStudio(LocalHTTPServer):
         self.down = False  # every authorized call answers 503
         self.down_after: dict[str, int] = {}  # endpoint kind -> calls answered before it answers 503 only
         self.reject_label: str | None = None  # import silently drops predictions with this label (LS's check)
+        self.delay_s: dict[str, float] = {}  # endpoint kind -> seconds each of its calls takes
+        self.in_flight: Counter[str] = Counter()  # endpoint kind -> its calls being served now
+        # (kind, kind) of two calls served at the same time, the later one first: which calls overlapped
+        self.together: set[tuple[str, str]] = set()
         for n, text in enumerate(texts or []):
             self.add_task(100 + n, text)
         fake = self
@@ -242,8 +246,19 @@ class FakeLabelStudio(LocalHTTPServer):
                 with fake.lock:
                     fake.requests.append(
                         {"method": method, "path": self.path, "headers": dict(self.headers), "kind": kind}
-                        | {"query": query, "body": body}
+                        | {"query": query, "body": body, "at": time.monotonic()}
                     )
+                    fake.together |= {(kind, other) for other, calls in fake.in_flight.items() if calls}
+                    fake.in_flight[kind] += 1
+                try:
+                    time.sleep(fake.delay_s.get(kind, 0.0))
+                    self._answer(method, parts, query, body, kind)
+                finally:
+                    with fake.lock:
+                        fake.in_flight[kind] -= 1
+
+            def _answer(self, method: str, parts: Any, query: dict[str, str], body: Any, kind: str) -> None:
+                with fake.lock:
                     injected = fake.fail_next[kind].pop(0) if fake.fail_next[kind] else None
                     if kind in fake.down_after and fake.count(kind) > fake.down_after[kind]:
                         injected = 503
@@ -351,6 +366,9 @@ class FakeLabelStudio(LocalHTTPServer):
                 task = {**self.project_tasks[task_id], "predictions_model_versions": ",".join(versions)}
                 if query.get("fields") == "all":
                     task["predictions"] = [dict(p) for p in self.predictions.get(task_id, [])]
+                if query.get("include"):  # LS's sparse fields (drf-flex-fields): only the named ones
+                    wanted = query["include"].split(",")
+                    task = {key: value for key, value in task.items() if key in wanted}
                 page.append(task)
         return 200, {"total": len(ids), "tasks": page}
 
