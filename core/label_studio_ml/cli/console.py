@@ -1,5 +1,5 @@
 """What every ``label-studio-ml`` subcommand shares: one-line failures, a parser whose usage errors
-are one line, the parser of a subcommand built from its handler's docstring, and the free-port check.
+are one line, the parser of a subcommand built from its help text, and the free-port check.
 Subcommand modules import this; it imports none of them."""
 
 from __future__ import annotations
