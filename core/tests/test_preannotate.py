@@ -19,7 +19,7 @@ import fakes
 import pytest
 
 from label_studio_ml.cli import main as cli
-from label_studio_ml.clients.ls_client import PAGE_FIELDS, prediction_versions
+from label_studio_ml.clients.ls_client import FILTERED_PAGE_FIELDS, PAGE_FIELDS, prediction_versions
 from label_studio_ml.config import Settings
 from label_studio_ml.engine import loader
 from label_studio_ml.preannotate.progress import JsonLines, TerminalBar, make_reporter
@@ -85,15 +85,16 @@ def test_pages_by_id_and_writes_in_bulk_stamped_with_the_version(env: Any, capsy
         rc, lines, err = run(fake, capsys, "--page-size", "100")
         assert rc == 0, err
         assert_one_prediction_each(fake, "Echo-0")
-        reads = [c for c in fake.requests if c["kind"] == "tasks"]
+        reads = [c for c in fake.requests if c["kind"] == "tasks" and "query" in c["query"]]
         assert {c["query"]["page_size"] for c in reads} == {"100"}, "never more than a page at once"
-        # only the columns the job reads, media URIs as LS sends them to /predict (a third of the read time)
-        assert {c["query"]["include"] for c in reads} == {PAGE_FIELDS} and "predictions_model_versions" in PAGE_FIELDS
+        # only the task fields (LS leaves out tasks holding the version: no versions column), media URIs
+        # as LS sends them to /predict (a third of the read time)
+        assert {c["query"]["include"] for c in reads} == {FILTERED_PAGE_FIELDS}
+        assert "predictions_model_versions" not in FILTERED_PAGE_FIELDS
         assert {c["query"]["resolve_uri"] for c in reads} == {"false"}
-        cursors = [
-            next(i["value"] for i in json.loads(c["query"]["query"])["filters"]["items"] if i["filter"].endswith(":id"))
-            for c in reads
-        ]
+        filters = [json.loads(c["query"]["query"])["filters"]["items"] for c in reads]
+        assert all({"operator": "not_contains", "value": ["Echo-0"]}.items() <= items[0].items() for items in filters)
+        cursors = [next(i["value"] for i in items if i["filter"].endswith(":id")) for items in filters]
         assert cursors == sorted(cursors) and cursors[0] == 0 and len(cursors) == 11  # the short 11th page ends it
         writes = [c for c in fake.requests if c["kind"] == "import"]
         assert len(writes) == 11 and fake.count("prediction") == 0, "one bulk call per page, none per task"
@@ -121,10 +122,32 @@ def test_tasks_holding_the_version_are_skipped_and_a_rerun_writes_nothing(env: A
         assert [fake.versions_of(i).count("Echo-0") for i in (1, 2, 3, 4, 5)] == [1, 1, 1, 1, 1]
         assert (lines[-1]["done"], lines[-1]["skipped"]) == (3, 2)
         assert any(c["query"].get("fields") == "all" for c in fake.requests), "task 5's cut versions column re-read"
+        # "Echo-01" and "xEcho-0" contain "Echo-0": LS's filter would leave tasks 2 and 4 out, so each page
+        # brings its versions column instead
+        pages = [c["query"] for c in fake.requests if c["kind"] == "tasks" and "filters" in c["query"].get("query", "")]
+        assert pages and {p["include"] for p in pages} == {PAGE_FIELDS}
         writes = fake.count("import")
         rc, lines, _ = run(fake, capsys)
         assert rc == 0 and fake.count("import") == writes, "nothing left to write"
         assert (lines[-1]["done"], lines[-1]["skipped"], lines[-1]["failed"]) == (0, 5, 0)
+
+
+def test_ls_leaves_out_tasks_holding_the_version_and_a_rerun_lists_none(env: Any, capsys: Any) -> None:
+    with FakeLabelStudio(texts=texts(45)) as fake:
+        for task_id in (101, 120):  # done before the job, with another version beside
+            fake.predictions[task_id] += [{"model_version": "Echo-0"}, {"model_version": "Other-3"}]
+        rc, lines, _ = run(fake, capsys, "--page-size", "20")
+        assert rc == 0
+        assert sum(s["tasks"] for s in fakes.seen) == 43 and fake.versions_of(101) == ["Echo-0", "Other-3"]
+        assert (lines[-1]["done"], lines[-1]["skipped"], lines[-1]["total"]) == (43, 2, 45), "counted, not listed"
+        assert_one_prediction_each(fake, "Echo-0")
+        reads, writes = len(fake.requests), fake.count("import")
+        rc, lines, _ = run(fake, capsys, "--page-size", "20")
+        assert rc == 0 and fake.count("import") == writes, "nothing left to write"
+        assert (lines[-1]["done"], lines[-1]["skipped"], lines[-1]["total"]) == (0, 45, 45)
+        rerun = [c["path"].split("?")[0] for c in fake.requests[reads:]]
+        # the project, its versions, one page LS found empty, the task count: no task read at all
+        assert rerun == ["/api/projects/7/", "/api/projects/7/model-versions/", "/api/tasks/", "/api/tasks/"]
 
 
 def test_prediction_versions_from_a_page() -> None:
@@ -181,14 +204,14 @@ def test_ls_5xx_is_retried_and_a_write_stored_before_failing_is_not_repeated(env
 
 def test_ls_down_stops_with_one_line_then_a_rerun_resumes(env: Any, capsys: Any) -> None:
     with FakeLabelStudio(texts=texts(50)) as fake:
-        fake.down_after = {"tasks": 2}  # the third page read on fails
+        fake.down_after = {"tasks": 3}  # the first page, the task count and the second page; the third fails
         rc, lines, err = run(fake, capsys, "--page-size", "20", "--retries", "3")
         assert rc == 1
         assert len(err) == 1 and err[0].startswith(
             "label-studio-ml: stopped: Label Studio failed (GET /api/tasks/ -> HTTP 503"
         )
         assert "gave up after 3 tries" in err[0] and "40 written so far" in err[0]
-        assert fake.count("tasks") == 2 + 3
+        assert fake.count("tasks") == 3 + 3
         assert lines[-1]["state"] == "stopped" and lines[-1]["done"] == 40
         fake.down_after = {}
         rc, lines, _ = run(fake, capsys, "--page-size", "20")
@@ -358,8 +381,9 @@ def test_redis_workers_take_chunks_and_status_shows_the_job(redis_server: str, t
                 True,
             )
             assert "chunk 1 done" in one.log_tail() + two.log_tail()
-            # the planner's one page read is the only one: each chunk's first worker got its tasks from Redis
-            assert fake.count("tasks") == 1
+            # the planner's one page read (and its task count) are the only reads: each chunk's first worker
+            # got its tasks from Redis
+            assert fake.count("tasks") == 2
             assert ("import", "import") not in fake.together, "one bulk write into the project at a time"
             again = command(env, str(KEYWORD), "--project", "7", "--json")
             last = json_lines(again.stdout)[-1]
@@ -439,7 +463,7 @@ def test_redis_worker_killed_mid_chunk_loses_it_to_the_other(redis_server: str, 
         assert (summary["done"], summary["failed"], summary["total"]) == (160, 0, 160)
         assert_one_prediction_each(fake, "keyword-0")
         assert "lost its worker; queued again" in err + two.log_tail(200)
-        rereads = [c for c in fake.requests if c["kind"] == "tasks" and "selectedItems" in c["query"]["query"]]
+        rereads = [c for c in fake.requests if c["kind"] == "tasks" and "selectedItems" in c["query"].get("query", "")]
         assert rereads, "the killed worker's chunk was read again before its second attempt predicted it"
 
 

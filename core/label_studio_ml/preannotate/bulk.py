@@ -2,10 +2,10 @@
 resumable at any point.
 
 Label Studio is the only source of truth: a task is done when it holds a prediction of the version
-being served. Each page of tasks is read with its predictions' versions, tasks holding the version
-are skipped, the rest are predicted in batches and written in a few large bulk calls. A rerun (or a
-resume after a crash) reads the same pages and does only what is left; a write that failed midway
-is re-checked before it is tried again, so nothing is written twice.
+being served. LS lists only the tasks lacking the version (or, where its filter cannot tell versions
+apart, each page with its predictions' versions), those are predicted in batches and written in a
+few large bulk calls. A rerun (or a resume after a crash) reads the same pages and does only what is
+left; a write that failed midway is re-checked before it is tried again, so nothing is written twice.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Tally(Protocol):
     """Where outcomes go: counts and a reporter in this process, or a job's state in Redis."""
 
     def skipped(self, task_ids: list[int]) -> None: ...
+    def held(self, count: int) -> None: ...  # tasks holding the version at the start that LS counted, not listed
     def done(self, task_ids: list[int]) -> None: ...
     def failed(self, task_id: int, reason: str) -> None: ...
 
@@ -73,6 +74,9 @@ class LocalTally:
 
     def skipped(self, task_ids: list[int]) -> None:
         self.counts.skipped += len(task_ids)
+
+    def held(self, count: int) -> None:
+        self.counts.skipped += count
 
     def done(self, task_ids: list[int]) -> None:
         self.counts.done += len(task_ids)
@@ -93,16 +97,62 @@ def model_task(task: dict[str, Any]) -> dict[str, Any]:
 IDS_PER_READ = 100  # task ids per list query: they travel in the URL, which servers cap at a few KB
 
 
+@dataclass
+class Page:
+    """One page of the project in id order: what to predict, what holds the version already, the last
+    id LS looked at (the next page starts above it) and whether more may follow."""
+
+    lacking: list[dict[str, Any]]
+    holding: list[dict[str, Any]]
+    last_id: int
+    more: bool
+    matched: int  # tasks above ``after`` LS matched: all of them, or with filtered pages those lacking the version
+
+
 class TaskReader:
-    """Reads one project's tasks with their predictions' versions and tells which hold ``version``.
-    Every call is retried with ``backoff``; LS still unreachable after it, or the token or project
-    gone, raises JobStopped."""
+    """Reads one project's tasks and tells which hold ``version``. Every call is retried with
+    ``backoff``; LS still unreachable after it, or the token or project gone, raises JobStopped."""
 
     def __init__(self, client: LabelStudioClient, project: int, version: str, backoff: Backoff) -> None:
         self.client = client
         self.project = int(project)
         self.version = version
         self.backoff = backoff
+        self.filtered: bool | None = None  # pages filtered by LS (decided by the first page)
+
+    def filter_is_exact(self) -> bool:
+        """Whether LS's "versions do not contain" filter tells the version apart: it matches substrings
+        (case-blind on SQLite), so no other version of the project may contain ours."""
+        try:
+            versions = self.call(lambda: self.client.model_versions(self.project), "reading the model versions")
+        except LabelStudioError as exc:  # an LS without the endpoint: read the versions column instead
+            logger.info("no model versions from Label Studio (%s); reading each page's versions", exc)
+            return False
+        ours = self.version.lower()
+        return not any(ours in other.lower() for other in versions if other != self.version)
+
+    def next_page(self, after: int, size: int) -> Page:
+        """The tasks with an id above ``after``, at most ``size`` of them listed. LS leaves out those
+        holding the version where its filter is exact (measured on LS 1.23.2: a rerun's page of 5,000
+        reads in 0.08 s instead of 1.7-2.3 s); elsewhere each page brings its versions column."""
+        if self.filtered is None:
+            self.filtered = self.filter_is_exact()
+        lacking_version = self.version if self.filtered else None
+        tasks, matched = self.call(
+            lambda: self.client.task_page(self.project, after=after, size=size, lacking=lacking_version),
+            "reading tasks",
+        )
+        holding, lacking = ([], tasks) if self.filtered else self.split(tasks)
+        last = max((int(t["id"]) for t in tasks), default=after)
+        return Page(lacking, holding, last, len(tasks) >= size, matched)  # a short page is the last
+
+    def counted(self, first: Page) -> tuple[int, int]:
+        """(the project's task count, how many of them held the version and no page lists) from the
+        first page: with filtered pages, the tasks LS leaves out are counted, not listed."""
+        if not self.filtered:
+            return first.matched, 0
+        total = self.call(lambda: self.client.task_count(self.project), "counting tasks")
+        return total, max(0, total - first.matched)
 
     def call(self, fn: Callable[[], Any], what: str) -> Any:
         try:
@@ -111,9 +161,6 @@ class TaskReader:
             raise JobStopped(f"{exc}; gave up after {self.backoff.tries} tries", retryable=True) from None
         except (LabelStudioAuthError, LabelStudioNotFound) as exc:
             raise JobStopped(str(exc)) from None
-
-    def page(self, after: int, size: int) -> tuple[list[dict[str, Any]], int]:
-        return self.call(lambda: self.client.task_page(self.project, after=after, size=size), "reading tasks")  # type: ignore[no-any-return]
 
     def tasks(self, ids: list[int]) -> list[dict[str, Any]]:
         """The tasks ``ids`` (those still in the project), in id order."""
@@ -282,16 +329,18 @@ class Preannotator:
         while True:
             if self.stop.is_set():
                 raise JobStopped("stopped on request")
-            tasks, total = self.reader.page(after, self.options.page_size)
+            page = self.reader.next_page(after, self.options.page_size)
             if first:
-                counts.total, first = total, False
-            if not tasks:
-                break
-            self.process(tasks)
-            after = max(int(t["id"]) for t in tasks)
+                counts.total, held = self.reader.counted(page)
+                self.tally.held(held)
+                first = False
+            if page.holding:
+                self.tally.skipped([t["id"] for t in page.holding])
+            self.predict(page.lacking)
+            after = page.last_id
             if reporter is not None:
                 reporter.update(counts)
-            if len(tasks) < self.options.page_size:
+            if not page.more:
                 break  # a short page is the last: one more read would find nothing
         self.flush()
         if reporter is not None:
