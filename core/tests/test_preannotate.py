@@ -150,6 +150,34 @@ def test_ls_leaves_out_tasks_holding_the_version_and_a_rerun_lists_none(env: Any
         assert rerun == ["/api/projects/7/", "/api/projects/7/model-versions/", "/api/tasks/", "/api/tasks/"]
 
 
+class Watcher(fakes.Echo):
+    """Echo that notes, at each predict call, how many LS calls the fake is serving at that moment."""
+
+    pause = 0.05
+    fake: FakeLabelStudio | None = None
+    ls_busy: list[int] = []
+
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        assert self.fake is not None
+        Watcher.ls_busy.append(sum(self.fake.in_flight.values()))
+        return super().predict(tasks, context, **kwargs)
+
+
+def test_ls_reads_the_next_page_and_writes_while_the_model_predicts_one_call_at_a_time(
+    env: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(TARGETS, "watcher", Watcher)
+    with FakeLabelStudio(texts=texts(64)) as fake:
+        monkeypatch.setattr(Watcher, "fake", fake)
+        monkeypatch.setattr(Watcher, "ls_busy", [])
+        fake.delay_s.update({"tasks": 0.3, "import": 0.3})
+        rc, lines, _ = run(fake, capsys, "--page-size", "16", "--batch-size", "4", target="watcher")
+        assert rc == 0 and (lines[-1]["done"], lines[-1]["total"]) == (64, 64)
+        assert_one_prediction_each(fake, "Watcher-0")
+        assert len(Watcher.ls_busy) == 16 and any(Watcher.ls_busy), "LS worked while the model predicted"
+        assert not fake.together, "LS was asked one thing at a time"
+
+
 def test_prediction_versions_from_a_page() -> None:
     assert prediction_versions({"predictions_model_versions": "a-1,b-2"}) == {"a-1", "b-2"}
     assert prediction_versions({"predictions_model_versions": "a-1, b-2"}) == {"a-1", "b-2"}  # PostgreSQL

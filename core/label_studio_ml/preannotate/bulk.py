@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -68,25 +69,31 @@ class Tally(Protocol):
 
 
 class LocalTally:
+    """Counts in this process, from the predicting thread and the one talking to LS (hence the lock)."""
+
     def __init__(self, counts: Counts, reporter: Reporter | None = None) -> None:
         self.counts = counts
         self.reporter = reporter
+        self.lock = threading.Lock()
 
     def skipped(self, task_ids: list[int]) -> None:
-        self.counts.skipped += len(task_ids)
+        self.held(len(task_ids))
 
     def held(self, count: int) -> None:
-        self.counts.skipped += count
+        with self.lock:
+            self.counts.skipped += count
 
     def done(self, task_ids: list[int]) -> None:
-        self.counts.done += len(task_ids)
+        with self.lock:
+            self.counts.done += len(task_ids)
 
     def failed(self, task_id: int, reason: str) -> None:
-        self.counts.fail(task_id, reason)
-        if self.reporter is not None:
-            self.reporter.failure(task_id, reason)
-        else:
-            logger.warning("task %s failed: %s", task_id, reason)
+        with self.lock:
+            self.counts.fail(task_id, reason)
+            if self.reporter is not None:
+                self.reporter.failure(task_id, reason)
+            else:
+                logger.warning("task %s failed: %s", task_id, reason)
 
 
 def model_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -221,6 +228,8 @@ class Preannotator:
         self.pending: list[dict[str, Any]] = []
         self.flushed_at = time.monotonic()
         self.reader = TaskReader(client, self.project, self.version, self.options.backoff)
+        self.ls: ThreadPoolExecutor | None = None  # during run(): the one thread that calls LS
+        self.writing: Future[None] | None = None  # the bulk write handed to it last
 
     # --- predicting ----------------------------------------------------------------------------
     def process(self, tasks: list[dict[str, Any]]) -> None:
@@ -280,6 +289,21 @@ class Preannotator:
             del self.pending[: len(chunk)]
 
     def write(self, predictions: list[dict[str, Any]]) -> None:
+        """Write now, or during run() hand the write to the LS thread once the one before is done (so
+        at most one waits: a model faster than LS is held back, not its predictions piled up)."""
+        if self.ls is None:
+            self.write_guarded(predictions)
+            return
+        self.settle()
+        self.writing = self.ls.submit(self.write_guarded, predictions)
+
+    def settle(self) -> None:
+        """Wait for the write handed to the LS thread, raising what stopped it."""
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            writing.result()
+
+    def write_guarded(self, predictions: list[dict[str, Any]]) -> None:
         with self.write_guard():
             self.write_now(predictions)
 
@@ -324,27 +348,46 @@ class Preannotator:
 
     # --- the whole project ---------------------------------------------------------------------
     def run(self, counts: Counts, reporter: Reporter | None = None) -> None:
-        """Every task of the project, page by page in id order; ``counts.total`` from the first page."""
-        after, first = 0, True
+        """Every task of the project, page by page in id order; ``counts.total`` from the first page.
+
+        One thread asks LS for everything (the pages, then the writes, one call at a time: LS 1.23.2
+        serves one well, and a read beside a write slowed both), while this one predicts: the next page
+        is read, and the last one written, while the model works on the current one."""
+        with ThreadPoolExecutor(1, thread_name_prefix="preannotate-ls") as ls:
+            self.ls = ls
+            try:
+                self.run_pages(ls, counts, reporter)
+                self.flush()
+                self.settle()
+            except BaseException:
+                ls.shutdown(cancel_futures=True)  # what is queued is dropped, what was written stays
+                raise
+            finally:
+                self.ls = None
+        if reporter is not None:
+            reporter.update(counts, force=True)
+
+    def run_pages(self, ls: ThreadPoolExecutor, counts: Counts, reporter: Reporter | None) -> None:
+        size = self.options.page_size
+        upcoming = ls.submit(self.reader.next_page, 0, size)
+        totals: Future[tuple[int, int]] | None = None
         while True:
             if self.stop.is_set():
                 raise JobStopped("stopped on request")
-            page = self.reader.next_page(after, self.options.page_size)
-            if first:
-                counts.total, held = self.reader.counted(page)
-                self.tally.held(held)
-                first = False
+            page = upcoming.result()
+            first, totals = totals is None, totals or ls.submit(self.reader.counted, page)
+            if page.more:  # a short page is the last: one more read would find nothing
+                upcoming = ls.submit(self.reader.next_page, page.last_id, size)
             if page.holding:
                 self.tally.skipped([t["id"] for t in page.holding])
             self.predict(page.lacking)
-            after = page.last_id
+            if first:
+                counts.total, held = totals.result()
+                self.tally.held(held)
             if reporter is not None:
                 reporter.update(counts)
             if not page.more:
-                break  # a short page is the last: one more read would find nothing
-        self.flush()
-        if reporter is not None:
-            reporter.update(counts, force=True)
+                return
 
 
 def check_access(client: LabelStudioClient, project: int, backoff: Backoff) -> dict[str, Any]:
