@@ -13,6 +13,7 @@ thread).
 
     python benchmarks/core.py [--rounds 10] [--burst 0.6]
     python benchmarks/core.py --profile 100     where a 100-task /predict spends its time, in-process
+    python benchmarks/core.py --profile 100 --model-response    the same for the ModelResponse model
 
 Targets (issue 24): core/bare >= 0.85 in every cell on the event loop and >= 0.80 through worker
 threads, p99 <= 1.5x bare's p99, idle RSS <= 60 MB, start to healthy <= 0.5 s.
@@ -282,9 +283,9 @@ def core_server(name: str, work: Path, env: dict[str, str]) -> Server:
     return Server(name, args, env, str(work))
 
 
-def profile(tasks: int, requests: int) -> int:
+def profile(tasks: int, requests: int, source: str = MODEL) -> int:
     """Drive core's ASGI app in this process with ``tasks``-task /predict requests (no HTTP server, no
-    client): cProfile's top functions, and the garbage collector's work per request."""
+    client) to the model ``source``: cProfile's top functions, and the garbage collector's work per request."""
     import cProfile
     import gc
     import pstats
@@ -292,7 +293,7 @@ def profile(tasks: int, requests: int) -> int:
     work = Path(tempfile.mkdtemp(prefix="lsml-profile-"))
     os.environ["MODEL_DIR"] = str(work / "model_dir")
     (work / "svc").mkdir()
-    (work / "svc" / "model.py").write_text(MODEL.replace("INLINE", "True"))
+    (work / "svc" / "model.py").write_text(source.replace("INLINE", "True"))
     from label_studio_ml.engine.loader import load_model_class
     from label_studio_ml.engine.runtime import settle_heap
     from label_studio_ml.server.app import create_app
@@ -344,9 +345,10 @@ def main() -> int:
     parser.add_argument("--burst", type=float, default=0.6, help="seconds per burst (default 0.6)")
     parser.add_argument("--starts", type=int, default=5, help="cold starts timed for start-to-healthy (default 5)")
     parser.add_argument("--profile", type=int, metavar="TASKS", help="profile TASKS-task requests in-process instead")
+    parser.add_argument("--model-response", action="store_true", help="profile the model returning a ModelResponse")
     args = parser.parse_args()
     if args.profile:
-        return profile(args.profile, 2000)
+        return profile(args.profile, 2000, MODEL_RESPONSE if args.model_response else MODEL)
 
     work = Path(tempfile.mkdtemp(prefix="lsml-bench-"))
     env = server_env(work / "model_dir")
