@@ -81,13 +81,13 @@ def parse_wrk(output: str) -> dict[str, float]:
     return {"rate": float(rate.group(1)), "p50": percentiles[50], "p99": percentiles[99], "failed": failed}
 
 
-def run_wrk(port: int, script: Path, connections: int, seconds: float) -> dict[str, float]:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script)]
+def run_wrk(port: int, script: Path, connections: int, seconds: int) -> dict[str, float]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
     done = subprocess.run(
         [*command, f"http://127.0.0.1:{port}/predict"], capture_output=True, text=True, timeout=seconds + 60
     )
     if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
+        raise RuntimeError(f"wrk failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}")
     return parse_wrk(done.stdout)
 
 
@@ -138,8 +138,10 @@ def fmt_ms(value: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--seconds", type=float, default=10, help="seconds per wrk run (default 10)")
-    parser.add_argument("--warmup", type=float, default=1, help="seconds of wrk per server and cell first (default 1)")
+    parser.add_argument("--seconds", type=int, default=10, help="whole seconds per wrk run (default 10)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="whole seconds of wrk per server and cell, first (default 1)"
+    )
     parser.add_argument(
         "--upstream-python", metavar="PATH", help="python of a venv with upstream's label_studio_ml 2.x and gunicorn"
     )
@@ -199,7 +201,7 @@ def main() -> int:
         return statistics.median(mine["rate"] / theirs["rate"] for mine, theirs in pairs)
 
     print(
-        f"\nwrk, {args.seconds:g} s per cell, {args.rounds} round(s), medians; python {sys.version.split()[0]}, "
+        f"\nwrk, {args.seconds} s per cell, {args.rounds} round(s), medians; python {sys.version.split()[0]}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end"
     )
     print("ratios: the median over rounds of the ratio within a round (neighbouring runs)")
