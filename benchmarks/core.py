@@ -260,6 +260,21 @@ def measure(
     return stats
 
 
+def server_env(model_dir: Path) -> dict[str, str]:
+    """This process's environment for a server, without the settings that would add auth, Redis or LS calls."""
+    env = {**os.environ, "MODEL_DIR": str(model_dir), "LOG_LEVEL": "INFO", "PYTHONDONTWRITEBYTECODE": "1"}
+    for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "REDIS_URL", "LABEL_STUDIO_URL"):
+        env.pop(name, None)
+    return env
+
+
+def bare_server(work: Path, env: dict[str, str]) -> Server:
+    """The bare Starlette app (``BARE``, written to ``work/bare.py``) under uvicorn."""
+    (work / "bare.py").write_text(BARE)
+    args = [sys.executable, "-m", "uvicorn", "bare:app", "--host", "127.0.0.1", "--port", "{port}"]
+    return Server("bare", [*args, "--log-level", "warning", "--no-access-log"], env, str(work))
+
+
 def core_server(name: str, work: Path, env: dict[str, str]) -> Server:
     source, declared = CORE_SERVERS[name]
     (work / name).mkdir(exist_ok=True)
@@ -336,30 +351,10 @@ def main() -> int:
         return profile(args.profile, 2000, MODEL_RESPONSE if args.model_response else MODEL)
 
     work = Path(tempfile.mkdtemp(prefix="lsml-bench-"))
-    (work / "bare.py").write_text(BARE)
-    env = {**os.environ, "MODEL_DIR": str(work / "model_dir"), "LOG_LEVEL": "INFO", "PYTHONDONTWRITEBYTECODE": "1"}
-    for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "REDIS_URL", "LABEL_STUDIO_URL"):
-        env.pop(name, None)
+    env = server_env(work / "model_dir")
     cores = [core_server(name, work, env) for name in CORE_SERVERS]
     core = cores[0]
-    bare = Server(
-        "bare",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bare:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env,
-        str(work),
-    )
+    bare = bare_server(work, env)
     servers = [*cores, bare]
 
     # start to healthy: cold starts (each a fresh process), core and bare alternating
