@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import shutil
 import threading
@@ -160,8 +159,9 @@ class ModelRuntime:
         return model
 
     def _instance_key(self, project: str, label_config: str) -> tuple[str, str]:
-        """What a project's cached instance must match: its label config (hashed) and active version."""
-        return hashlib.sha1(label_config.encode()).hexdigest(), self.versions.active(project)
+        """What a project's cached instance must match: its label config and active version. The config
+        itself, not a hash of it: comparing two equal strings costs less than hashing one."""
+        return label_config, self.versions.active(project)
 
     def _cached_instance(self, project: str, config_key: str, version: str) -> LabelStudioMLBase | None:
         cached = self._instances.get(project)
