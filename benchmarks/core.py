@@ -1,7 +1,8 @@
 """Core's overhead: a trivial model served by core versus a bare Starlette app doing the same JSON work.
 
-Each runs as uvicorn in its own process on loopback and answer POST /predict with one
-``{result, score, model_version}`` per task. The client (a small keep-alive asyncio HTTP/1.1 client, so
+Each runs as uvicorn in its own process on loopback, on the same HTTP stack (httptools, a dependency
+of core, so the bare app gets it too), and answer POST /predict with one ``{result, score, model_version}``
+per task. The client (a small keep-alive asyncio HTTP/1.1 client, so
 it costs little CPU) interleaves short bursts against the servers, cell by cell and round by
 round, so that machine noise hits both alike. Prints req/s, p50/p99 latency and the core/bare ratio
 per cell, the server CPU time per request (robust to load from other processes), then core's idle
