@@ -1,7 +1,8 @@
 """Core's overhead: a trivial model served by core versus a bare Starlette app doing the same JSON work.
 
-Each runs as uvicorn in its own process on loopback and answer POST /predict with one
-``{result, score, model_version}`` per task. The client (a small keep-alive asyncio HTTP/1.1 client, so
+Each runs as uvicorn in its own process on loopback, on the same HTTP stack (httptools, a dependency
+of core, so the bare app gets it too), and answer POST /predict with one ``{result, score, model_version}``
+per task. The client (a small keep-alive asyncio HTTP/1.1 client, so
 it costs little CPU) interleaves short bursts against the servers, cell by cell and round by
 round, so that machine noise hits both alike. Prints req/s, p50/p99 latency and the core/bare ratio
 per cell, the server CPU time per request (robust to load from other processes), then core's idle
@@ -13,6 +14,7 @@ thread).
 
     python benchmarks/core.py [--rounds 10] [--burst 0.6]
     python benchmarks/core.py --profile 100     where a 100-task /predict spends its time, in-process
+    python benchmarks/core.py --profile 100 --model-response    the same for the ModelResponse model
 
 Targets (issue 24): core/bare >= 0.85 in every cell on the event loop and >= 0.80 through worker
 threads, p99 <= 1.5x bare's p99, idle RSS <= 60 MB, start to healthy <= 0.5 s.
@@ -259,6 +261,21 @@ def measure(
     return stats
 
 
+def server_env(model_dir: Path) -> dict[str, str]:
+    """This process's environment for a server, without the settings that would add auth, Redis or LS calls."""
+    env = {**os.environ, "MODEL_DIR": str(model_dir), "LOG_LEVEL": "INFO", "PYTHONDONTWRITEBYTECODE": "1"}
+    for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "REDIS_URL", "LABEL_STUDIO_URL"):
+        env.pop(name, None)
+    return env
+
+
+def bare_server(work: Path, env: dict[str, str]) -> Server:
+    """The bare Starlette app (``BARE``, written to ``work/bare.py``) under uvicorn."""
+    (work / "bare.py").write_text(BARE)
+    args = [sys.executable, "-m", "uvicorn", "bare:app", "--host", "127.0.0.1", "--port", "{port}"]
+    return Server("bare", [*args, "--log-level", "warning", "--no-access-log"], env, str(work))
+
+
 def core_server(name: str, work: Path, env: dict[str, str]) -> Server:
     source, declared = CORE_SERVERS[name]
     (work / name).mkdir(exist_ok=True)
@@ -267,9 +284,9 @@ def core_server(name: str, work: Path, env: dict[str, str]) -> Server:
     return Server(name, args, env, str(work))
 
 
-def profile(tasks: int, requests: int) -> int:
+def profile(tasks: int, requests: int, source: str = MODEL) -> int:
     """Drive core's ASGI app in this process with ``tasks``-task /predict requests (no HTTP server, no
-    client): cProfile's top functions, and the garbage collector's work per request."""
+    client) to the model ``source``: cProfile's top functions, and the garbage collector's work per request."""
     import cProfile
     import gc
     import pstats
@@ -277,7 +294,7 @@ def profile(tasks: int, requests: int) -> int:
     work = Path(tempfile.mkdtemp(prefix="lsml-profile-"))
     os.environ["MODEL_DIR"] = str(work / "model_dir")
     (work / "svc").mkdir()
-    (work / "svc" / "model.py").write_text(MODEL.replace("INLINE", "True"))
+    (work / "svc" / "model.py").write_text(source.replace("INLINE", "True"))
     from label_studio_ml.engine.loader import load_model_class
     from label_studio_ml.engine.runtime import settle_heap
     from label_studio_ml.server.app import create_app
@@ -329,35 +346,16 @@ def main() -> int:
     parser.add_argument("--burst", type=float, default=0.6, help="seconds per burst (default 0.6)")
     parser.add_argument("--starts", type=int, default=5, help="cold starts timed for start-to-healthy (default 5)")
     parser.add_argument("--profile", type=int, metavar="TASKS", help="profile TASKS-task requests in-process instead")
+    parser.add_argument("--model-response", action="store_true", help="profile the model returning a ModelResponse")
     args = parser.parse_args()
     if args.profile:
-        return profile(args.profile, 2000)
+        return profile(args.profile, 2000, MODEL_RESPONSE if args.model_response else MODEL)
 
     work = Path(tempfile.mkdtemp(prefix="lsml-bench-"))
-    (work / "bare.py").write_text(BARE)
-    env = {**os.environ, "MODEL_DIR": str(work / "model_dir"), "LOG_LEVEL": "INFO", "PYTHONDONTWRITEBYTECODE": "1"}
-    for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "REDIS_URL", "LABEL_STUDIO_URL"):
-        env.pop(name, None)
+    env = server_env(work / "model_dir")
     cores = [core_server(name, work, env) for name in CORE_SERVERS]
     core = cores[0]
-    bare = Server(
-        "bare",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bare:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env,
-        str(work),
-    )
+    bare = bare_server(work, env)
     servers = [*cores, bare]
 
     # start to healthy: cold starts (each a fresh process), core and bare alternating

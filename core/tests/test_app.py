@@ -4,6 +4,7 @@ health truthfulness, the model API contract (load once, per-project instances, s
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from pathlib import Path
@@ -142,6 +143,10 @@ def test_request_body_limit(make_client: Any) -> None:
         yield b"{}"
 
     assert_json_error(client.post("/setup", content=chunks(), headers={"Content-Type": "application/json"}), 413)
+    whole = json.dumps(small).encode()
+    pieces = iter([whole[:7], whole[7:100], whole[100:]])  # streamed in three messages: joined, then parsed
+    streamed = client.post("/predict", content=pieces, headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 200 and streamed.json() == client.post("/predict", json=small).json()
     assert_json_error(client.post("/webhook", content=b" " * 2001 + b"{}"), 413)
     odd = client.post("/setup", content=b"{}", headers={"Content-Length": "²".encode("latin-1")})
     assert odd.status_code != 500

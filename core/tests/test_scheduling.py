@@ -79,6 +79,56 @@ def test_at_most_size_calls_run_at_once_and_the_rest_wait_their_turn(threads: Wo
     assert peak[0] == 4
 
 
+def test_results_finished_together_wake_the_loop_once_and_each_reaches_its_caller(threads: WorkerThreads) -> None:
+    """Results join their loop's list; only the first wakes the loop (one call_soon_threadsafe per list)."""
+    release = threading.Event()
+    wakeups = [0]
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        original = loop.call_soon_threadsafe
+
+        def counting(*args: object) -> object:
+            wakeups[0] += 1
+            return original(*args)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        calls = [asyncio.ensure_future(threads.run(lambda i=i: release.wait(5) and i)) for i in range(4)]
+        await asyncio.sleep(0.05)  # all four running and blocked
+        release.set()
+        time.sleep(0.1)  # the loop busy (not polling) while all four finish: their results pile up
+        return list(await asyncio.gather(*calls))
+
+    assert asyncio.run(main()) == [0, 1, 2, 3]
+    assert wakeups[0] == 1
+
+
+def test_a_cancelled_caller_or_a_closed_loop_leaves_the_threads_working(threads: WorkerThreads) -> None:
+    release = threading.Event()
+
+    async def cancelled() -> None:
+        call = asyncio.ensure_future(threads.run(release.wait, 5))
+        await asyncio.sleep(0.02)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    async def abandoned() -> None:
+        asyncio.ensure_future(threads.run(release.wait, 5))
+        await asyncio.sleep(0.02)  # asyncio.run closes this loop while the call still runs
+
+    asyncio.run(cancelled())
+    asyncio.run(abandoned())
+    release.set()
+    _wait_for(lambda: len(threads._idle) == threads.size)  # both calls ended in their threads
+    assert not threads._finished  # nothing kept for the loops that went away
+
+    async def again() -> int:
+        return await threads.run(lambda: 7)
+
+    assert asyncio.run(again()) == 7
+
+
 def test_a_thread_waiting_on_the_network_lends_its_place_and_the_pool_shrinks_back(threads: WorkerThreads) -> None:
     release = threading.Event()
 

@@ -12,7 +12,7 @@ from label_studio_sdk.label_interface.objects import PredictionValue
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 import label_studio_ml
-from label_studio_ml.predictions import normalize_prediction, unpack_response
+from label_studio_ml.predictions import normalize_prediction, normalize_predictions, unpack_response
 from label_studio_ml.response import ModelResponse, SingleTaskPredictions, _built_predictions
 
 ITEM = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}
@@ -207,3 +207,54 @@ def test_validation_from_json_and_dumps_round_trip() -> None:
         == response.model_dump()
         == json.loads(response.model_dump_json())
     )
+
+
+class Other(BaseModel):
+    result: list[dict[str, Any]]
+    score: float | None = None
+
+
+class DictSubclass(dict):
+    pass
+
+
+def test_every_accepted_prediction_shape_normalizes_to_a_new_dict_in_one_batch() -> None:
+    plain = {"result": [ITEM], "score": 0.5, "extra": 1}
+    given = [
+        plain,
+        {"result": [ITEM]},  # no score
+        [{"result": [ITEM], "score": 0.1}, {"result": [], "score": 0.2}],  # several for one task: the first
+        PredictionValue(model_version="m-1", score=0.3, result=[ITEM]),
+        [PredictionValue(score=0.4, result=[ITEM])],
+        Other(result=[ITEM], score=0.6),
+        [Other(result=[ITEM])],
+        [ITEM],  # a bare result list
+        [],
+        DictSubclass(result=[ITEM], score=0.7),
+        {"result": None, "score": None},
+    ]
+    out = normalize_predictions(given)
+    assert [(p["result"], p["score"]) for p in out] == [
+        ([ITEM], 0.5),
+        ([ITEM], None),
+        ([ITEM], 0.1),
+        ([ITEM], 0.3),
+        ([ITEM], 0.4),
+        ([ITEM], 0.6),
+        ([ITEM], None),
+        ([ITEM], None),
+        ([], None),
+        ([ITEM], 0.7),
+        ([], None),
+    ]
+    assert out[0]["extra"] == 1 and out[3]["model_version"] == "m-1"
+    assert all(type(p) is dict for p in out) and out[0] is not plain  # the caller may change them
+    out[0]["result"] = []
+    assert plain["result"] == [ITEM]
+    assert normalize_prediction(given[3]) == out[3]
+
+
+@pytest.mark.parametrize("bad", [{"score": 0.1}, "text", 3, None])
+def test_a_prediction_without_a_result_is_refused_with_its_reason(bad: Any) -> None:
+    with pytest.raises(TypeError, match="no 'result' key|unsupported prediction type"):
+        normalize_predictions([{"result": [ITEM]}, bad])

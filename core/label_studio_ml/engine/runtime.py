@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import shutil
 import threading
@@ -16,7 +15,7 @@ from ..config import Settings
 from ..errors import LabelConfigError, ModelNotReady
 from ..media.fetch import fetcher_from_settings
 from ..model import LabelStudioMLBase, ModelContext
-from ..predictions import normalize_prediction, unpack_response
+from ..predictions import normalize_predictions, unpack_response
 from ..results.label_config import LabelConfig
 from ..results.regions import RegionValidator
 from ..state.storage import FileStore, Store, make_store
@@ -160,8 +159,9 @@ class ModelRuntime:
         return model
 
     def _instance_key(self, project: str, label_config: str) -> tuple[str, str]:
-        """What a project's cached instance must match: its label config (hashed) and active version."""
-        return hashlib.sha1(label_config.encode()).hexdigest(), self.versions.active(project)
+        """What a project's cached instance must match: its label config and active version. The config
+        itself, not a hash of it: comparing two equal strings costs less than hashing one."""
+        return label_config, self.versions.active(project)
 
     def _cached_instance(self, project: str, config_key: str, version: str) -> LabelStudioMLBase | None:
         cached = self._instances.get(project)
@@ -269,22 +269,20 @@ class ModelRuntime:
                 len(request.tasks),
             )
             predictions = self._predict_one_by_one(model, request)
-        out = []
-        for task, prediction in zip(request.tasks, predictions):
+        dropped_regions = 0
+        for task, prediction in zip(request.tasks, predictions):  # new dicts (normalize_predictions): changed in place
             kept, dropped = validator.validate(prediction["result"], task)
-            for reason in dropped:
-                logger.warning("task %s: dropped a region: %s", task.get("id"), reason)
-            self.stats["dropped_regions"] += len(dropped)
+            if dropped:
+                for reason in dropped:
+                    logger.warning("task %s: dropped a region: %s", task.get("id"), reason)
+                dropped_regions += len(dropped)
             # a score rates the regions given: none left, nothing to rate (LS would rank an empty task first)
-            score = prediction.get("score") if kept or not dropped else None
-            out.append(
-                {
-                    **prediction,
-                    "result": kept,
-                    "score": float(score) if score is not None else None,
-                    "model_version": str(prediction.get("model_version") or version),  # the model's own, if it set one
-                }
-            )
+            score = prediction["score"] if kept or not dropped else None
+            prediction["result"] = kept
+            prediction["score"] = float(score) if score is not None else None
+            prediction["model_version"] = str(prediction.get("model_version") or version)  # the model's own, if set
+        out = predictions
+        self.stats["dropped_regions"] += dropped_regions
         self.stats["predictions"] += len(out)
         wall = time.perf_counter() - started
         cpu = time.thread_time() - started_cpu if timed else wall
@@ -308,7 +306,7 @@ class ModelRuntime:
             )
         if len(items) < len(tasks):
             self._short_answer(model, len(items), len(tasks), project)
-        predictions = [normalize_prediction(item) for item in items]
+        predictions = normalize_predictions(items)
         if response_version:
             for prediction in predictions:
                 prediction["model_version"] = prediction.get("model_version") or response_version

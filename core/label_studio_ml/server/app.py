@@ -16,7 +16,7 @@ import anyio
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
 from starlette.routing import Route
@@ -123,16 +123,28 @@ class ProtocolMiddleware:
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)")
+    """The request's JSON body, refused past ``limit`` bytes (declared or sent). Read from the ASGI
+    messages and raw headers directly: Starlette's Headers and stream generator cost a tenth of a
+    1-task /predict's CPU in the app."""
+    for key, declared in request.scope["headers"]:
+        if key == b"content-length":
+            if declared.isdigit() and (len(declared) > 18 or int(declared) > limit):  # bytes: ASCII digits only
+                raise PayloadTooLarge(f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)")
+            break
     chunks, size = [], 0
-    async for chunk in request.stream():
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)")
         chunks.append(chunk)
-    return loads(b"".join(chunks))
+        if not message.get("more_body", False):
+            break
+    return loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
 
 class MLBackendApp:
