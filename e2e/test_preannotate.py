@@ -139,3 +139,27 @@ def test_redis_two_workers_one_killed_mid_chunk(label_studio, redis_server, tmp_
         assert (again["done"], again["skipped"]) == (0, TASKS)
         assert predictions_per_task(ls, project) == Counter({1: TASKS})
     print(f"\nRedis, 2 workers (one killed): {TASKS} tasks in {elapsed:.1f} s ({TASKS / elapsed:.0f} tasks/s)")
+
+
+def test_versions_that_ls_filter_cannot_tell_apart_are_read_per_page(label_studio, tmp_path):
+    """LS's "versions do not contain" filter matches substrings, case-blind on SQLite: where another
+    version contains ours the job reads each page's versions column instead, and still skips only the
+    task holding exactly ours."""
+    from label_studio_ml.clients.ls_client import LabelStudioClient
+
+    ls = label_studio
+    project = ls.create_project(SPANS, title="preannotate look-alike versions")
+    ls.import_tasks(project, [{"text": f"an apple, task {i}"} for i in range(30)])
+    ids = sorted(t["id"] for t in ls.tasks(project))
+    held = {ids[0]: VERSION, ids[1]: VERSION.upper(), ids[2]: f"{VERSION}-old"}
+    ls.api(
+        "POST",
+        f"/api/projects/{project}/import/predictions",
+        json=[{"task": task, "result": [], "model_version": version} for task, version in held.items()],
+    )
+    listed, lacking = LabelStudioClient(ls.url, ls.token).task_page(project, size=100, lacking=VERSION)
+    assert lacking == len(listed) == 27 and ids[1] not in {t["id"] for t in listed}, "LS's filter is no exact test"
+    summary = finish(preannotate(command_env(ls, tmp_path), project))
+    assert (summary["done"], summary["skipped"], summary["total"]) == (29, 1, 30), summary
+    tasks = ls.tasks(project)
+    assert Counter(sum(1 for p in t["predictions"] if p["model_version"] == VERSION) for t in tasks) == {1: 30}

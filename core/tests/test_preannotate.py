@@ -19,7 +19,7 @@ import fakes
 import pytest
 
 from label_studio_ml.cli import main as cli
-from label_studio_ml.clients.ls_client import PAGE_FIELDS, prediction_versions
+from label_studio_ml.clients.ls_client import FILTERED_PAGE_FIELDS, PAGE_FIELDS, prediction_versions
 from label_studio_ml.config import Settings
 from label_studio_ml.engine import loader
 from label_studio_ml.preannotate.progress import JsonLines, TerminalBar, make_reporter
@@ -85,16 +85,18 @@ def test_pages_by_id_and_writes_in_bulk_stamped_with_the_version(env: Any, capsy
         rc, lines, err = run(fake, capsys, "--page-size", "100")
         assert rc == 0, err
         assert_one_prediction_each(fake, "Echo-0")
-        reads = [c for c in fake.requests if c["kind"] == "tasks"]
+        reads = [c for c in fake.requests if c["kind"] == "tasks" and "query" in c["query"]]
         assert {c["query"]["page_size"] for c in reads} == {"100"}, "never more than a page at once"
-        # only the columns the job reads, media URIs as LS sends them to /predict (a third of the read time)
-        assert {c["query"]["include"] for c in reads} == {PAGE_FIELDS} and "predictions_model_versions" in PAGE_FIELDS
+        # only the task fields (LS leaves out tasks holding the version: no versions column), media URIs
+        # as LS sends them to /predict (a third of the read time)
+        assert {c["query"]["include"] for c in reads} == {FILTERED_PAGE_FIELDS}
+        assert "predictions_model_versions" not in FILTERED_PAGE_FIELDS
         assert {c["query"]["resolve_uri"] for c in reads} == {"false"}
-        cursors = [
-            next(i["value"] for i in json.loads(c["query"]["query"])["filters"]["items"] if i["filter"].endswith(":id"))
-            for c in reads
-        ]
+        filters = [json.loads(c["query"]["query"])["filters"]["items"] for c in reads]
+        assert all({"operator": "not_contains", "value": ["Echo-0"]}.items() <= items[0].items() for items in filters)
+        cursors = [next(i["value"] for i in items if i["filter"].endswith(":id")) for items in filters]
         assert cursors == sorted(cursors) and cursors[0] == 0 and len(cursors) == 11  # the short 11th page ends it
+        assert fake.count("tasks") == len(reads), "no version held at the start: no task count needed"
         writes = [c for c in fake.requests if c["kind"] == "import"]
         assert len(writes) == 11 and fake.count("prediction") == 0, "one bulk call per page, none per task"
         for call in writes:
@@ -121,10 +123,60 @@ def test_tasks_holding_the_version_are_skipped_and_a_rerun_writes_nothing(env: A
         assert [fake.versions_of(i).count("Echo-0") for i in (1, 2, 3, 4, 5)] == [1, 1, 1, 1, 1]
         assert (lines[-1]["done"], lines[-1]["skipped"]) == (3, 2)
         assert any(c["query"].get("fields") == "all" for c in fake.requests), "task 5's cut versions column re-read"
+        # "Echo-01" and "xEcho-0" contain "Echo-0": LS's filter would leave tasks 2 and 4 out, so each page
+        # brings its versions column instead
+        pages = [c["query"] for c in fake.requests if c["kind"] == "tasks" and "filters" in c["query"].get("query", "")]
+        assert pages and {p["include"] for p in pages} == {PAGE_FIELDS}
         writes = fake.count("import")
         rc, lines, _ = run(fake, capsys)
         assert rc == 0 and fake.count("import") == writes, "nothing left to write"
         assert (lines[-1]["done"], lines[-1]["skipped"], lines[-1]["failed"]) == (0, 5, 0)
+
+
+def test_ls_leaves_out_tasks_holding_the_version_and_a_rerun_lists_none(env: Any, capsys: Any) -> None:
+    with FakeLabelStudio(texts=texts(45)) as fake:
+        for task_id in (101, 120):  # done before the job, with another version beside
+            fake.predictions[task_id] += [{"model_version": "Echo-0"}, {"model_version": "Other-3"}]
+        rc, lines, _ = run(fake, capsys, "--page-size", "20")
+        assert rc == 0
+        assert sum(s["tasks"] for s in fakes.seen) == 43 and fake.versions_of(101) == ["Echo-0", "Other-3"]
+        assert (lines[-1]["done"], lines[-1]["skipped"], lines[-1]["total"]) == (43, 2, 45), "counted, not listed"
+        assert_one_prediction_each(fake, "Echo-0")
+        reads, writes = len(fake.requests), fake.count("import")
+        rc, lines, _ = run(fake, capsys, "--page-size", "20")
+        assert rc == 0 and fake.count("import") == writes, "nothing left to write"
+        assert (lines[-1]["done"], lines[-1]["skipped"], lines[-1]["total"]) == (0, 45, 45)
+        rerun = [c["path"].split("?")[0] for c in fake.requests[reads:]]
+        # the project, its versions, one page LS found empty, the task count: no task read at all
+        assert rerun == ["/api/projects/7/", "/api/projects/7/model-versions/", "/api/tasks/", "/api/tasks/"]
+
+
+class Watcher(fakes.Echo):
+    """Echo that notes, at each predict call, how many LS calls the fake is serving at that moment."""
+
+    pause = 0.05
+    fake: FakeLabelStudio | None = None
+    ls_busy: list[int] = []
+
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        assert self.fake is not None
+        Watcher.ls_busy.append(sum(self.fake.in_flight.values()))
+        return super().predict(tasks, context, **kwargs)
+
+
+def test_ls_reads_the_next_page_and_writes_while_the_model_predicts_one_call_at_a_time(
+    env: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(TARGETS, "watcher", Watcher)
+    with FakeLabelStudio(texts=texts(64)) as fake:
+        monkeypatch.setattr(Watcher, "fake", fake)
+        monkeypatch.setattr(Watcher, "ls_busy", [])
+        fake.delay_s.update({"tasks": 0.3, "import": 0.3})
+        rc, lines, _ = run(fake, capsys, "--page-size", "16", "--batch-size", "4", target="watcher")
+        assert rc == 0 and (lines[-1]["done"], lines[-1]["total"]) == (64, 64)
+        assert_one_prediction_each(fake, "Watcher-0")
+        assert len(Watcher.ls_busy) == 16 and any(Watcher.ls_busy), "LS worked while the model predicted"
+        assert not fake.together, "LS was asked one thing at a time"
 
 
 def test_prediction_versions_from_a_page() -> None:
@@ -439,7 +491,7 @@ def test_redis_worker_killed_mid_chunk_loses_it_to_the_other(redis_server: str, 
         assert (summary["done"], summary["failed"], summary["total"]) == (160, 0, 160)
         assert_one_prediction_each(fake, "keyword-0")
         assert "lost its worker; queued again" in err + two.log_tail(200)
-        rereads = [c for c in fake.requests if c["kind"] == "tasks" and "selectedItems" in c["query"]["query"]]
+        rereads = [c for c in fake.requests if c["kind"] == "tasks" and "selectedItems" in c["query"].get("query", "")]
         assert rereads, "the killed worker's chunk was read again before its second attempt predicted it"
 
 

@@ -69,6 +69,8 @@ VERSIONS_COLUMN_LIMIT = 500
 TASK_FIELDS = ("id", "data", "meta", "project", "inner_id", "created_at", "updated_at", "file_upload", "overlap")
 #: what a task list page asks LS for (its ``include``): the task fields and the versions column
 PAGE_FIELDS = ",".join((*TASK_FIELDS, "predictions_model_versions"))
+#: what a page of tasks LS filtered by version asks for: the task fields only
+FILTERED_PAGE_FIELDS = ",".join(TASK_FIELDS)
 
 
 def prediction_versions(task: dict[str, Any]) -> set[str] | None:
@@ -185,7 +187,12 @@ class LabelStudioClient:
             raise LabelStudioNotFound(f"project {project_id} not found in Label Studio at {self.url}", 404) from None
 
     def task_page(
-        self, project_id: int | str, after: int = 0, size: int = 100, ids: Iterable[int] | None = None
+        self,
+        project_id: int | str,
+        after: int = 0,
+        size: int = 100,
+        ids: Iterable[int] | None = None,
+        lacking: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Tasks in id order with an id above ``after`` (or the tasks ``ids``), at most ``size``, each with
         its data and its predictions' model versions but not their results; and how many tasks match.
@@ -199,10 +206,17 @@ class LabelStudioClient:
         comments, storage file names, ...), and ``resolve_uri=false`` leaves media URIs as LS sends them
         to /predict (the backend presigns cloud URIs itself): on one LS 1.23.2, 10,000 tasks in pages of
         5,000 read in 3.2 s instead of 10.5-13.1 s (a rerun's pages, versions computed: 5-10 s, not 27 s).
+
+        ``lacking``: only the tasks holding no prediction whose version contains this text, without the
+        versions column (LS filters with SQL ``LIKE '%text%'``, case-blind on SQLite: exact only where no
+        other version of the project contains it, see ``model_versions``). The page costs LS the same
+        per task, but a rerun's pages hold only what is left: 0.03 s of LS time, not 1.6-2.0 s per 5,000.
         """
-        items: list[dict[str, Any]] = [
-            {"filter": "filter:tasks:predictions_model_versions", "operator": "contains", "type": "List", "value": []}
-        ]
+        versions: dict[str, Any] = {"filter": "filter:tasks:predictions_model_versions", "type": "List"}
+        if lacking is None:
+            items = [{**versions, "operator": "contains", "value": []}]
+        else:
+            items = [{**versions, "operator": "not_contains", "value": [lacking]}]
         query: dict[str, Any] = {"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]}
         if ids is not None:
             query["selectedItems"] = {"all": False, "included": [int(i) for i in ids]}
@@ -213,9 +227,13 @@ class LabelStudioClient:
             "page_size": int(size),
             "page": 1,
             "query": json.dumps(query),
-            "include": PAGE_FIELDS,
+            "include": PAGE_FIELDS if lacking is None else FILTERED_PAGE_FIELDS,
             "resolve_uri": "false",
         }
+        return self.task_list(params)
+
+    def task_list(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """One page of LS's task list and how many tasks match; ([], 0) past the last page."""
         try:
             body = self.call("GET", "/api/tasks/", params=params, timeout=max(self.timeout, 120))
         except LabelStudioNotFound as exc:
@@ -225,6 +243,16 @@ class LabelStudioClient:
         if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
             raise LabelStudioError("Label Studio's task list is not {tasks: [...]}")
         return body["tasks"], int(body.get("total") or 0)
+
+    def task_count(self, project_id: int | str) -> int:
+        """How many tasks the project holds (a one-task page: LS counts them all for its ``total``)."""
+        return self.task_list({"project": int(project_id), "page_size": 1, "page": 1, "include": "id"})[1]
+
+    def model_versions(self, project_id: int | str) -> dict[str, int]:
+        """The model versions of the project's predictions, each with how many predictions hold it (one
+        aggregate query in LS: ~0.03 s at 10,000 predictions)."""
+        body = self.call("GET", f"/api/projects/{int(project_id)}/model-versions/")
+        return {str(k): int(v or 0) for k, v in body.items()} if isinstance(body, dict) else {}
 
     def tasks_with_predictions(self, project_id: int | str, ids: Iterable[int]) -> list[dict[str, Any]]:
         """The tasks ``ids`` with every prediction in full (``fields=all``): the exact versions, when a

@@ -92,6 +92,11 @@ if redis.call('SCARD', KEYS[1]) == 0 and redis.call('HGET', KEYS[2], 'state') ==
 end
 return 0
 """
+# KEYS: meta hash, counts hash. ARGV: tasks that held the version at the start. Counted once per job (a
+# planner resumed from the start counts them again otherwise).
+_HELD = """
+if redis.call('HSETNX', KEYS[1], 'held', ARGV[1]) == 1 then redis.call('HINCRBY', KEYS[2], 'skipped', ARGV[1]) end
+"""
 # KEYS: attempts hash. ARGV: chunk, the attempt seen. One requeuer wins per attempt.
 _CLAIM = """
 if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') ~= tonumber(ARGV[2]) then return 0 end
@@ -326,6 +331,9 @@ class RedisJob:
         )
         return [int(_text(i)) for i in new]
 
+    def held(self, count: int) -> None:
+        self.redis.eval(_HELD, 2, f"{self.key}:meta", f"{self.key}:counts", count)
+
     def fail_task(self, task_id: int, reason: str) -> None:
         if self.account("failed", [task_id]):
             self.redis.rpush(f"{self.key}:failures", json.dumps({"task": task_id, "reason": reason}))
@@ -420,6 +428,9 @@ class RedisTally:
     def skipped(self, task_ids: list[int]) -> None:
         self.job.account("skipped", task_ids)
 
+    def held(self, count: int) -> None:
+        self.job.held(count)
+
     def done(self, task_ids: list[int]) -> None:
         self.job.account("done", task_ids)
 
@@ -444,19 +455,20 @@ def plan(job: RedisJob, client: Any, queue: Any, backoff: Backoff, reporter: Rep
         after = int(job.meta().get("cursor") or 0)
         waiting: list[dict[str, Any]] = []
         while True:
-            tasks, total = reader.page(after, page_size)
+            page = reader.next_page(after, page_size)
             if after == 0:
+                total, held = reader.counted(page)
                 job.redis.hset(f"{job.key}:meta", "total", total)
-            holding, lacking = reader.split(tasks)
-            job.account("skipped", [int(t["id"]) for t in holding])  # done before the job: in no chunk
-            waiting += lacking
-            last = len(tasks) < page_size  # a short page is the last (see Preannotator.run)
+                job.held(held)
+            job.account("skipped", [int(t["id"]) for t in page.holding])  # done before the job: in no chunk
+            waiting += page.lacking
+            last = not page.more
             while len(waiting) >= chunk_size or (waiting and last):
                 job.enqueue(queue, job.add_chunk(waiting[:chunk_size]))
                 del waiting[:chunk_size]
             if last:
                 break
-            after = int(tasks[-1]["id"])
+            after = page.last_id
             if reporter is not None:
                 reporter.update(job.counts())
         job.plan_done()

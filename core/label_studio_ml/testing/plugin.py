@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -161,7 +162,8 @@ class LocalHTTPServer:
 class FakeLabelStudio(LocalHTTPServer):
     """A real HTTP server on loopback that answers the LS 1.23.2 endpoints a backend calls: uploads,
     export, PAT refresh and presign (303 to ``redirect_to``), and for bulk pre-annotation one project's
-    detail, task list (keyset query with the versions column), prediction import and single prediction.
+    detail and model versions, task list (keyset query with the versions column, or filtered as LS does
+    by "versions do not contain"), prediction import and single prediction.
     Records every request it gets (``requests``); failures can be injected per endpoint kind."""
 
     def __init__(
@@ -177,7 +179,7 @@ class FakeLabelStudio(LocalHTTPServer):
     ) -> None:
         import base64 as b64
         import threading
-        from collections import Counter, defaultdict
+        from collections import defaultdict
         from http.server import BaseHTTPRequestHandler
         from urllib.parse import parse_qs, urlsplit
 
@@ -335,6 +337,9 @@ class FakeLabelStudio(LocalHTTPServer):
         if kind == "project":
             if int(path.strip("/").split("/")[2]) != self.project:
                 return 404, {"detail": "Not found."}
+            if path.endswith("/model-versions/"):
+                with self.lock:
+                    return 200, dict(Counter(p["model_version"] for ps in self.predictions.values() for p in ps))
             return 200, {"id": self.project, "title": "fake", "label_config": self.label_config}
         if kind == "tasks":
             return self.task_list(query)
@@ -352,13 +357,22 @@ class FakeLabelStudio(LocalHTTPServer):
         if int(query.get("project", 0)) != self.project:
             return 404, {"detail": "Not found."}
         spec = json.loads(query.get("query") or "{}")
-        after = 0
+        after, excluded = 0, []
         for item in spec.get("filters", {}).get("items", []):
             if item["filter"] == "filter:tasks:id" and item["operator"] == "greater":
                 after = int(item["value"])
+            if item["filter"].endswith(":predictions_model_versions") and item["operator"] == "not_contains":
+                excluded = [str(v).lower() for v in item["value"]]  # LS: LIKE '%v%', case-blind on SQLite
+
+        def shown(task_id: int) -> bool:
+            versions = [p["model_version"].lower() for p in self.predictions.get(task_id, [])]
+            return not any(v in version for v in excluded for version in versions)
+
         included = (spec.get("selectedItems") or {}).get("included")
         with self.lock:
-            ids = sorted(i for i in self.project_tasks if i > after and (included is None or i in included))
+            ids = sorted(
+                i for i in self.project_tasks if i > after and (included is None or i in included) and shown(i)
+            )
             size = int(query.get("page_size", 100))
             page = []
             for task_id in ids[:size]:
