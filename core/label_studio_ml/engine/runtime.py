@@ -281,13 +281,12 @@ class ModelRuntime:
             prediction["result"] = kept
             prediction["score"] = float(score) if score is not None else None
             prediction["model_version"] = str(prediction.get("model_version") or version)  # the model's own, if set
-        out = predictions
         self.stats["dropped_regions"] += dropped_regions
-        self.stats["predictions"] += len(out)
+        self.stats["predictions"] += len(predictions)
         wall = time.perf_counter() - started
         cpu = time.thread_time() - started_cpu if timed else wall
-        self.scheduling.record(wall, cpu, len(out), inline is not None)
-        return out
+        self.scheduling.record(wall, cpu, len(predictions), inline is not None)
+        return predictions
 
     def _run_predict(
         self,
